@@ -1,0 +1,1 @@
+"""Coefficient design from physical parameters (numpy/scipy, never in the audio path)."""

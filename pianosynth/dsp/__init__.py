@@ -1,0 +1,1 @@
+"""Numba kernels (numpy + numba only). Every kernel is jitted with :data:`JIT`."""

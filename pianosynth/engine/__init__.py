@@ -1,0 +1,1 @@
+"""Engine: state, parameter table, voice allocation, events and the block loop."""

@@ -1,0 +1,103 @@
+"""The parameter table: every user-facing parameter of the instrument in one place.
+
+Like Vital's parameter table, one entry describes a parameter completely (default, range,
+unit, when a change takes effect, schema version added), so presets, the control panel and
+validation all read the same source. Per-key physical curves (B, T60, hammer K/p/m ...) are
+derived from these scalars by :mod:`pianosynth.design.keyboard`; a preset may override
+single keys (``[keys.60]`` tables, written by ``pianosynth fit``).
+
+``apply`` is ``"live"`` (smoothed in the block loop, no click), ``"note"`` (takes effect
+from the next struck note, e.g. a new dispersion filter order) or ``"restart"`` (structural,
+e.g. polyphony, needs a new engine).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: float
+    min: float
+    max: float
+    unit: str
+    group: str
+    apply: str
+    doc: str
+    integer: bool = False
+    added: int = 1
+
+
+PARAMETERS: tuple[Param, ...] = (
+    # Tuning
+    Param("a4_hz", 440.0, 400.0, 480.0, "Hz", "tuning", "note", "Reference pitch of A4."),
+    Param("stretch_scale", 1.0, 0.0, 2.0, "x", "tuning", "note",
+          "Scale of the Railsback stretch curve (0 = pure 12-TET partial 1)."),
+    # Hammer
+    Param("felt_stiffness_scale", 1.0, 0.1, 10.0, "x", "hammer", "note",
+          "Scale of felt stiffness K (F = K*dy^p, Bank et al. eq. 2)."),
+    Param("felt_exponent_offset", 0.0, -0.5, 0.5, "", "hammer", "note",
+          "Added to the felt exponent p of every key (K rescaled so F at 1 mm is kept)."),
+    Param("hammer_mass_scale", 1.0, 0.25, 4.0, "x", "hammer", "note", "Scale of hammer mass."),
+    Param("strike_position", 0.125, 0.05, 0.5, "of length", "hammer", "note",
+          "Strike position as a fraction of the speaking length, from the agraffe."),
+    Param("velocity_min_m_s", 0.4, 0.05, 2.0, "m/s", "hammer", "note",
+          "Hammer velocity at MIDI velocity 1."),
+    Param("velocity_max_m_s", 5.0, 1.0, 10.0, "m/s", "hammer", "note",
+          "Hammer velocity at MIDI velocity 127."),
+    Param("velocity_curve", 1.0, 0.3, 3.0, "", "hammer", "note",
+          "Exponent of the velocity curve: v = vmin*(vmax/vmin)**(((vel-1)/126)**curve)."),
+    # String
+    Param("inharmonicity_scale", 1.0, 0.0, 4.0, "x", "string", "note",
+          "Scale of the inharmonicity coefficient B (f_k = k f0 sqrt(1+B k^2), eq. 12)."),
+    Param("t60_scale", 1.0, 0.05, 4.0, "x", "string", "note",
+          "Scale of the string T60 at f0 (loss filter, eq. 8-10)."),
+    Param("t60_high_scale", 1.0, 0.05, 4.0, "x", "string", "note",
+          "Scale of the string T60 at high frequency (loss filter, eq. 8-10)."),
+    Param("unison_detune_cents", 1.0, 0.0, 10.0, "cent", "string", "note",
+          "Detuning of the second mode of each unison (resonator bank, section 4.3)."),
+    Param("resonators_on", 1.0, 0.0, 1.0, "bool", "string", "note",
+          "Resonator bank for beating and two-stage decay (Fig. 5) on/off.", integer=True),
+    Param("resonator_count", 8.0, 0.0, 10.0, "", "string", "note",
+          "Resonators per key (partials with a second mode).", integer=True),
+    Param("damper_t60_s", 0.25, 0.05, 2.0, "s", "string", "note",
+          "T60 at f0 of a damped string (key up, no pedal)."),
+    # Soundboard
+    Param("soundboard_level_db", 0.0, -40.0, 12.0, "dB", "soundboard", "live",
+          "Level of the soundboard radiation (both bands)."),
+    Param("soundboard_t60_s", 0.35, 0.05, 3.0, "s", "soundboard", "live",
+          "T60 of the high-band FDN at 2.2 kHz (soundboard size/decay)."),
+    Param("soundboard_balance", 0.0, -1.0, 1.0, "", "soundboard", "live",
+          "Low/high band balance (-1 low only, +1 high only)."),
+    # Output
+    Param("master_gain_db", 0.0, -60.0, 12.0, "dB", "output", "live", "Master volume."),
+    Param("polyphony", 64.0, 1.0, 256.0, "voices", "voices", "restart",
+          "Most voices sounding at once; past it the quietest is stolen.", integer=True),
+)
+
+PARAM_BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}
+
+#: per-key override fields a preset's ``[keys.N]`` table may carry, with ranges.
+KEY_OVERRIDES: dict[str, tuple[float, float, str]] = {
+    "f0_hz": (20.0, 5000.0, "Hz"),
+    "inharmonicity_b": (0.0, 0.05, ""),
+    "t60_f0_s": (0.05, 120.0, "s"),
+    "t60_high_s": (0.02, 120.0, "s"),
+    "t60_high_hz": (100.0, 20000.0, "Hz"),
+    "felt_stiffness_k": (1e5, 1e16, "N/m^p"),
+    "felt_exponent_p": (1.5, 4.0, ""),
+    "hammer_mass_kg": (0.5e-3, 20e-3, "kg"),
+    "strike_position": (0.03, 0.5, ""),
+    "unison_detune_cents": (0.0, 20.0, "cent"),
+    "late_t60_ratio": (1.0, 50.0, "x"),
+    "second_mode_level": (0.0, 2.0, "x"),
+    "output_gain_db": (-40.0, 40.0, "dB"),
+}
+
+
+def defaults() -> dict[str, float]:
+    """All parameters at their defaults, ``{name: value}``."""
+    return {p.name: p.default for p in PARAMETERS}

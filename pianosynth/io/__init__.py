@@ -1,0 +1,1 @@
+"""Input/output: MIDI files, audio files, live audio and MIDI."""
