@@ -1,0 +1,208 @@
+"""Per-key physical parameters of all 88 keys, from published and measured data.
+
+Every curve is a smooth function of the MIDI key (21 = A0 ... 108 = C8), interpolated through
+anchor points whose source is named next to them. The tables live in ``../shared/data/tables``
+(see its README); the anchor values below were read from those files so the package does not
+need ``../shared`` at run time.
+
+Curves
+------
+- **f0 and stretch**: 12-TET from ``a4_hz`` plus a stretch in cents of partial 1 (Railsback-like),
+  anchored on the Yamaha C3 measurement ``B_f0_headroom_yamahaC3.csv`` (f1_cents_vs_ET, smoothed).
+- **Inharmonicity B** (eq. 12): log-linear through ``rigaud2013_initialB_88keys.csv`` (Rigaud,
+  David & Daudet 2013) and the C3 measurement: falling from A0 to a minimum near C2-A2, then
+  rising ~x2 per octave to the treble.
+- **T60** (loss filter, §4.1): T60 of partial 1 (the early, single-string decay) and T60 at a
+  high frequency, anchored on ``T60_partials_headroom.csv`` (early T60 of partials 1-2).
+- **Unison strings**: 1 from A0 to G#1, 2 to B2, 3 above (typical grand stringing).
+- **Hammer** (§3.1, Table 1 after Chaigne & Askenfelt 1994): p, log10 K and mass interpolated
+  linearly in key through C2, C4, C6 and extrapolated; p clamped to [2.0, 3.5]; mass clamped to
+  [2 g, 9 g] (real bass hammers weigh ~10 g, trebles ~ 2-3 g; see the data README).
+- **String wave impedance** Z = sqrt(T mu): from the Steinway D string table of Chabassier,
+  Chaigne & Joly 2013 (``chabassier_steinwayD_strings_via_Hammers2Strings2Plate.csv``, set A),
+  log-log interpolated against f0.
+- **Strike position**: 1/8 of the speaking length by default (Chaigne & Askenfelt: 0.12 at C4).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..engine.params import PARAM_BY_NAME, defaults
+
+KEY_MIN = 21
+KEY_MAX = 108
+KEYS = np.arange(KEY_MIN, KEY_MAX + 1)
+
+# Stretch of partial 1 in cents vs 12-TET (smoothed Yamaha C3 measurement, f1_cents_vs_ET).
+_STRETCH_KEYS = np.array([21, 33, 45, 57, 69, 81, 93, 99, 105, 108])
+_STRETCH_CENTS = np.array([-8.0, -3.0, 0.0, 2.5, 5.0, 9.0, 15.0, 22.0, 32.0, 38.0])
+
+# Inharmonicity B (Rigaud 2013 88-key curve; Yamaha C3 measurement agrees within ~25 %).
+_B_KEYS = np.array([21, 29, 37, 45, 53, 61, 69, 77, 85, 93, 101, 108])
+_B_VALUES = np.array([3.0e-4, 1.35e-4, 1.02e-4, 1.09e-4, 1.6e-4, 3.5e-4, 7.7e-4, 1.6e-3,
+                      3.2e-3, 6.0e-3, 1.2e-2, 2.0e-2])
+
+# T60 of partial 1 (single-string / early decay) in s, T60_partials_headroom.csv (early T60).
+_T60_KEYS = np.array([21, 36, 48, 60, 72, 84, 96, 108])
+_T60_F0 = np.array([14.0, 12.0, 5.0, 3.0, 3.0, 2.0, 1.5, 0.8])
+# T60 at the high reference frequency (decay of the upper partials) in s.
+_T60_HIGH = np.array([1.2, 1.0, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
+
+# Hammer, Bank et al. 2003 Table 1 (C2, C4, C6).
+_HAMMER_KEYS = np.array([36.0, 60.0, 84.0])
+_HAMMER_P = np.array([2.3, 2.5, 3.0])
+_HAMMER_LOG10K = np.log10([4.0e8, 4.5e9, 1.0e12])
+_HAMMER_MASS = np.array([4.9e-3, 2.97e-3, 2.2e-3])
+
+# String wave impedance from Chabassier et al. set A: f0 (Hz) -> Z = sqrt(T * rho * pi d^2/4).
+_Z_F0 = np.array([38.98, 65.56, 104.06, 175.01, 220.49, 555.6, 832.54, 1571.35, 2098.32, 2965.15])
+_Z_T = np.array([1773, 915, 783, 766, 755, 695, 696, 689, 670, 631.0])
+_Z_RHO = np.array([43195, 23919, 7589, 7850, 7850, 7850, 7850, 7850, 7850, 7850.0])
+_Z_D = np.array([1.492, 1.051, 1.095, 1.049, 1.027, 0.928, 0.904, 0.86, 0.831, 0.787]) * 1e-3
+_Z_VALUES = np.sqrt(_Z_T * _Z_RHO * np.pi * _Z_D ** 2 / 4.0)
+
+#: keys at and above this one have no damper (grand pianos: above about E6/F6).
+FIRST_UNDAMPED_KEY = 89
+
+
+def _interp_linear_extrap(x, xp, fp):
+    """Piecewise-linear interpolation with linear extrapolation at both ends."""
+    x = np.asarray(x, dtype=float)
+    y = np.interp(x, xp, fp)
+    lo = x < xp[0]
+    hi = x > xp[-1]
+    y[lo] = fp[0] + (x[lo] - xp[0]) * (fp[1] - fp[0]) / (xp[1] - xp[0])
+    y[hi] = fp[-1] + (x[hi] - xp[-1]) * (fp[-1] - fp[-2]) / (xp[-1] - xp[-2])
+    return y
+
+
+@dataclass
+class KeyboardParams:
+    """Physical parameters of every key. Arrays have shape (88,) indexed by ``key - 21``.
+
+    Attributes
+    ----------
+    keys : int64, MIDI keys 21..108.
+    f1_hz : target frequency of partial 1 (12-TET from ``a4_hz`` plus stretch), Hz.
+    f0_hz : f0 of eq. 12 (f_k = k f0 sqrt(1 + B k^2)), so f_1 = f1_hz, Hz.
+    inharmonicity_b : B of eq. 12, dimensionless.
+    t60_f0_s : T60 of partial 1 of the string model (loss filter, eq. 8-10), s.
+    t60_high_s, t60_high_hz : T60 (s) at the high reference frequency (Hz).
+    n_strings : unison strings (1, 2, 3).
+    unison_detune_cents : detuning of the second mode of each beating partial, cents.
+    felt_stiffness_k : K of eq. 2, N/m^p. felt_exponent_p : p of eq. 2.
+    hammer_mass_kg : m_h of eq. 1, kg.
+    string_impedance : wave impedance of one string, Z = sqrt(T mu), kg/s.
+    strike_position : strike point as a fraction of the speaking length.
+    late_t60_ratio : late (second-mode) T60 over early T60 (two-stage decay, §4.3).
+    second_mode_level : initial amplitude of the second mode relative to the string partial.
+    output_gain_db : per-key output trim, dB.
+    has_damper : bool.
+    """
+
+    keys: np.ndarray
+    f1_hz: np.ndarray
+    f0_hz: np.ndarray
+    inharmonicity_b: np.ndarray
+    t60_f0_s: np.ndarray
+    t60_high_s: np.ndarray
+    t60_high_hz: np.ndarray
+    n_strings: np.ndarray
+    unison_detune_cents: np.ndarray
+    felt_stiffness_k: np.ndarray
+    felt_exponent_p: np.ndarray
+    hammer_mass_kg: np.ndarray
+    string_impedance: np.ndarray
+    strike_position: np.ndarray
+    late_t60_ratio: np.ndarray
+    second_mode_level: np.ndarray
+    output_gain_db: np.ndarray
+    has_damper: np.ndarray
+
+    def index(self, key: int) -> int:
+        return int(key) - KEY_MIN
+
+
+def equal_tempered_hz(key, a4_hz: float = 440.0):
+    """12-TET frequency of MIDI ``key`` (float or array), Hz."""
+    return a4_hz * 2.0 ** ((np.asarray(key, dtype=float) - 69.0) / 12.0)
+
+
+def stretch_cents(key, stretch_scale: float = 1.0):
+    """Stretch of partial 1 against 12-TET in cents (smoothed measurement, see module doc)."""
+    return stretch_scale * np.interp(np.asarray(key, float), _STRETCH_KEYS, _STRETCH_CENTS)
+
+
+def design_keyboard(settings: dict | None = None, key_overrides: dict | None = None) -> KeyboardParams:
+    """Per-key physical parameters for all 88 keys from the global settings.
+
+    Parameters
+    ----------
+    settings : dict
+        Parameter values by name (:mod:`pianosynth.engine.params`); missing ones default.
+    key_overrides : dict[int, dict]
+        ``{midi_key: {field: value}}`` with fields from ``params.KEY_OVERRIDES``; ``f0_hz``
+        there is the f0 of eq. 12.
+
+    Returns
+    -------
+    KeyboardParams
+    """
+    s = defaults()
+    s.update(settings or {})
+    k = KEYS.astype(float)
+    n = len(k)
+    f1 = equal_tempered_hz(k, s["a4_hz"]) * 2.0 ** (stretch_cents(k, s["stretch_scale"]) / 1200.0)
+    b = np.exp(np.interp(k, _B_KEYS, np.log(_B_VALUES))) * s["inharmonicity_scale"]
+    f0 = f1 / np.sqrt(1.0 + b)
+    t60_f0 = np.exp(np.interp(k, _T60_KEYS, np.log(_T60_F0))) * s["t60_scale"]
+    t60_high = np.exp(np.interp(k, _T60_KEYS, np.log(_T60_HIGH))) * s["t60_high_scale"]
+    t60_high = np.minimum(t60_high, t60_f0)
+    t60_high_hz = np.maximum(3000.0, 3.0 * f1)
+    n_strings = np.where(k < 33, 1, np.where(k < 48, 2, 3)).astype(np.int64)
+    p = np.clip(_interp_linear_extrap(k, _HAMMER_KEYS, _HAMMER_P), 2.0, 3.5)
+    log10k = _interp_linear_extrap(k, _HAMMER_KEYS, _HAMMER_LOG10K)
+    # keep the force at 1 mm compression when p is clamped or offset: K' = K * 1e-3**(p - p')
+    p_raw = _interp_linear_extrap(k, _HAMMER_KEYS, _HAMMER_P)
+    p_new = np.clip(p + s["felt_exponent_offset"], 1.5, 4.0)
+    kk = 10.0 ** log10k * (1e-3) ** (p_raw - p_new) * s["felt_stiffness_scale"]
+    mass = np.clip(_interp_linear_extrap(k, _HAMMER_KEYS, _HAMMER_MASS), 2.0e-3, 9.0e-3)
+    mass = mass * s["hammer_mass_scale"]
+    z = np.exp(np.interp(np.log(f1), np.log(_Z_F0), np.log(_Z_VALUES)))
+    kp = KeyboardParams(
+        keys=KEYS.copy(), f1_hz=f1, f0_hz=f0, inharmonicity_b=b, t60_f0_s=t60_f0,
+        t60_high_s=t60_high, t60_high_hz=t60_high_hz, n_strings=n_strings,
+        unison_detune_cents=np.full(n, s["unison_detune_cents"]), felt_stiffness_k=kk,
+        felt_exponent_p=p_new, hammer_mass_kg=mass, string_impedance=z,
+        strike_position=np.full(n, s["strike_position"]), late_t60_ratio=np.full(n, 12.0),
+        second_mode_level=np.full(n, 0.12), output_gain_db=np.zeros(n),
+        has_damper=k < FIRST_UNDAMPED_KEY,
+    )
+    for key, over in (key_overrides or {}).items():
+        i = int(key) - KEY_MIN
+        if not 0 <= i < n:
+            continue
+        for field, value in over.items():
+            arr = getattr(kp, field)
+            arr[i] = value
+        if "f0_hz" in over or "inharmonicity_b" in over:
+            kp.f1_hz[i] = kp.f0_hz[i] * np.sqrt(1.0 + kp.inharmonicity_b[i])
+    return kp
+
+
+def velocity_to_hammer_m_s(velocity, settings: dict | None = None):
+    """MIDI velocity (1..127) -> hammer velocity in m/s.
+
+    v = vmin * (vmax / vmin) ** (((vel - 1) / 126) ** curve): an exponential map (loudness is
+    roughly logarithmic in hammer velocity; Askenfelt & Jansson measured 0.5-5 m/s from pp to ff).
+    """
+    s = defaults()
+    s.update(settings or {})
+    x = np.clip((np.asarray(velocity, float) - 1.0) / 126.0, 0.0, 1.0) ** s["velocity_curve"]
+    return s["velocity_min_m_s"] * (s["velocity_max_m_s"] / s["velocity_min_m_s"]) ** x
+
+
+__all__ = ["KeyboardParams", "design_keyboard", "velocity_to_hammer_m_s", "equal_tempered_hz",
+           "stretch_cents", "KEYS", "KEY_MIN", "KEY_MAX", "FIRST_UNDAMPED_KEY", "PARAM_BY_NAME"]

@@ -1,0 +1,343 @@
+"""Digital waveguide string design: loss, dispersion and fine-tuning filters (Bank et al. §4).
+
+The reflection filter of Fig. 3 is split as H_r(z) = -H_l(z) H_d(z) H_fd(z):
+
+- :func:`design_loss_filter`: one-pole H_l (eq. 8) from two T60s via Bank's c1/c3 (eq. 9-10);
+- :func:`design_dispersion_allpass`: allpass H_d from B by the Lang-Laakso / Rocchesso-Scalcon
+  least-squares equation-error method (eq. 13-15), factored into second-order sections;
+- :func:`thiran1`: first-order Thiran allpass H_fd for the fractional part of the loop delay,
+  with the phase delay of the loss and dispersion filters at f1 included (eq. 13).
+
+:func:`design_string` combines them into the delay lengths and coefficients of one key.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+LN1000 = math.log(1000.0)
+MAX_SECTIONS = 10  # dispersion allpass of order <= 20
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss filter, eq. 8-10
+# ---------------------------------------------------------------------------------------------
+def design_loss_filter(loop_f0_hz: float, fs: float, t60_f0_s: float, t60_high_s: float,
+                       f_high_hz: float, f1_hz: float | None = None) -> tuple[float, float]:
+    """One-pole loss filter H_l(z) = g (1 + a1) / (1 + a1 z^-1) (eq. 8) from two T60s.
+
+    Uses Bank's approximation (eq. 9-10): the decay rate of the partial at digital frequency
+    theta is sigma = 1/tau = c1 + c3 theta^2, with c1 = f0 (1 - g) and
+    c3 = -f0 a1 / (2 (a1 + 1)^2). c1 and c3 are solved from (f1, T60_f0) and
+    (f_high, T60_high), clamped to c1 in (0, f0) and c3 >= 0, so that 0 < g < 1 and
+    -1 < a1 <= 0: the loop is stable for any input, by construction.
+
+    Parameters
+    ----------
+    loop_f0_hz : float
+        fs / (total loop delay in samples) -- the f0 of eq. 10 (round trips per second), Hz.
+    fs : float
+        Rate of the string, Hz.
+    t60_f0_s, t60_high_s : float
+        T60 (s) of the partial at ``f1_hz`` (default ``loop_f0_hz``) and at ``f_high_hz``.
+
+    Returns
+    -------
+    (g, a1) : floats of eq. 8.
+    """
+    f1 = loop_f0_hz if f1_hz is None else f1_hz
+    tau1 = max(float(t60_f0_s), 1e-3) / LN1000
+    tau2 = max(float(t60_high_s), 1e-3) / LN1000
+    th1 = 2.0 * math.pi * f1 / fs
+    th2 = 2.0 * math.pi * min(max(f_high_hz, f1 * 1.01), 0.49 * fs) / fs
+    s1, s2 = 1.0 / tau1, 1.0 / tau2
+    c3 = max((s2 - s1) / (th2 * th2 - th1 * th1), 0.0)
+    c1 = s1 - c3 * th1 * th1
+    c1 = min(max(c1, 1e-9 * loop_f0_hz), 0.999 * loop_f0_hz)
+    g = 1.0 - c1 / loop_f0_hz
+    if c3 <= 0.0:
+        a1 = 0.0
+    else:
+        # 2 c3 a^2 + (4 c3 + f0) a + 2 c3 = 0, root in (-1, 0]
+        bq = 4.0 * c3 + loop_f0_hz
+        disc = bq * bq - 16.0 * c3 * c3
+        a1 = (-bq + math.sqrt(disc)) / (4.0 * c3)
+        a1 = min(max(a1, -0.999), 0.0)
+    return g, a1
+
+
+def loss_filter_response(g: float, a1: float, w: np.ndarray) -> np.ndarray:
+    """Complex response of eq. 8 at digital frequencies ``w`` (rad/sample)."""
+    z1 = np.exp(-1j * w)
+    return g * (1.0 + a1) / (1.0 + a1 * z1)
+
+
+def t60_of_loop(g: float, a1: float, loop_delay: float, w: np.ndarray, fs: float) -> np.ndarray:
+    """T60 (s) of the waveguide partials at ``w`` from the exact loop magnitude per round trip.
+
+    The loop of length ``loop_delay`` samples is passed once per period, so the amplitude
+    falls by |H_l| every ``loop_delay / fs`` seconds: T60 = -3 ln 10 * D / (fs ln|H_l|).
+    """
+    mag = np.abs(loss_filter_response(g, a1, w))
+    return -LN1000 * loop_delay / (fs * np.log(mag))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fractional delay
+# ---------------------------------------------------------------------------------------------
+def thiran1(delay: float) -> float:
+    """First-order Thiran allpass H(z) = (eta + z^-1) / (1 + eta z^-1) for ``delay`` samples.
+
+    eta = (1 - d) / (1 + d); phase delay ``d`` at DC, maximally flat. Stable for d > 0; we use
+    d in [0.5, 1.5) where |eta| <= 1/3 (Laakso et al. 1996; Jaffe & Smith 1983).
+    """
+    return (1.0 - delay) / (1.0 + delay)
+
+
+def allpass1_phase_delay(eta: float, w: np.ndarray) -> np.ndarray:
+    return (w + 2.0 * np.angle(1.0 + eta * np.exp(-1j * w))) / w
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispersion, eq. 12-15
+# ---------------------------------------------------------------------------------------------
+def sos_allpass_phase(sos: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Unwrapped phase (rad) of a cascade of allpass biquads with denominators
+    1 + c1 z^-1 + c2 z^-2 (rows of ``sos`` = (c1, c2)) at ``w``."""
+    # H = z^-2 D(z^-1)/D(z): phase = -2w - 2 arg D(e^jw); arg D of a minimum-phase
+    # second-order D stays inside (-pi, pi), so no unwrapping is needed (the partials are
+    # sampled too sparsely for np.unwrap).
+    z1 = np.exp(-1j * w)
+    phase = np.zeros_like(w)
+    for c1, c2 in sos:
+        phase += -2.0 * w - 2.0 * np.angle(1.0 + c1 * z1 + c2 * z1 * z1)
+    return phase
+
+
+def _lsee_allpass(w: np.ndarray, d_target: np.ndarray, order: int, weights: np.ndarray):
+    """Lang-Laakso least-squares equation-error allpass (Bank et al. eq. 14-15).
+
+    Returns denominator coefficients a_1..a_n or None when the result is unstable.
+    """
+    phi = -w * d_target
+    beta = -0.5 * (phi + order * w)
+    j = np.arange(1, order + 1)
+    m = np.sin(beta[:, None] + w[:, None] * j[None, :]) * weights[:, None]
+    rhs = -np.sin(beta) * weights
+    a, *_ = np.linalg.lstsq(m, rhs, rcond=None)
+    roots = np.roots(np.concatenate(([1.0], a)))
+    if np.any(np.abs(roots) >= 0.9995):
+        return None
+    return a, roots
+
+
+def _roots_to_sos(roots: np.ndarray) -> np.ndarray:
+    """Pair poles into real biquad denominators (c1, c2)."""
+    roots = list(roots)
+    cplx = [r for r in roots if abs(r.imag) > 1e-12 and r.imag > 0]
+    real = sorted([r.real for r in roots if abs(r.imag) <= 1e-12])
+    sos = []
+    for r in cplx:
+        sos.append((-2.0 * r.real, abs(r) ** 2))
+    for i in range(0, len(real) - 1, 2):
+        sos.append((-(real[i] + real[i + 1]), real[i] * real[i + 1]))
+    if len(real) % 2:
+        # a first-order section z^-1-delayed into a biquad: den 1 + c1 z^-1, num c1 z^-1 + z^-2
+        sos.append((-real[-1], 0.0))
+    return np.array(sos, dtype=float).reshape(-1, 2)
+
+
+def dispersion_band_hz(f0_hz: float, fs: float) -> float:
+    """Upper edge of the perceptually relevant inharmonicity band for a string, Hz.
+
+    Rocchesso & Scalcon (1999) found the band of audible inharmonicity to grow about linearly
+    with log pitch; partials above it only add brightness and may be harmonic (§4.2). We use
+    1.5 kHz at A0 rising to 6 kHz at C6 and above, and at most 0.45 fs.
+    """
+    x = np.clip((math.log2(f0_hz) - math.log2(27.5)) / (math.log2(1046.5) - math.log2(27.5)), 0, 1)
+    return min(1500.0 * 4.0 ** x, 0.45 * fs)
+
+
+def _design_dispersion(f0_hz, b, fs, g, a1, n_band, order, thetas):
+    """Best LSEE allpass over a grid of the top-of-band phase; returns (err_cents, sos, c)."""
+    k = np.arange(1, n_band + 1, dtype=float)
+    fk = k * f0_hz * np.sqrt(1.0 + b * k * k)
+    w = 2.0 * np.pi * fk / fs
+    d_req = k * fs / fk
+    d_loss = -np.angle(loss_filter_response(g, a1, w)) / w
+    dfk = f0_hz * (1.0 + 2.0 * b * k * k) / np.sqrt(1.0 + b * k * k)
+    dg_top = fs / dfk[-1]
+    weights = 1.0 / np.sqrt(k)
+    best = (np.inf, None, 0.0)
+    for th in thetas:
+        # flat part C of the loop delay chosen so the allpass phase at the band top is
+        # th * order * pi; C may not exceed the loop group delay there (allpass tau_g > 0)
+        c = d_req[-1] - d_loss[-1] - th * order * math.pi / w[-1]
+        if c > dg_top or c < 1.0:
+            continue
+        res = _lsee_allpass(w, d_req - d_loss - c, order, weights)
+        if res is None:
+            continue
+        sos = _roots_to_sos(res[1])
+        d_disp = -sos_allpass_phase(sos, w) / w
+        err = float(np.max(np.abs(1200.0 * np.log2(d_req / (d_disp + d_loss + c)))))
+        if err < best[0]:
+            best = (err, sos, c)
+    return best
+
+
+def choose_dispersion(f0_hz, b, fs, g, a1, max_order=16, tol_cents=1.0):
+    """Smallest allpass order covering the perceptual band within ``tol_cents``; when even
+    ``max_order`` cannot, the widest band it can cover. Returns (n_band, sos)."""
+    if b <= 0.0:
+        return 0, np.zeros((0, 2))
+    f_band = dispersion_band_hz(f0_hz, fs)
+    k = np.arange(1, 400, dtype=float)
+    fk = k * f0_hz * np.sqrt(1.0 + b * k * k)
+    l_cap = int(np.count_nonzero(fk <= f_band))
+    if l_cap < 2:
+        return 0, np.zeros((0, 2))
+    coarse = np.linspace(0.05, 0.98, 24)
+    for order in (2, 4, 6, 8, 10, 12, 14, 16, 18, 20):
+        if order > max_order:
+            break
+        err, sos, _ = _design_dispersion(f0_hz, b, fs, g, a1, l_cap, order, coarse)
+        if err <= tol_cents:
+            return l_cap, sos
+    lo, hi, found = 2, l_cap, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        err, sos, _ = _design_dispersion(f0_hz, b, fs, g, a1, mid, max_order, coarse)
+        if err <= tol_cents:
+            found = (mid, sos)
+            lo = mid + 1
+        else:
+            hi = mid - 1
+    return found if found is not None else (0, np.zeros((0, 2)))
+
+
+@dataclass
+class StringDesign:
+    """Coefficients of one key's waveguide (Bank et al. Fig. 3, eq. 8-15).
+
+    nut_delay, bridge_delay : int, lengths of the two delay lines (samples).
+    loss_g, loss_a1 : one-pole loss filter (eq. 8). damped_g, damped_a1 : its damped design.
+    disp_sos : (n_sections, 2) float64, allpass biquad denominators (c1, c2).
+    thiran_eta : first-order Thiran coefficient. loop_delay : total phase delay at f1 (samples).
+    n_band : partials inside the dispersion design band. partials_hz : predicted partial
+    frequencies of the loop (k = 1..n_band), Hz.
+    """
+
+    nut_delay: int
+    bridge_delay: int
+    loss_g: float
+    loss_a1: float
+    damped_g: float
+    damped_a1: float
+    disp_sos: np.ndarray
+    thiran_eta: float
+    loop_delay: float
+    n_band: int
+    partials_hz: np.ndarray
+
+
+def loop_phase_delay(w, n_int, eta, sos, g, a1):
+    """Total phase delay (samples) of the loop at ``w``: integer + Thiran + dispersion + loss."""
+    w = np.atleast_1d(np.asarray(w, float))
+    d = n_int + allpass1_phase_delay(eta, w)
+    if len(sos):
+        d = d - sos_allpass_phase(sos, w) / w
+    d = d - np.angle(loss_filter_response(g, a1, w)) / w
+    return d
+
+
+def loop_partials_hz(fs, n_int, eta, sos, g, a1, n, f_guess):
+    """Resonance frequencies of the loop: solve w D(w) = 2 pi k for k = 1..n (Newton)."""
+    out = np.empty(n)
+    for i in range(n):
+        k = i + 1
+        w = 2.0 * np.pi * f_guess[i] / fs
+        for _ in range(30):
+            d = loop_phase_delay(w, n_int, eta, sos, g, a1)[0]
+            f = w * d - 2.0 * np.pi * k
+            h = 1e-6
+            d2 = loop_phase_delay(w + h, n_int, eta, sos, g, a1)[0]
+            fp = ((w + h) * d2 - w * d) / h
+            step = f / fp
+            w -= step
+            if abs(step) < 1e-13:
+                break
+        out[i] = w * fs / (2.0 * np.pi)
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _design_string_cached(f0_hz, b, fs, t60_f0_s, t60_high_s, t60_high_hz, damped_t60_s,
+                          damped_t60_high_s, strike_position, max_order):
+    f1 = f0_hz * math.sqrt(1.0 + b)
+    d1 = fs / f1                                   # loop phase delay needed at f1
+    g, a1 = design_loss_filter(f1, fs, t60_f0_s, t60_high_s, t60_high_hz)
+    gd, a1d = design_loss_filter(f1, fs, damped_t60_s, damped_t60_high_s, t60_high_hz)
+    n_band, sos = choose_dispersion(f0_hz, b, fs, g, a1, max_order=max_order)
+    eta = 0.0
+    # fine tuning: integer + Thiran for what remains at f1 (eq. 13 with H_fd separate)
+    w1 = np.array([2.0 * np.pi * f1 / fs])
+    d_disp1 = (-sos_allpass_phase(sos, w1) / w1)[0] if len(sos) else 0.0
+    d_loss1 = (-np.angle(loss_filter_response(g, a1, w1)) / w1)[0]
+    rem = d1 - d_disp1 - d_loss1
+    n_int = int(math.floor(rem - 0.5))
+    for _ in range(4):  # the Thiran's own phase delay at f1 differs slightly from d at DC
+        eta = thiran1(rem - n_int)
+        err = d1 - (n_int + allpass1_phase_delay(eta, w1)[0] + d_disp1 + d_loss1)
+        rem += err
+    eta = thiran1(rem - n_int)
+    nut = max(1, int(round(strike_position * n_int)))
+    bridge = max(2, n_int - nut)
+    n_out = max(n_band, 1)
+    kk = np.arange(1, n_out + 1, dtype=float)
+    guess = kk * f0_hz * np.sqrt(1.0 + b * kk * kk)
+    partials = loop_partials_hz(fs, nut + bridge, eta, sos, g, a1, n_out, guess)
+    return StringDesign(nut, bridge, g, a1, gd, a1d, np.ascontiguousarray(sos), eta,
+                        d1, n_band, partials)
+
+
+def design_string(f0_hz: float, b: float, fs: float, t60_f0_s: float, t60_high_s: float,
+                  t60_high_hz: float, damped_t60_s: float, damped_t60_high_s: float,
+                  strike_position: float = 0.125, max_order: int = 16) -> StringDesign:
+    """Design one key's waveguide string.
+
+    Parameters
+    ----------
+    f0_hz : float
+        f0 of eq. 12 (f_k = k f0 sqrt(1 + B k^2)), Hz, so partial 1 is at f0 sqrt(1 + B).
+    b : float
+        Inharmonicity coefficient B (eq. 12), >= 0.
+    fs : float
+        String sampling rate, Hz.
+    t60_f0_s, t60_high_s, t60_high_hz : float
+        Undamped T60 at partial 1 and at ``t60_high_hz`` (loss filter, eq. 8-10).
+    damped_t60_s, damped_t60_high_s : float
+        The same for the damped string (damper felt down).
+    strike_position : float
+        Hammer position as a fraction of the string length, from the agraffe (nut) end.
+    max_order : int
+        Largest dispersion allpass order (even).
+
+    Returns
+    -------
+    StringDesign
+
+    Raises
+    ------
+    ValueError
+        When f1 is above 0.45 fs or the loop would be shorter than 4 samples.
+    """
+    f1 = f0_hz * math.sqrt(1.0 + b)
+    if not (0 < f1 < 0.45 * fs) or fs / f1 < 4:
+        raise ValueError(f"f1 = {f1:.1f} Hz cannot be played at fs = {fs:.0f} Hz")
+    return _design_string_cached(float(f0_hz), float(b), float(fs), float(t60_f0_s),
+                                 float(t60_high_s), float(t60_high_hz), float(damped_t60_s),
+                                 float(damped_t60_high_s), float(strike_position), int(max_order))
