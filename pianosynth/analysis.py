@@ -153,11 +153,33 @@ def detect_onset(x, fs: float, threshold_db: float = -20.0, smooth_s: float = 0.
     return int(idx[0])
 
 
+def _auto_duration(xm, fs, i0, max_s=3.0, min_s=0.3, drop_db=40.0):
+    """Length in s from sample i0 until the 50 ms energy envelope has fallen ``drop_db`` below
+    its maximum (clipped to [min_s, max_s]): a long window for sustained bass notes, a short
+    one for fast-decaying treble notes, whose partials would otherwise sit in the window's
+    low-weight ends."""
+    seg = xm[i0:i0 + int(max_s * fs)]
+    if seg.size == 0:
+        return min_s
+    m = max(1, int(0.05 * fs))
+    e = np.convolve(seg * seg, np.ones(m) / m, mode="same")[::max(1, m // 8)]
+    step = max(1, m // 8) / fs
+    ipk = int(np.argmax(e))
+    below = np.flatnonzero(e[ipk:] < e[ipk] * 10.0 ** (-drop_db / 10.0))
+    dur = (ipk + below[0]) * step if below.size else max_s
+    return float(np.clip(dur, min_s, max_s))
+
+
 def _segment(x, fs, t_start_s, dur_s, onset):
-    """Mono slice [onset + t_start_s, onset + t_start_s + dur_s) clipped to the signal."""
+    """Mono slice [onset + t_start_s, onset + t_start_s + dur_s) clipped to the signal;
+    ``dur_s`` None = to the end, "auto" = :func:`_auto_duration`."""
     xm = to_mono(x)
     n0 = detect_onset(xm, fs) if onset is None else int(onset)
     i0 = min(max(0, n0 + int(round(t_start_s * fs))), xm.size)
+    if isinstance(dur_s, str):
+        if dur_s != "auto":
+            raise ValueError("dur_s must be a number, None or 'auto'")
+        dur_s = _auto_duration(xm, fs, i0)
     i1 = xm.size if dur_s is None else min(xm.size, i0 + int(round(dur_s * fs)))
     return xm[i0:i1], i0
 
@@ -231,7 +253,7 @@ def _default_B(f0_hz):
 
 def find_partials(x, fs: float, f0_guess_hz: float, n_partials: int = 30,
                   inharmonicity_guess: float | None = None, t_start_s: float = 0.05,
-                  dur_s: float | None = 3.0, snr_db: float = 15.0,
+                  dur_s: float | str | None = "auto", snr_db: float = 15.0,
                   search_frac: float = 0.25, onset: int | None = None) -> np.ndarray:
     """Measured frequencies of partials 1..n_partials of a (stiff-string) note.
 
@@ -251,8 +273,10 @@ def find_partials(x, fs: float, f0_guess_hz: float, n_partials: int = 30,
     t_start_s : float
         Analysis window start in s after the detected onset (default 50 ms: skips the hammer
         transient).
-    dur_s : float or None
-        Window length in s (default 3 s; None = to the end). Frequency resolution ~ 1/dur_s.
+    dur_s : float, "auto" or None
+        Window length in s; None = to the end; "auto" (default) = until the broadband energy
+        has decayed by 40 dB, between 0.3 and 3 s (short for fast-decaying treble notes).
+        Frequency resolution ~ 1 / dur_s.
     snr_db : float
         A partial counts as found when its peak exceeds the median spectrum level of the
         surrounding +-f0/2 band by at least this much (dB).
@@ -269,10 +293,13 @@ def find_partials(x, fs: float, f0_guess_hz: float, n_partials: int = 30,
 
     Notes
     -----
-    Method: one Blackman-Harris window (-92 dB side lobes) over the whole segment, zero-padded
+    Method: a seed f0 from the largest group of mutually consistent peaks among partials
+    1-4 (so a spurious low-frequency peak next to a missing bass fundamental is ignored); then
+    one Blackman-Harris window (-92 dB side lobes) over the whole segment, zero-padded
     x4; partials are searched from low to high around the prediction
     f_k = k f0 sqrt(1 + B k^2) (eq. 12 of [1]_), re-fitting f0 and B (:func:`fit_f0_B`) after
-    each found partial, so the search follows the stretched partial series. Each peak is
+    each found partial, so the search follows the stretched partial series (band +-0.1 f0
+    once two partials are known). Each peak is
     located by quadratic interpolation of the log magnitude [2]_ (grid bias < 0.001 cent at
     27.5 Hz over 3 s with the x4 padding). For a decaying sinusoid the magnitude
     spectrum of the (real) windowed signal is symmetric about the sinusoid frequency, so the
@@ -283,33 +310,68 @@ def find_partials(x, fs: float, f0_guess_hz: float, n_partials: int = 30,
     if seg.size < int(0.05 * fs):
         raise ValueError("analysis segment shorter than 50 ms")
     sp = _Spectrum(seg, fs)
-    nyq = 0.5 * fs
+    fmax = 0.95 * 0.5 * fs
     f0 = float(f0_guess_hz)
-    B = _default_B(f0) if inharmonicity_guess is None else float(inharmonicity_guess)
-    B_prior = B
+    B0 = _default_B(f0) if inharmonicity_guess is None else float(inharmonicity_guess)
     out = np.full(n_partials, np.nan)
-    for k in range(1, n_partials + 1):
-        fk = k * f0 * np.sqrt(1.0 + B * k * k)
-        hw = search_frac * f0
-        if fk + hw > 0.95 * nyq:
-            break
+
+    def look(k, f0_, B_, hw):
+        fk = k * f0_ * np.sqrt(1.0 + B_ * k * k)
+        if fk + hw > fmax:
+            return None
         pk = sp.peak(fk - hw, fk + hw)
         if pk is None:
-            continue
+            return None
         f, lev = pk
-        floor = sp.floor_db(f - 0.5 * f0, f + 0.5 * f0)
-        if lev - floor < snr_db:
-            continue
+        snr = lev - sp.floor_db(f - 0.5 * f0_, f + 0.5 * f0_)
+        return (f, snr) if snr >= snr_db else None
+
+    # 1) seed: the largest mutually consistent group among partials 1..4 (robust to a missing
+    #    fundamental with a spurious peak nearby, as in the lowest piano notes)
+    cand = []
+    for k in range(1, min(4, n_partials) + 1):
+        r = look(k, f0, B0, search_frac * f0)
+        if r is not None:
+            cand.append((k, r[0], r[1], r[0] / (k * np.sqrt(1.0 + B0 * k * k))))
+    best, best_score = [], -1.0
+    for ki, _, _, ci in cand:
+        grp = [c for c in cand
+               if abs(c[3] / ci - 1.0) <= 0.01 + 0.5 * B0 * max(ki, c[0]) ** 2]
+        score = sum(c[2] for c in grp)
+        if score > best_score:
+            best, best_score = grp, score
+    for k, f, _, _ in best:
         out[k - 1] = f
+    B = B0
+    if best:
+        f0 = float(np.median([c[3] for c in best]))
+
+    def refit():
+        nonlocal f0, B
         found = np.flatnonzero(np.isfinite(out))
         if found.size >= 3 and found[-1] >= 2:
             f0_new, B_new = fit_f0_B(out)
             if np.isfinite(f0_new) and B_new >= 0:
                 f0, B = f0_new, B_new
-        else:
+                return
+        if found.size:
             kk = found + 1.0
-            f0 = float(np.median(out[found] / (kk * np.sqrt(1.0 + B_prior * kk * kk))))
-    # reject peaks inconsistent with the final fit (wrong peak picked in a weak band)
+            f0 = float(np.median(out[found] / (kk * np.sqrt(1.0 + B0 * kk * kk))))
+
+    refit()
+    # 2) low to high, predicting each partial from the current f0, B fit
+    for k in range(1, n_partials + 1):
+        if np.isfinite(out[k - 1]):
+            continue
+        frac = search_frac if np.count_nonzero(np.isfinite(out)) < 2 else min(search_frac, 0.1)
+        r = look(k, f0, B, frac * f0)
+        if r is None:
+            if k * f0 * np.sqrt(1.0 + B * k * k) > fmax:
+                break
+            continue
+        out[k - 1] = r[0]
+        refit()
+    # 3) reject peaks inconsistent with the final fit (wrong peak picked in a weak band)
     for _ in range(2):
         good = np.isfinite(out)
         if good.sum() < 3:
@@ -469,8 +531,8 @@ def partial_envelopes(x, fs: float, freqs_hz, hop_s: float = 0.01,
 
 
 def partial_frequency(x, fs: float, f_guess_hz: float, search_hz: float | None = None,
-                      t_start_s: float = 0.05, dur_s: float | None = 3.0,
-                      method: str = "phase", onset: int | None = None) -> float:
+                      t_start_s: float = 0.05, dur_s: float | str | None = "auto",
+                      method: str = "peak", onset: int | None = None) -> float:
     """Precise frequency in Hz of one partial (for tuning tests).
 
     Parameters
@@ -484,9 +546,9 @@ def partial_frequency(x, fs: float, f_guess_hz: float, search_hz: float | None =
     search_hz : float, optional
         Half-width of the search band around ``f_guess_hz`` (default 3 % of it, ~50 cents).
     t_start_s, dur_s : float
-        Analysis window: start in s after the onset (default 50 ms) and length (default 3 s,
-        None = to the end).
-    method : {"phase", "peak"}
+        Analysis window: start in s after the onset (default 50 ms) and length (s, None = to
+        the end, "auto" as in :func:`find_partials`).
+    method : {"peak", "phase"}
         "peak": the maximum of the Blackman-Harris windowed DTFT (as :func:`find_partials`).
         "phase": then heterodyne at that estimate and add the slope of the unwrapped phase of
         the baseband signal, fitted by least squares weighted by the squared amplitude.
