@@ -636,12 +636,17 @@ def t60_from_envelope(t, env_db, t0: float, t1: float) -> float:
 
 
 class DecayTimes(NamedTuple):
-    """Per-partial decay times (s) and signal-to-floor ratio (dB); all shape (m,)."""
+    """Per-partial results of :func:`decay_times`; every field has shape (m,).
+
+    Times in s from the first sample of ``x``, T60 in s, levels in dB re full scale."""
 
     t60_early_s: np.ndarray
     t60_late_s: np.ndarray
     t60_whole_s: np.ndarray
     peak_over_floor_db: np.ndarray
+    floor_db: np.ndarray
+    t_peak_s: np.ndarray
+    t_end_s: np.ndarray
 
 
 def _moving_power_db(env_db, n):
@@ -688,9 +693,10 @@ def decay_times(x, fs: float, freqs_hz, early_s: float = 1.0, min_snr_db: float 
     -----
     Envelopes by heterodyne filtering, T60 by line fits to the dB envelope (Bank et al. 2003
     Sec. 4.1). Early << late is the two-stage decay of coupled unison strings (Weinreich
-    1977). The noise floor of partial k is measured in a band of the same width midway
-    between k and its upper neighbour (away from both partials' spectral skirts): the minimum
-    over time of its 0.5 s power average, scaled to the partial's bandwidth.
+    1977). The noise floor of partial k is the background noise next to it: the power in two
+    bands 0.2 x spacing wide midway to the lower and upper neighbour (away from the partials'
+    spectral skirts), median over the last 30 % of the signal, averaged over the two bands and
+    scaled to the partial's bandwidth.
     """
     xm = to_mono(x)
     f = np.atleast_1d(np.asarray(freqs_hz, float))
@@ -700,19 +706,24 @@ def decay_times(x, fs: float, freqs_hz, early_s: float = 1.0, min_snr_db: float 
     bw = _default_half_bw(f, hop_s) if bandwidth_hz is None else np.broadcast_to(
         np.asarray(bandwidth_hz, float), f.shape)
     t, env_db = partial_envelopes(xm, fs, f, hop_s=hop_s, bandwidth_hz=bw)
-    # noise bands midway to the next partial, narrower (0.4 x) to stay off the skirts
+    # noise bands midway to the neighbouring partials, 0.2 x spacing wide (off the skirts)
     spacing = bw / 0.45
-    f_noise = f + 0.5 * spacing
     bw_noise = 0.2 * spacing
-    _, noise_db = partial_envelopes(xm, fs, f_noise, hop_s=hop_s, bandwidth_hz=bw_noise)
+    _, nlo = partial_envelopes(xm, fs, f - 0.5 * spacing, hop_s=hop_s, bandwidth_hz=bw_noise)
+    _, nhi = partial_envelopes(xm, fs, f + 0.5 * spacing, hop_s=hop_s, bandwidth_hz=bw_noise)
     hop = t[1] - t[0] if t.size > 1 else hop_s
     after = t >= t_on
+    tail = after & (t >= t_on + 0.7 * (t[-1] - t_on))
     out = {k: np.full(m, np.nan) for k in DecayTimes._fields}
     for i in range(m):
         if not np.all(np.isfinite(env_db[i][after])) or not np.isfinite(f[i]):
             continue
-        nsm = _moving_power_db(noise_db[i], int(round(0.5 / hop)))[after]
-        floor = float(nsm.min()) + 10.0 * np.log10(bw[i] / bw_noise[i])
+        p_noise = [np.median(10.0 ** (nb[i][tail] / 10.0)) for nb in (nlo, nhi)
+                   if np.all(np.isfinite(nb[i][tail]))]
+        if not p_noise:
+            continue
+        floor = 10.0 * np.log10(np.mean(p_noise) + _TINY) + 10.0 * np.log10(bw[i] / bw_noise[i])
+        out["floor_db"][i] = floor
         e = env_db[i]
         win_pk = after & (t <= t_on + 0.5)
         ipk = int(np.flatnonzero(win_pk)[np.argmax(e[win_pk])])
@@ -726,6 +737,7 @@ def decay_times(x, fs: float, freqs_hz, early_s: float = 1.0, min_snr_db: float 
         # keep away from the zero-padded tail, where the band-pass rings out
         t_end = min(t_end, (xm.size / fs) - 2.0 / bw[i])
         t_pk = t[ipk]
+        out["t_peak_s"][i], out["t_end_s"][i] = t_pk, t_end
         out["t60_early_s"][i] = t60_from_envelope(t, e, t_pk, min(t_on + early_s, t_end))
         if t_end - (t_on + early_s) >= 0.5:
             out["t60_late_s"][i] = t60_from_envelope(t, e, t_on + early_s, t_end)
