@@ -1,62 +1,327 @@
-"""PLACEHOLDER engine (sine voices) with the final public API; replaced by the Bank model."""
+"""The engine: parameter state, the key table, voices and the block loop.
+
+``Engine.render(out, events)`` is the one entry point used by offline rendering and by the
+live audio callback, so both sound identical. Per block it makes three ``nogil`` kernel calls
+(strings + resonators, soundboard, output stage) on preallocated arrays.
+"""
 from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
 import numpy as np
+
+from ..design.keyboard import (KEY_MAX, KEY_MIN, KeyboardParams, design_keyboard,
+                               velocity_to_hammer_m_s)
+from ..design.resonators import design_interpolator_taps, design_resonators
+from ..design.string import MAX_SECTIONS, design_string, t60_of_loop
+from ..dsp import voice as V
+from . import blockloop as B
 from .events import EVENT_DTYPE, NO_EVENTS
-from .params import defaults, PARAM_BY_NAME
+from .params import PARAM_BY_NAME, defaults
+
+#: samples per inner chunk (scratch buffers); blocks of any size are split into chunks
+CHUNK = 512
+MAX_RESONATORS = 10
+RES_FACTOR = 8
+TRACE_S = 0.03
+#: bridge force (N) -> output units. Calibrated so a fortissimo C4 peaks near -12 dBFS.
+OUTPUT_SCALE = 0.02
+#: the limiter's ceiling: -0.3 dBFS
+CEILING = 10.0 ** (-0.3 / 20.0)
+
+try:  # the shared soundboard (Bank et al. §5); a pass-through until it is available
+    from ..design.soundboard import design_soundboard, make_soundboard_state
+    from ..dsp.soundboard import render_soundboard
+    HAVE_SOUNDBOARD = True
+except ImportError:  # pragma: no cover
+    HAVE_SOUNDBOARD = False
+
+
+def target_f1_hz(key: int, settings: dict | None = None) -> float:
+    """Target frequency of partial 1 of ``key`` (12-TET from a4_hz plus the stretch), Hz."""
+    kp = design_keyboard(settings)
+    return float(kp.f1_hz[int(key) - KEY_MIN])
+
+
+def clamp_settings(settings: dict | None) -> dict:
+    """Defaults updated with ``settings``; out-of-range values are clamped with a warning and
+    unknown names raise ValueError."""
+    s = defaults()
+    for name, value in (settings or {}).items():
+        if name not in PARAM_BY_NAME:
+            raise ValueError(f"unknown parameter {name!r}")
+        p = PARAM_BY_NAME[name]
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"parameter {name!r} must be a number, got {value!r}") from None
+        if not math.isfinite(x) or x < p.min or x > p.max:
+            clamped = min(max(x if math.isfinite(x) else p.default, p.min), p.max)
+            warnings.warn(f"{name} = {value} is outside [{p.min}, {p.max}] {p.unit}; "
+                          f"clamped to {clamped}", stacklevel=3)
+            x = clamped
+        s[name] = round(x) if p.integer else x
+    return s
+
+
+@dataclass
+class KeyDesign:
+    """Everything designed for the keyboard at one sample rate (built off the audio thread)."""
+
+    kp: KeyboardParams
+    kt_i: np.ndarray
+    kt_f: np.ndarray
+    kt_sos: np.ndarray
+    kt_res: np.ndarray
+    vel_m_s: np.ndarray
+    strings: list
+
+
+def design_key_table(settings: dict, fs: float, key_overrides=None) -> KeyDesign:
+    """Design every key's string, hammer and resonators for rate ``fs``."""
+    kp = design_keyboard(settings, key_overrides)
+    kt_i = np.zeros((128, B.N_KI), np.int64)
+    kt_f = np.zeros((128, B.N_KF), np.float64)
+    kt_sos = np.zeros((128, MAX_SECTIONS, 2), np.float64)
+    kt_res = np.zeros((128, MAX_RESONATORS, 4), np.float64)
+    taps = design_interpolator_taps(RES_FACTOR)
+    interp_delay = (len(taps) - 1) / 2.0
+    damper_t60 = settings["damper_t60_s"]
+    n_res_max = int(settings["resonator_count"]) if settings["resonators_on"] >= 0.5 else 0
+    strings = [None] * 128
+    for i, key in enumerate(kp.keys):
+        f1 = kp.f1_hz[i]
+        if f1 >= 0.45 * fs or fs / f1 < 8:
+            continue  # cannot be played at this rate
+        bass = float(np.clip((60 - key) / 39.0, 0.0, 1.0))
+        d_t60 = min(damper_t60 * (1.0 + bass), kp.t60_f0_s[i])
+        d_t60_high = min(0.5 * d_t60, kp.t60_high_s[i])
+        sd = design_string(kp.f0_hz[i], kp.inharmonicity_b[i], fs, kp.t60_f0_s[i],
+                           kp.t60_high_s[i], kp.t60_high_hz[i], d_t60, d_t60_high,
+                           kp.strike_position[i])
+        strings[key] = sd
+        kt_i[key, B.K_NUT_LEN] = sd.nut_delay
+        kt_i[key, B.K_BRIDGE_LEN] = sd.bridge_delay
+        kt_i[key, B.K_N_SEC] = len(sd.disp_sos)
+        kt_i[key, B.K_HAS_DAMPER] = 1 if kp.has_damper[i] else 0
+        kt_i[key, B.K_VALID] = 1
+        kt_sos[key, :len(sd.disp_sos)] = sd.disp_sos
+        kt_f[key, B.KF_G] = sd.loss_g
+        kt_f[key, B.KF_A1] = sd.loss_a1
+        kt_f[key, B.KF_GD] = sd.damped_g
+        kt_f[key, B.KF_A1D] = sd.damped_a1
+        kt_f[key, B.KF_ETA] = sd.thiran_eta
+        kt_f[key, B.KF_MASS] = kp.hammer_mass_kg[i]
+        kt_f[key, B.KF_K] = kp.felt_stiffness_k[i]
+        kt_f[key, B.KF_P] = kp.felt_exponent_p[i]
+        kt_f[key, B.KF_TWOZ] = 2.0 * kp.n_strings[i] * kp.string_impedance[i]
+        kt_f[key, B.KF_RES_DAMP] = math.exp(-RES_FACTOR * math.log(1000.0) / (fs * d_t60))
+        kt_f[key, B.KF_GAIN] = OUTPUT_SCALE * 10.0 ** (kp.output_gain_db[i] / 20.0)
+        if kp.n_strings[i] >= 2 and n_res_max > 0:
+            k = np.arange(1, 41, dtype=float)
+            fk = k * kp.f0_hz[i] * np.sqrt(1.0 + kp.inharmonicity_b[i] * k * k)
+            n_loop = sd.nut_delay + sd.bridge_delay
+            t60k = t60_of_loop(sd.loss_g, sd.loss_a1, n_loop, 2 * np.pi * fk / fs, fs)
+            rc = design_resonators(fk, t60k, sd.nut_delay, sd.bridge_delay, fs, RES_FACTOR,
+                                   min(n_res_max, MAX_RESONATORS), kp.unison_detune_cents[i],
+                                   kp.late_t60_ratio[i], kp.second_mode_level[i], interp_delay)
+            kt_res[key, :len(rc)] = rc
+            kt_i[key, B.K_N_RES] = len(rc)
+    vel = np.zeros(128)
+    vel[1:] = velocity_to_hammer_m_s(np.arange(1, 128), settings)
+    vel[0] = vel[1]
+    return KeyDesign(kp, kt_i, kt_f, kt_sos, kt_res, vel, strings)
 
 
 class Engine:
-    """The instrument: voices, soundboard and output stage, driven one block at a time.
+    """The instrument: voices, resonator bank, soundboard and output stage, one block at a time.
 
     Parameters
     ----------
     settings : dict, optional
-        Parameter values by name (see :mod:`pianosynth.engine.params`); missing ones default.
+        Parameter values by name (:mod:`pianosynth.engine.params`); missing ones default,
+        out-of-range ones are clamped with a warning.
     sample_rate : int
-        Output rate in Hz (44100, 48000, 96000 ...).
+        Output rate in Hz, 8000..192000 (44100, 48000, 96000 are the usual ones).
     key_overrides : dict[int, dict], optional
-        Per-key overrides ``{midi_key: {field: value}}``.
+        Per-key overrides ``{midi_key: {field: value}}`` (see ``params.KEY_OVERRIDES``).
+    max_voices : int, optional
+        Voice slots (default: polyphony + 8, the extra slots let stolen voices fade out).
+    hammer_mode : int
+        0 multirate implicit hammer (default), 1 single-rate fictitious delay, 2 multirate
+        fictitious delay (§3.2; the last two for comparison only).
+
+    Raises
+    ------
+    ValueError
+        On a sample rate out of range or an unknown parameter name.
     """
 
-    def __init__(self, settings=None, sample_rate=48000, key_overrides=None):
-        self.sample_rate = int(sample_rate)
-        self.settings = defaults()
-        self.settings.update(settings or {})
-        self.key_overrides = dict(key_overrides or {})
-        self._phase = np.zeros(128)
-        self._amp = np.zeros(128)
-        self._held = np.zeros(128, bool)
+    def __init__(self, settings=None, sample_rate=48000, key_overrides=None, max_voices=None,
+                 hammer_mode=V.HAMMER_IMPLICIT_MULTIRATE):
+        fs = int(sample_rate)
+        if not 8000 <= fs <= 192000:
+            raise ValueError(f"sample rate {sample_rate} Hz is outside 8000..192000 Hz")
+        self.sample_rate = fs
+        self.settings = clamp_settings(settings)
+        self.key_overrides = {int(k): dict(v) for k, v in (key_overrides or {}).items()}
+        poly = int(self.settings["polyphony"])
+        nv = int(max_voices) if max_voices else poly + 8
+        self.max_voices = nv
+        buf_len = 1 << int(math.ceil(math.log2(fs / 20.0 + 64)))
+        self.iv = np.zeros((nv, V.N_IVARS), np.int64)
+        self.fv = np.zeros((nv, V.N_FVARS), np.float64)
+        self.nut = np.zeros((nv, buf_len), np.float64)
+        self.bridge = np.zeros((nv, buf_len), np.float64)
+        self.dsos = np.zeros((nv, MAX_SECTIONS, 2), np.float64)
+        self.dstate = np.zeros((nv, MAX_SECTIONS, 4), np.float64)
+        self.rcoef = np.zeros((nv, MAX_RESONATORS, 4), np.float64)
+        self.rstate = np.zeros((nv, MAX_RESONATORS, 3), np.float64)
+        self.gi = np.zeros(B.N_GI, np.int64)
+        self.gf = np.zeros(B.N_GF, np.float64)
+        self.taps = design_interpolator_taps(RES_FACTOR)
+        self.ring = np.zeros(len(self.taps) // RES_FACTOR + 2, np.float64)
+        self.trace = np.zeros(int(TRACE_S * fs), np.float64)
+        self.trace_info = np.zeros(1, np.int64)
+        self.mono = np.zeros(CHUNK, np.float64)
+        self.resbuf = np.zeros(CHUNK, np.float64)
+        self.stereo = np.zeros((CHUNK, 2), np.float64)
+        self.out64 = np.zeros((CHUNK, 2), np.float64)
+        self._ev_off = np.zeros(4096, np.int64)
+        self._ev_st = np.zeros(4096, np.int64)
+        self._ev_d1 = np.zeros(4096, np.int64)
+        self._ev_d2 = np.zeros(4096, np.int64)
+        self.gi[B.G_POLYPHONY] = poly
+        self.gi[B.G_HAMMER_MODE] = int(hammer_mode)
+        self.gi[B.G_RES_FACTOR] = RES_FACTOR
+        self.gi[B.G_TRACE_VOICE] = -1
+        self.gf[B.GF_FS] = fs
+        self.gf[B.GF_DAMP_ALPHA] = 1.0 - math.exp(-1.0 / (0.008 * fs))
+        self.gf[B.GF_LEVEL_RELEASE] = math.exp(-1.0 / (0.05 * fs))
+        self.gf[B.GF_FREE_LEVEL] = 10.0 ** (-100.0 / 20.0)
+        self.gf[B.GF_STEAL_STEP] = 1.0 / (0.005 * fs)
+        self.gf[B.GF_GAIN_ALPHA] = 1.0 - math.exp(-1.0 / (0.02 * fs))
+        self.gf[B.GF_CEILING] = CEILING
+        self._apply_live()
+        self.gf[B.GF_GAIN] = self.gf[B.GF_GAIN_TARGET]   # snap: no fade-in at start
+        self.keys = design_key_table(self.settings, fs, self.key_overrides)
+        self._soundboard_design()
 
-    @property
-    def active_voices(self) -> int:
-        return int(np.count_nonzero(self._amp > 1e-6))
+    # -- parameters ------------------------------------------------------------------------
+    def _apply_live(self):
+        s = self.settings
+        self.gf[B.GF_GAIN_TARGET] = 10.0 ** (s["master_gain_db"] / 20.0)
+
+    def _soundboard_design(self):
+        s = self.settings
+        if HAVE_SOUNDBOARD:
+            self.sb_coeffs = design_soundboard(self.sample_rate, level_db=s["soundboard_level_db"],
+                                               fdn_t60_s=s["soundboard_t60_s"],
+                                               balance=s["soundboard_balance"])
+            self.sb_state = make_soundboard_state(self.sb_coeffs)
 
     def set_param(self, name: str, value: float) -> None:
-        self.settings[name] = float(value)
+        """Set one parameter (clamped with a warning). Live ones act at the next block;
+        "note" ones redesign the key table and act from the next struck note."""
+        new = clamp_settings({**self.settings, name: value})
+        self.settings = new
+        p = PARAM_BY_NAME[name]
+        if p.group == "soundboard":
+            old_state = getattr(self, "sb_state", None)
+            self._soundboard_design()
+            if old_state is not None and HAVE_SOUNDBOARD:
+                for a, b in zip(self.sb_state, old_state):
+                    if a.shape == b.shape:
+                        a[...] = b
+        elif p.apply == "live":
+            self._apply_live()
+        elif p.apply == "note":
+            self.keys = design_key_table(self.settings, self.sample_rate, self.key_overrides)
+        elif name == "polyphony":
+            self.gi[B.G_POLYPHONY] = min(int(new[name]), self.max_voices)
 
-    def render(self, out: np.ndarray, events: np.ndarray = NO_EVENTS) -> None:
-        """Render ``out.shape[0]`` frames into ``out`` (float32/64, shape (n, 2)), applying
-        ``events`` (EVENT_DTYPE, sorted, offsets inside the block) at their sample offsets."""
-        n = out.shape[0]
-        out[:] = 0.0
-        ei = 0
-        for i in range(n):
-            while ei < len(events) and events[ei]["offset"] <= i:
-                e = events[ei]; ei += 1
-                st = int(e["status"]) & 0xF0
-                if st == 0x90 and e["data2"] > 0:
-                    self._amp[e["data1"]] = e["data2"] / 127 * 0.1
-                elif st == 0x80 or st == 0x90:
-                    self._amp[e["data1"]] *= 0.5
-            f = 440.0 * 2 ** ((np.arange(128) - 69) / 12)
-            self._phase += 2 * np.pi * f / self.sample_rate
-            s = float(np.sum(self._amp * np.sin(self._phase)))
-            self._amp *= 0.99995
-            out[i, 0] = s
-            out[i, 1] = s
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def active_voices(self) -> int:
+        return int(np.count_nonzero(self.iv[:, V.I_STATE] != V.FREE))
+
+    def hammer_force_trace(self) -> np.ndarray:
+        """Force (N) of the most recently struck hammer, one value per sample at fs."""
+        return self.trace[: int(self.trace_info[0])].copy()
 
     def is_silent(self, threshold_db: float = -90.0) -> bool:
-        return bool(np.all(self._amp < 10 ** (threshold_db / 20)))
+        """True when no voice sounds above ``threshold_db`` and the last block's output
+        was below it too (soundboard tail included)."""
+        thr = 10.0 ** (threshold_db / 20.0)
+        live = self.iv[:, V.I_STATE] != V.FREE
+        if np.any(self.fv[live, V.F_LEVEL] > thr) or np.any(self.iv[live, V.I_HAMMER_ON] != 0):
+            return False
+        return float(np.max(np.abs(self.out64))) < thr
 
     def all_notes_off(self) -> None:
-        self._amp[:] = 0.0
+        """Fade every voice out within 5 ms."""
+        B.all_sound_off(self.iv, self.fv, self.gf)
+
+    # -- rendering -------------------------------------------------------------------------
+    def render(self, out: np.ndarray, events: np.ndarray = NO_EVENTS) -> None:
+        """Render ``out.shape[0]`` frames into ``out`` ((n, 2) float32 or float64), applying
+        ``events`` (EVENT_DTYPE, sorted by offset, 0 <= offset < n) at their sample offsets.
+        Output is identical for any split of the same stream into blocks."""
+        n = out.shape[0]
+        pos = 0
+        ev = events
+        ei = 0
+        k = self.keys
+        while pos < n:
+            m = min(CHUNK, n - pos)
+            # events of this chunk
+            j = ei
+            while j < len(ev) and ev["offset"][j] < pos + m:
+                j += 1
+            ne = j - ei
+            if ne > len(self._ev_off):
+                self._grow_events(ne)
+            if ne:
+                self._ev_off[:ne] = np.clip(ev["offset"][ei:j] - pos, 0, m - 1)
+                self._ev_st[:ne] = ev["status"][ei:j]
+                self._ev_d1[:ne] = ev["data1"][ei:j]
+                self._ev_d2[:ne] = ev["data2"][ei:j]
+            ei = j
+            B.render_strings(self.iv, self.fv, self.nut, self.bridge, self.dsos, self.dstate,
+                             self.rcoef, self.rstate, k.kt_i, k.kt_f, k.kt_sos, k.kt_res,
+                             k.vel_m_s, self.gi, self.gf, self.taps, self.ring, self.trace,
+                             self.trace_info, self._ev_off[:ne], self._ev_st[:ne],
+                             self._ev_d1[:ne], self._ev_d2[:ne], m, self.mono, self.resbuf)
+            if HAVE_SOUNDBOARD:
+                render_soundboard(self.sb_state, self.sb_coeffs, self.mono[:m],
+                                  self.stereo[:m], m)
+            else:
+                self.stereo[:m, 0] = self.mono[:m]
+                self.stereo[:m, 1] = self.mono[:m]
+            B.render_output(self.stereo, m, self.gf, self.out64)
+            out[pos:pos + m] = self.out64[:m]
+            pos += m
+
+    def _grow_events(self, n):
+        size = 1 << int(math.ceil(math.log2(n)))
+        self._ev_off = np.zeros(size, np.int64)
+        self._ev_st = np.zeros(size, np.int64)
+        self._ev_d1 = np.zeros(size, np.int64)
+        self._ev_d2 = np.zeros(size, np.int64)
+
+    def render_frames(self, n: int, events: np.ndarray = NO_EVENTS,
+                      block_size: int = 512) -> np.ndarray:
+        """Convenience: render ``n`` frames (events' offsets relative to the start) -> (n, 2)."""
+        out = np.zeros((n, 2), np.float64)
+        pos = 0
+        ev = np.sort(np.asarray(events, EVENT_DTYPE), order="offset", kind="stable")
+        while pos < n:
+            m = min(block_size, n - pos)
+            sel = (ev["offset"] >= pos) & (ev["offset"] < pos + m)
+            blk = ev[sel].copy()
+            blk["offset"] -= pos
+            self.render(out[pos:pos + m], blk)
+            pos += m
+        return out

@@ -1,0 +1,283 @@
+"""Per-voice kernels: multirate hammer, two-delay-line digital waveguide, reflection filter
+chain and the multirate resonator bank (Bank et al. 2003, §3-4, Fig. 3 and Fig. 5).
+
+All state lives in preallocated arrays indexed by voice; the column layout of the per-voice
+scalar arrays is given by the ``I_*`` (int64 ``ivars``) and ``F_*`` (float64 ``fvars``)
+constants below. Kernels never design coefficients: they copy them from the key table at
+note-on (:func:`start_voice`) and run.
+
+Waveguide (Fig. 3, two delay lines)
+----------------------------------
+Velocity waves. The hammer at a fraction beta of the string from the nut splits the loop into
+a *nut line* of ``nut_len`` = 2a samples (there and back to the rigid nut, reflection -1) and a
+*bridge line* of ``bridge_len`` = 2b samples whose far end holds the reflection filter
+H_r = -H_l H_d H_fd (loss eq. 8, dispersion allpass eq. 13-15, Thiran fine tuning). The wave
+arriving at the bridge (``bridge_len // 2`` samples into the bridge line) is the voice output.
+A hammer force F adds F / (2 Z) to both outgoing waves (Z: wave impedance of the struck
+unison strings).
+
+Hammer (§3.2, eq. 1-2)
+---------------------
+Lumped mass m on a felt spring F = K (y_h - y_s)^p running at 2 fs: the string's incoming wave
+sum is upsampled by linear interpolation, the force is downsampled by averaging. In the default
+mode the delay-free loop of eq. 4 (compression depends on the force through the string's
+immediate response) is solved per sub-step by a monotone Newton iteration -- the K-method
+idea of eq. 5 solved numerically instead of by a table -- so the hammer is bounded for any
+velocity. Mode 1 is the straightforward single-rate scheme with a fictitious delay
+(F(n) ~ F(n-1)); mode 2 the multirate scheme with the fictitious delay, as in the paper.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .jit import JIT, JIT_INLINE, njit
+
+# ---- voice states -------------------------------------------------------------------------
+FREE = 0        # slot unused
+HELD = 1        # key down (the hammer may still be in contact: "struck")
+SUSTAINED = 2   # key up, held by the sustain pedal
+DAMPED = 3      # key up, damper on the string
+STEALING = 4    # being faded out to free the slot
+
+# ---- ivars columns ------------------------------------------------------------------------
+I_KEY = 0
+I_STATE = 1
+I_NUT_LEN = 2
+I_BRIDGE_LEN = 3
+I_N_SEC = 4
+I_N_RES = 5
+I_WIDX = 6
+I_HAMMER_ON = 7
+I_HAMMER_AGE = 8
+I_DAMPED_KEY = 9     # 1 when the key has a damper
+I_STRIKES = 10
+N_IVARS = 11
+
+# ---- fvars columns ------------------------------------------------------------------------
+F_G = 0
+F_A1 = 1
+F_GD = 2
+F_A1D = 3
+F_LOSS_Y1 = 4
+F_ETA = 5
+F_TH_X1 = 6
+F_TH_Y1 = 7
+F_DAMP = 8
+F_DAMP_TARGET = 9
+F_MASS = 10
+F_K = 11
+F_P = 12
+F_TWOZ = 13
+F_YH = 14
+F_VH = 15
+F_YS = 16
+F_UPREV = 17
+F_FPREV = 18
+F_GAIN = 19
+F_LEVEL = 20
+F_FADE = 21
+F_FADE_STEP = 22
+F_FORCE = 23          # force of the current sample (for the resonators and the trace)
+F_RES_DAMP = 24       # resonator pole radius factor per low-rate sample when fully damped
+N_FVARS = 25
+
+HAMMER_IMPLICIT_MULTIRATE = 0
+HAMMER_FICTITIOUS_SINGLE_RATE = 1
+HAMMER_FICTITIOUS_MULTIRATE = 2
+
+#: the hammer is simulated for at most this long after a strike (s)
+HAMMER_WINDOW_S = 0.03
+
+
+@njit(**JIT_INLINE)
+def felt_force_implicit(p_lin, c, k, p):
+    """Solve F = K max(p_lin - c F, 0)^p for F >= 0 (eq. 2 with eq. 4's delay-free loop).
+
+    G(F) = F - K (p_lin - c F)^p is increasing and concave on [0, p_lin / c], so Newton from
+    F = 0 converges monotonically from below.
+    """
+    if p_lin <= 0.0:
+        return 0.0
+    f = 0.0
+    hi = p_lin / c
+    for _ in range(60):
+        dy = p_lin - c * f
+        if dy <= 0.0:
+            return f
+        t = k * dy ** p
+        gval = f - t
+        gd = 1.0 + k * p * dy ** (p - 1.0) * c
+        step = -gval / gd
+        f += step
+        if f > hi:
+            f = hi
+        if abs(step) <= 1e-13 * (f + 1e-300):
+            break
+    return f
+
+
+@njit(**JIT_INLINE)
+def hammer_tick(fv, v, u_in, dt, mode):
+    """One string-rate sample of the hammer for voice ``v``; returns the force (N).
+
+    ``u_in`` is the sum of the incoming velocity waves at the strike point (m/s).
+    """
+    m = fv[v, F_MASS]
+    k = fv[v, F_K]
+    p = fv[v, F_P]
+    twoz = fv[v, F_TWOZ]
+    u0 = fv[v, F_UPREV]
+    fv[v, F_UPREV] = u_in
+    if mode == HAMMER_FICTITIOUS_SINGLE_RATE:
+        f_prev = fv[v, F_FPREV]
+        fv[v, F_VH] -= f_prev / m * dt
+        fv[v, F_YH] += fv[v, F_VH] * dt
+        fv[v, F_YS] += (u_in + f_prev / twoz) * dt
+        dy = fv[v, F_YH] - fv[v, F_YS]
+        f = k * dy ** p if dy > 0.0 else 0.0
+        fv[v, F_FPREV] = f
+        return f
+    h = 0.5 * dt
+    fsum = 0.0
+    for s in range(2):
+        u = u0 + (s + 1) * 0.5 * (u_in - u0)     # linear interpolation up to 2 fs
+        if mode == HAMMER_FICTITIOUS_MULTIRATE:
+            f_prev = fv[v, F_FPREV]
+            fv[v, F_VH] -= f_prev / m * h
+            fv[v, F_YH] += fv[v, F_VH] * h
+            fv[v, F_YS] += (u + f_prev / twoz) * h
+            dy = fv[v, F_YH] - fv[v, F_YS]
+            f = k * dy ** p if dy > 0.0 else 0.0
+            fv[v, F_FPREV] = f
+        else:
+            p_lin = fv[v, F_YH] + fv[v, F_VH] * h - fv[v, F_YS] - u * h
+            f = felt_force_implicit(p_lin, h * h / m + h / twoz, k, p)
+            fv[v, F_VH] -= f / m * h
+            fv[v, F_YH] += fv[v, F_VH] * h
+            fv[v, F_YS] += (u + f / twoz) * h
+        fsum += f
+    return 0.5 * fsum                              # downsampling by averaging
+
+
+@njit(**JIT)
+def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0, mix, resbuf,
+                 fs, hammer_mode, damp_alpha, level_release, free_level, res_factor,
+                 trace, trace_info, trace_voice):
+    """Render voice ``v`` for block samples [n0, n1), adding into ``mix`` and ``resbuf``.
+
+    ``t0`` is the global sample index of block sample 0 (resonator decimation phase and
+    voice-freeing checks are aligned to it, so output is identical for any block size).
+    ``resbuf`` receives the resonator bank output on samples where t % res_factor == 0
+    (a zero-stuffed fs-rate signal, interpolated once for all voices by the caller).
+    """
+    mask = nut.shape[1] - 1
+    nl = iv[v, I_NUT_LEN]
+    bl = iv[v, I_BRIDGE_LEN]
+    tap = bl // 2
+    nsec = iv[v, I_N_SEC]
+    nres = iv[v, I_N_RES]
+    w = iv[v, I_WIDX]
+    dt = 1.0 / fs
+    damp = fv[v, F_DAMP]
+    g = fv[v, F_G] + damp * (fv[v, F_GD] - fv[v, F_G])
+    a1 = fv[v, F_A1] + damp * (fv[v, F_A1D] - fv[v, F_A1])
+    ly1 = fv[v, F_LOSS_Y1]
+    eta = fv[v, F_ETA]
+    thx1 = fv[v, F_TH_X1]
+    thy1 = fv[v, F_TH_Y1]
+    damp_t = fv[v, F_DAMP_TARGET]
+    gain = fv[v, F_GAIN] * fv[v, F_TWOZ]
+    level = fv[v, F_LEVEL]
+    fade = fv[v, F_FADE]
+    fade_step = fv[v, F_FADE_STEP]
+    tracing = trace_voice == v
+    for i in range(n0, n1):
+        t = t0 + i
+        # damper: crossfade the loss filter toward its damped design (one-pole smoothing)
+        if damp != damp_t:
+            damp += (damp_t - damp) * damp_alpha
+            if abs(damp - damp_t) < 1e-9:
+                damp = damp_t
+            g = fv[v, F_G] + damp * (fv[v, F_GD] - fv[v, F_G])
+            a1 = fv[v, F_A1] + damp * (fv[v, F_A1D] - fv[v, F_A1])
+        # waves arriving at the hammer
+        u_nb = -nut[v, (w - nl) & mask]                  # from the nut (reflection -1)
+        x = bridge[v, (w - bl) & mask]                   # back from the bridge end
+        # reflection filter chain H_r = -H_l H_d H_fd
+        ly1 = g * (1.0 + a1) * x - a1 * ly1              # loss, eq. 8
+        y = ly1
+        for s in range(nsec):                            # dispersion allpass biquads
+            c1 = dsos[v, s, 0]
+            c2 = dsos[v, s, 1]
+            out = c2 * y + c1 * dstate[v, s, 0] + dstate[v, s, 1] \
+                - c1 * dstate[v, s, 2] - c2 * dstate[v, s, 3]
+            dstate[v, s, 1] = dstate[v, s, 0]
+            dstate[v, s, 0] = y
+            dstate[v, s, 3] = dstate[v, s, 2]
+            dstate[v, s, 2] = out
+            y = out
+        th = eta * y + thx1 - eta * thy1                 # Thiran fine tuning
+        thx1 = y
+        thy1 = th
+        u_bn = -th
+        # hammer
+        f = 0.0
+        if iv[v, I_HAMMER_ON] != 0:
+            f = hammer_tick(fv, v, u_nb + u_bn, dt, hammer_mode)
+            age = iv[v, I_HAMMER_AGE] + 1
+            iv[v, I_HAMMER_AGE] = age
+            if age > HAMMER_WINDOW_S * fs:
+                iv[v, I_HAMMER_ON] = 0
+            if tracing:
+                j = trace_info[0]
+                if j < trace.shape[0]:
+                    trace[j] = f
+                    trace_info[0] = j + 1
+        winj = f / fv[v, F_TWOZ]
+        nut[v, w & mask] = u_bn + winj
+        bridge[v, w & mask] = u_nb + winj
+        out_s = bridge[v, (w - tap) & mask] * gain       # wave arriving at the bridge -> force
+        w += 1
+        # resonator bank at fs / res_factor (Fig. 5, eq. 16), no anti-alias filter (§4.3)
+        if t % res_factor == 0:
+            acc = 0.0
+            # the damper also damps the second modes: pole radius scaled by rad (p -> rad p)
+            rad = 1.0 - damp * (1.0 - fv[v, F_RES_DAMP])
+            for r in range(nres):
+                yr = rcoef[v, r, 0] * f + rcoef[v, r, 1] * rstate[v, r, 2] \
+                    - rad * rcoef[v, r, 2] * rstate[v, r, 0] \
+                    - rad * rad * rcoef[v, r, 3] * rstate[v, r, 1]
+                rstate[v, r, 1] = rstate[v, r, 0]
+                rstate[v, r, 0] = yr
+                rstate[v, r, 2] = f
+                acc += yr
+            acc *= fv[v, F_GAIN]
+            out_s_res = acc * fade
+            resbuf[i] += out_s_res
+            a = abs(acc)
+            if a > level:
+                level = a
+        out_s *= fade
+        mix[i] += out_s
+        a = abs(out_s)
+        level = level * level_release
+        if a > level:
+            level = a
+        if fade_step != 0.0:
+            fade -= fade_step
+            if fade <= 0.0:
+                fade = 0.0
+                iv[v, I_STATE] = FREE
+                break
+        if (t & 63) == 63 and level < free_level and iv[v, I_HAMMER_ON] == 0:
+            iv[v, I_STATE] = FREE
+            break
+    iv[v, I_WIDX] = w
+    fv[v, F_LOSS_Y1] = ly1
+    fv[v, F_TH_X1] = thx1
+    fv[v, F_TH_Y1] = thy1
+    fv[v, F_DAMP] = damp
+    fv[v, F_LEVEL] = level
+    fv[v, F_FADE] = fade

@@ -1,0 +1,296 @@
+"""The block loop: events at their sample offsets, voice allocation, all voices, the
+resonator-bank interpolation and the output stage -- numba, ``nogil``, no allocation.
+
+Voices meet in two sums here (strings at fs, resonators at fs/8 before ONE interpolation
+filter, Bank et al. §4.3); the sum then feeds the shared soundboard (§5).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..dsp.jit import JIT, njit
+from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMMER_AGE,
+                         I_HAMMER_ON, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_STATE, I_STRIKES,
+                         I_WIDX, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
+                         F_FADE_STEP, F_FPREV, F_G, F_GAIN, F_GD, F_K, F_LEVEL, F_LOSS_Y1,
+                         F_MASS, F_P, F_RES_DAMP, F_TH_X1, F_TH_Y1, F_TWOZ, F_UPREV, F_VH, F_YH, F_YS,
+                         STEALING, SUSTAINED, render_voice)
+
+# key table columns
+K_NUT_LEN, K_BRIDGE_LEN, K_N_SEC, K_N_RES, K_HAS_DAMPER, K_VALID = range(6)
+N_KI = 6
+KF_G, KF_A1, KF_GD, KF_A1D, KF_ETA, KF_MASS, KF_K, KF_P, KF_TWOZ, KF_GAIN, KF_RES_DAMP = range(11)
+N_KF = 11
+
+# global int state
+G_T, G_SUSTAIN, G_POLYPHONY, G_HAMMER_MODE, G_RES_FACTOR, G_TRACE_VOICE, G_IQ, G_IIDX, \
+    G_SOFT, G_SOSTENUTO, G_TRACE_RESET = range(11)
+N_GI = 11
+# global float state
+GF_FS, GF_DAMP_ALPHA, GF_LEVEL_RELEASE, GF_FREE_LEVEL, GF_STEAL_STEP, GF_GAIN, \
+    GF_GAIN_TARGET, GF_GAIN_ALPHA, GF_CEILING = range(9)
+N_GF = 9
+
+
+@njit(**JIT)
+def _reset_voice_buffers(v, nut, bridge, dstate, rstate):
+    nut[v, :] = 0.0
+    bridge[v, :] = 0.0
+    dstate[v, :, :] = 0.0
+    rstate[v, :, :] = 0.0
+
+
+@njit(**JIT)
+def _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res):
+    iv[v, I_KEY] = key
+    iv[v, I_NUT_LEN] = kt_i[key, K_NUT_LEN]
+    iv[v, I_BRIDGE_LEN] = kt_i[key, K_BRIDGE_LEN]
+    iv[v, I_N_SEC] = kt_i[key, K_N_SEC]
+    iv[v, I_N_RES] = kt_i[key, K_N_RES]
+    iv[v, I_DAMPED_KEY] = kt_i[key, K_HAS_DAMPER]
+    fv[v, F_G] = kt_f[key, KF_G]
+    fv[v, F_A1] = kt_f[key, KF_A1]
+    fv[v, F_GD] = kt_f[key, KF_GD]
+    fv[v, F_A1D] = kt_f[key, KF_A1D]
+    fv[v, F_ETA] = kt_f[key, KF_ETA]
+    fv[v, F_MASS] = kt_f[key, KF_MASS]
+    fv[v, F_K] = kt_f[key, KF_K]
+    fv[v, F_P] = kt_f[key, KF_P]
+    fv[v, F_TWOZ] = kt_f[key, KF_TWOZ]
+    fv[v, F_GAIN] = kt_f[key, KF_GAIN]
+    fv[v, F_RES_DAMP] = kt_f[key, KF_RES_DAMP]
+    dsos[v, :, :] = kt_sos[key, :, :]
+    rcoef[v, :, :] = kt_res[key, :, :]
+
+
+@njit(**JIT)
+def _strike(v, hammer_v, iv, fv):
+    """Start the hammer on voice ``v`` touching the string, moving at ``hammer_v`` m/s."""
+    iv[v, I_HAMMER_ON] = 1
+    iv[v, I_HAMMER_AGE] = 0
+    iv[v, I_STRIKES] += 1
+    fv[v, F_YH] = fv[v, F_YS]
+    fv[v, F_VH] = hammer_v
+    fv[v, F_FPREV] = 0.0
+    fv[v, F_DAMP_TARGET] = 0.0
+
+
+@njit(**JIT)
+def note_on(key, vel, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
+            kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf):
+    """Strike ``key``: re-strike its sounding voice, else take a free one (stealing the
+    quietest past the polyphony limit, with a short fade)."""
+    nv = iv.shape[0]
+    while key < 21:
+        key += 12
+    while key > 108:
+        key -= 12
+    if kt_i[key, K_VALID] == 0:
+        return
+    hv = vel_m_s[vel]
+    # re-strike the same string if it still sounds
+    for v in range(nv):
+        st = iv[v, I_STATE]
+        if st != FREE and st != STEALING and iv[v, I_KEY] == key:
+            iv[v, I_STATE] = HELD
+            _strike(v, hv, iv, fv)
+            gi[G_TRACE_VOICE] = v
+            gi[G_TRACE_RESET] = 1
+            return
+    active = 0
+    for v in range(nv):
+        st = iv[v, I_STATE]
+        if st != FREE and st != STEALING:
+            active += 1
+    if active >= gi[G_POLYPHONY]:
+        q = -1
+        ql = 1e300
+        for v in range(nv):
+            st = iv[v, I_STATE]
+            if st != FREE and st != STEALING and fv[v, F_LEVEL] < ql:
+                ql = fv[v, F_LEVEL]
+                q = v
+        if q >= 0:
+            iv[q, I_STATE] = STEALING
+            fv[q, F_FADE_STEP] = gf[GF_STEAL_STEP]
+    slot = -1
+    for v in range(nv):
+        if iv[v, I_STATE] == FREE:
+            slot = v
+            break
+    if slot < 0:       # every slot busy (all fading): take the most faded one now
+        ql = 1e300
+        for v in range(nv):
+            if fv[v, F_FADE] < ql:
+                ql = fv[v, F_FADE]
+                slot = v
+    v = slot
+    _reset_voice_buffers(v, nut, bridge, dstate, rstate)
+    _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res)
+    iv[v, I_STATE] = HELD
+    iv[v, I_WIDX] = 0
+    iv[v, I_STRIKES] = 0
+    fv[v, F_LOSS_Y1] = 0.0
+    fv[v, F_TH_X1] = 0.0
+    fv[v, F_TH_Y1] = 0.0
+    fv[v, F_DAMP] = 0.0
+    fv[v, F_YS] = 0.0
+    fv[v, F_UPREV] = 0.0
+    fv[v, F_LEVEL] = 0.0
+    fv[v, F_FADE] = 1.0
+    fv[v, F_FADE_STEP] = 0.0
+    _strike(v, hv, iv, fv)
+    gi[G_TRACE_VOICE] = v
+    gi[G_TRACE_RESET] = 1
+
+
+@njit(**JIT)
+def note_off(key, iv, fv, gi):
+    while key < 21:
+        key += 12
+    while key > 108:
+        key -= 12
+    for v in range(iv.shape[0]):
+        if iv[v, I_KEY] == key and iv[v, I_STATE] == HELD:
+            if gi[G_SUSTAIN] != 0:
+                iv[v, I_STATE] = SUSTAINED
+            else:
+                iv[v, I_STATE] = DAMPED
+                if iv[v, I_DAMPED_KEY] != 0:
+                    fv[v, F_DAMP_TARGET] = 1.0
+
+
+@njit(**JIT)
+def sustain_pedal(value, iv, fv, gi):
+    down = 1 if value >= 64 else 0
+    gi[G_SUSTAIN] = down
+    if down == 0:
+        for v in range(iv.shape[0]):
+            if iv[v, I_STATE] == SUSTAINED:
+                iv[v, I_STATE] = DAMPED
+                if iv[v, I_DAMPED_KEY] != 0:
+                    fv[v, F_DAMP_TARGET] = 1.0
+
+
+@njit(**JIT)
+def all_sound_off(iv, fv, gf):
+    for v in range(iv.shape[0]):
+        if iv[v, I_STATE] != FREE:
+            iv[v, I_STATE] = STEALING
+            fv[v, F_FADE_STEP] = gf[GF_STEAL_STEP]
+
+
+@njit(**JIT)
+def apply_event(status, d1, d2, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
+                kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf):
+    kind = status & 0xF0
+    if kind == 0x90 and d2 > 0:
+        note_on(d1 & 127, d2 & 127, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
+                kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf)
+    elif kind == 0x80 or kind == 0x90:
+        note_off(d1 & 127, iv, fv, gi)
+    elif kind == 0xB0:
+        if d1 == 64:
+            sustain_pedal(d2, iv, fv, gi)
+        elif d1 == 120:
+            all_sound_off(iv, fv, gf)
+        elif d1 == 123:
+            for v in range(iv.shape[0]):
+                if iv[v, I_STATE] == HELD:
+                    note_off(iv[v, I_KEY], iv, fv, gi)
+
+
+@njit(**JIT)
+def interpolate_tick(x_low, push, taps, ring, gi, factor):
+    """Polyphase interpolation of the zero-stuffed resonator sum, one fs sample.
+
+    ``push`` is True on samples that carry a low-rate value ``x_low``; the output is
+    sum_i taps[q + factor i] * low[m - i], q = samples since the last low-rate value.
+    """
+    nr = ring.shape[0]
+    if push:
+        idx = (gi[G_IIDX] + 1) % nr
+        gi[G_IIDX] = idx
+        ring[idx] = x_low
+        gi[G_IQ] = 0
+    q = gi[G_IQ]
+    idx = gi[G_IIDX]
+    acc = 0.0
+    j = q
+    i = 0
+    while j < taps.shape[0]:
+        acc += taps[j] * ring[(idx - i) % nr]
+        j += factor
+        i += 1
+    gi[G_IQ] = q + 1
+    return acc
+
+
+@njit(**JIT)
+def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
+                   kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, taps, ring, trace, trace_info,
+                   ev_off, ev_st, ev_d1, ev_d2, n, mono, resbuf):
+    """Apply events and render every voice for ``n`` samples into ``mono`` (strings plus the
+    interpolated resonator sum), advancing the global sample clock."""
+    fs = gf[GF_FS]
+    mono[:n] = 0.0
+    resbuf[:n] = 0.0
+    factor = gi[G_RES_FACTOR]
+    t0 = gi[G_T]
+    ne = ev_off.shape[0]
+    ei = 0
+    seg0 = 0
+    while seg0 < n:
+        while ei < ne and ev_off[ei] <= seg0:
+            apply_event(ev_st[ei], ev_d1[ei], ev_d2[ei], iv, fv, nut, bridge, dsos, dstate,
+                        rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf)
+            ei += 1
+            if gi[G_TRACE_RESET] != 0:
+                trace[:] = 0.0
+                trace_info[0] = 0
+                gi[G_TRACE_RESET] = 0
+        seg1 = n
+        if ei < ne and ev_off[ei] < n:
+            seg1 = ev_off[ei]
+        for v in range(iv.shape[0]):
+            if iv[v, I_STATE] != FREE:
+                render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, seg0, seg1,
+                             t0, mono, resbuf, fs, gi[G_HAMMER_MODE], gf[GF_DAMP_ALPHA],
+                             gf[GF_LEVEL_RELEASE], gf[GF_FREE_LEVEL], factor, trace,
+                             trace_info, gi[G_TRACE_VOICE])
+        seg0 = seg1
+    while ei < ne:       # events at offsets >= n (should not happen): apply at the end
+        apply_event(ev_st[ei], ev_d1[ei], ev_d2[ei], iv, fv, nut, bridge, dsos, dstate,
+                    rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf)
+        ei += 1
+    for i in range(n):
+        t = t0 + i
+        mono[i] += interpolate_tick(resbuf[i], t % factor == 0, taps, ring, gi, factor)
+    gi[G_T] = t0 + n
+
+
+@njit(**JIT)
+def render_output(stereo, n, gf, out):
+    """Master gain (smoothed, one-pole) and a soft limiter into ``out`` (n, 2).
+
+    Limiter: linear below 0.7 of the ceiling, above it the excess is compressed by tanh so the
+    output never exceeds the ceiling; C1-continuous, memoryless (no pumping, no latency).
+    """
+    ceil = gf[GF_CEILING]
+    thr = 0.7 * ceil
+    room = ceil - thr
+    g = gf[GF_GAIN]
+    gt = gf[GF_GAIN_TARGET]
+    a = gf[GF_GAIN_ALPHA]
+    for i in range(n):
+        g += (gt - g) * a
+        for c in range(2):
+            x = stereo[i, c] * g
+            if x != x:
+                x = 0.0
+            ax = abs(x)
+            if ax > thr:
+                y = thr + room * np.tanh((ax - thr) / room)
+                x = y if x > 0 else -y
+            out[i, c] = x
+    gf[GF_GAIN] = g
