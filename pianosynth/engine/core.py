@@ -260,6 +260,20 @@ class Engine:
             return False
         return float(np.max(np.abs(self.out64))) < thr
 
+    def reset(self) -> None:
+        """Silence everything at once and clear all state (voices, resonators, soundboard);
+        pedal up. Not for use while playing (it clicks); use :meth:`all_notes_off`."""
+        for a in (self.iv, self.fv, self.nut, self.bridge, self.dstate, self.rstate, self.ring,
+                  self.trace, self.trace_info, self.out64):
+            a[...] = 0
+        keep = self.gi.copy()
+        self.gi[...] = 0
+        for idx in (B.G_POLYPHONY, B.G_HAMMER_MODE, B.G_RES_FACTOR):
+            self.gi[idx] = keep[idx]
+        self.gi[B.G_TRACE_VOICE] = -1
+        if HAVE_SOUNDBOARD:
+            self.sb_state = make_soundboard_state(self.sb_coeffs)
+
     def all_notes_off(self) -> None:
         """Fade every voice out within 5 ms."""
         B.all_sound_off(self.iv, self.fv, self.gf)
