@@ -17,7 +17,7 @@ Curves
 - **Unison strings**: 1 from A0 to G#1, 2 to B2, 3 above (typical grand stringing).
 - **Hammer** (§3.1, Table 1 after Chaigne & Askenfelt 1994): p, log10 K and mass interpolated
   linearly in key through C2, C4, C6 and extrapolated; p clamped to [2.0, 3.5]; mass clamped to
-  [2 g, 9 g] (real bass hammers weigh ~10 g, trebles ~ 2-3 g; see the data README).
+  [2 g, 9 g]; p and K are held at their C6 values above C6 (real bass hammers weigh ~10 g, trebles ~ 2-3 g; see the data README).
 - **String wave impedance** Z = sqrt(T mu): from the Steinway D string table of Chabassier,
   Chaigne & Joly 2013 (``chabassier_steinwayD_strings_via_Hammers2Strings2Plate.csv``, set A),
   log-log interpolated against f0.
@@ -162,13 +162,16 @@ def design_keyboard(settings: dict | None = None, key_overrides: dict | None = N
     t60_high = np.minimum(t60_high, t60_f0)
     t60_high_hz = np.maximum(3000.0, 3.0 * f1)
     n_strings = np.where(k < 33, 1, np.where(k < 48, 2, 3)).astype(np.int64)
-    p = np.clip(_interp_linear_extrap(k, _HAMMER_KEYS, _HAMMER_P), 2.0, 3.5)
-    log10k = _interp_linear_extrap(k, _HAMMER_KEYS, _HAMMER_LOG10K)
+    # extrapolated below C2, held above C6 (Table 1 ends there; harder felt above C6 would
+    # shorten the contact below the ~0.5 ms measured on real trebles)
+    kx = np.minimum(k, _HAMMER_KEYS[-1])
+    p = np.clip(_interp_linear_extrap(kx, _HAMMER_KEYS, _HAMMER_P), 2.0, 3.5)
+    log10k = _interp_linear_extrap(kx, _HAMMER_KEYS, _HAMMER_LOG10K)
     # keep the force at 1 mm compression when p is clamped or offset: K' = K * 1e-3**(p - p')
-    p_raw = _interp_linear_extrap(k, _HAMMER_KEYS, _HAMMER_P)
+    p_raw = _interp_linear_extrap(kx, _HAMMER_KEYS, _HAMMER_P)
     p_new = np.clip(p + s["felt_exponent_offset"], 1.5, 4.0)
     kk = 10.0 ** log10k * (1e-3) ** (p_raw - p_new) * s["felt_stiffness_scale"]
-    mass = np.clip(_interp_linear_extrap(k, _HAMMER_KEYS, _HAMMER_MASS), 2.0e-3, 9.0e-3)
+    mass = np.clip(_interp_linear_extrap(kx, _HAMMER_KEYS, _HAMMER_MASS), 2.0e-3, 9.0e-3)
     mass = mass * s["hammer_mass_scale"]
     z = np.exp(np.interp(np.log(f1), np.log(_Z_F0), np.log(_Z_VALUES)))
     kp = KeyboardParams(

@@ -75,11 +75,19 @@ def loss_filter_response(g: float, a1: float, w: np.ndarray) -> np.ndarray:
     return g * (1.0 + a1) / (1.0 + a1 * z1)
 
 
-def t60_of_loop(g: float, a1: float, loop_delay: float, w: np.ndarray, fs: float) -> np.ndarray:
+def loop_group_delay(f0_hz, b, k, fs):
+    """Group delay (samples) of a loop whose partials follow eq. 12, at partials ``k``:
+    fs / (df_k/dk) = fs sqrt(1 + B k^2) / (f0 (1 + 2 B k^2))."""
+    k = np.asarray(k, float)
+    return fs * np.sqrt(1.0 + b * k * k) / (f0_hz * (1.0 + 2.0 * b * k * k))
+
+
+def t60_of_loop(g: float, a1: float, loop_delay, w: np.ndarray, fs: float) -> np.ndarray:
     """T60 (s) of the waveguide partials at ``w`` from the exact loop magnitude per round trip.
 
-    The loop of length ``loop_delay`` samples is passed once per period, so the amplitude
-    falls by |H_l| every ``loop_delay / fs`` seconds: T60 = -3 ln 10 * D / (fs ln|H_l|).
+    A mode's energy passes the loss filter once per loop group delay ``loop_delay`` (samples,
+    scalar or per partial; see :func:`loop_group_delay`), so its amplitude falls by |H_l|
+    every ``loop_delay / fs`` seconds: T60 = -3 ln 10 * D / (fs ln|H_l|).
     """
     mag = np.abs(loss_filter_response(g, a1, w))
     return -LN1000 * loop_delay / (fs * np.log(mag))

@@ -15,7 +15,7 @@ import numpy as np
 from ..design.keyboard import (KEY_MAX, KEY_MIN, KeyboardParams, design_keyboard,
                                velocity_to_hammer_m_s)
 from ..design.resonators import design_interpolator_taps, design_resonators
-from ..design.string import MAX_SECTIONS, design_string, t60_of_loop
+from ..design.string import MAX_SECTIONS, design_string, loop_group_delay, t60_of_loop
 from ..dsp import voice as V
 from . import blockloop as B
 from .events import EVENT_DTYPE, NO_EVENTS
@@ -122,8 +122,8 @@ def design_key_table(settings: dict, fs: float, key_overrides=None) -> KeyDesign
         if kp.n_strings[i] >= 2 and n_res_max > 0:
             k = np.arange(1, 41, dtype=float)
             fk = k * kp.f0_hz[i] * np.sqrt(1.0 + kp.inharmonicity_b[i] * k * k)
-            n_loop = sd.nut_delay + sd.bridge_delay
-            t60k = t60_of_loop(sd.loss_g, sd.loss_a1, n_loop, 2 * np.pi * fk / fs, fs)
+            d_g = loop_group_delay(kp.f0_hz[i], kp.inharmonicity_b[i], k, fs)
+            t60k = t60_of_loop(sd.loss_g, sd.loss_a1, d_g, 2 * np.pi * fk / fs, fs)
             rc = design_resonators(fk, t60k, sd.nut_delay, sd.bridge_delay, fs, RES_FACTOR,
                                    min(n_res_max, MAX_RESONATORS), kp.unison_detune_cents[i],
                                    kp.late_t60_ratio[i], kp.second_mode_level[i], interp_delay)
