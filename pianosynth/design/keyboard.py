@@ -48,7 +48,7 @@ _B_VALUES = np.array([3.0e-4, 1.35e-4, 1.02e-4, 1.09e-4, 1.6e-4, 3.5e-4, 7.7e-4,
 _T60_KEYS = np.array([21, 36, 48, 60, 72, 84, 96, 108])
 _T60_F0 = np.array([14.0, 12.0, 5.0, 3.0, 3.0, 2.0, 1.5, 0.8])
 # T60 at the high reference frequency (decay of the upper partials) in s.
-_T60_HIGH = np.array([1.2, 1.0, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
+_T60_HIGH = np.array([3.0, 3.0, 2.5, 2.0, 1.6, 1.2, 0.9, 0.5])
 
 # Hammer, Bank et al. 2003 Table 1 (C2, C4, C6).
 _HAMMER_KEYS = np.array([36.0, 60.0, 84.0])

@@ -32,8 +32,8 @@ OUTPUT_SCALE = 0.02
 CEILING = 10.0 ** (-0.3 / 20.0)
 
 try:  # the shared soundboard (Bank et al. §5); a pass-through until it is available
-    from ..design.soundboard import design_soundboard, make_soundboard_state
-    from ..dsp.soundboard import render_soundboard
+    from ..design.soundboard import design_soundboard
+    from ..dsp.soundboard import make_soundboard_state, render_soundboard
     HAVE_SOUNDBOARD = True
 except ImportError:  # pragma: no cover
     HAVE_SOUNDBOARD = False
