@@ -644,6 +644,7 @@ class DecayTimes(NamedTuple):
     t60_late_s: np.ndarray
     t60_whole_s: np.ndarray
     peak_over_floor_db: np.ndarray
+    start_over_floor_db: np.ndarray
     floor_db: np.ndarray
     t_peak_s: np.ndarray
     t_end_s: np.ndarray
@@ -672,8 +673,8 @@ def decay_times(x, fs: float, freqs_hz, early_s: float = 1.0, min_snr_db: float 
     early_s : float
         End of the early-decay fit in s after the onset (default 1 s).
     min_snr_db : float
-        Partials whose envelope peak is less than this above their noise floor get nan
-        (default 20 dB).
+        Partials that start less than this above their noise floor get nan (default 20 dB);
+        the start level is the early regression line at the peak time.
     end_margin_db : float
         Fits stop where the (0.3 s power-smoothed) envelope last exceeds floor + this margin.
     hop_s, bandwidth_hz :
@@ -684,10 +685,15 @@ def decay_times(x, fs: float, freqs_hz, early_s: float = 1.0, min_snr_db: float 
     Returns
     -------
     DecayTimes
-        ``t60_early_s``: fit from the envelope peak (within 0.5 s of the onset) to onset +
-        ``early_s``; ``t60_late_s``: from onset + ``early_s`` to the end point (nan if that
-        span is < 0.5 s); ``t60_whole_s``: from the peak to the end point;
-        ``peak_over_floor_db``: envelope peak minus noise floor.
+        ``t60_early_s``: fit from the envelope peak to onset + ``early_s``, the peak being
+        sought within 0.5 s after the band-pass's smearing of the attack (2 / half
+        bandwidth after the onset, 40 ms for a 50 Hz band); ``t60_late_s``: from onset +
+        ``early_s`` to the end point (nan if that span is < 0.5 s); ``t60_whole_s``: from
+        the peak to the end point, where the 0.3 s smoothed envelope last exceeds floor +
+        ``end_margin_db``; ``peak_over_floor_db``: raw envelope peak minus noise floor (as
+        in T60_partials_headroom.csv); ``start_over_floor_db``: early regression line at
+        the peak time minus floor (the nan criterion); ``floor_db``, ``t_peak_s``,
+        ``t_end_s``: noise floor (dB re full scale) and fit limits (s from x[0]).
 
     Notes
     -----
@@ -695,8 +701,9 @@ def decay_times(x, fs: float, freqs_hz, early_s: float = 1.0, min_snr_db: float 
     Sec. 4.1). Early << late is the two-stage decay of coupled unison strings (Weinreich
     1977). The noise floor of partial k is the background noise next to it: the power in two
     bands 0.2 x spacing wide midway to the lower and upper neighbour (away from the partials'
-    spectral skirts), median over the last 30 % of the signal, averaged over the two bands and
-    scaled to the partial's bandwidth.
+    spectral skirts), median over the last 30 % of the signal, averaged in dB over the two
+    bands (log-linear interpolation of a sloping noise spectrum) and scaled to the partial's
+    bandwidth.
     """
     xm = to_mono(x)
     f = np.atleast_1d(np.asarray(freqs_hz, float))
@@ -722,21 +729,30 @@ def decay_times(x, fs: float, freqs_hz, early_s: float = 1.0, min_snr_db: float 
                    if np.all(np.isfinite(nb[i][tail]))]
         if not p_noise:
             continue
-        floor = 10.0 * np.log10(np.mean(p_noise) + _TINY) + 10.0 * np.log10(bw[i] / bw_noise[i])
+        floor = (float(np.mean(10.0 * np.log10(np.asarray(p_noise) + _TINY)))
+                 + 10.0 * np.log10(bw[i] / bw_noise[i]))
         out["floor_db"][i] = floor
         e = env_db[i]
-        win_pk = after & (t <= t_on + 0.5)
-        ipk = int(np.flatnonzero(win_pk)[np.argmax(e[win_pk])])
-        snr = float(e[ipk] - floor)
-        out["peak_over_floor_db"][i] = snr
-        if snr < min_snr_db:
+        # skip the band-pass's smearing of the attack (~2 / bandwidth), then take the peak
+        t_skip = t_on + 2.0 / bw[i]
+        win_pk = (t >= t_skip) & (t <= t_skip + 0.5)
+        if not win_pk.any():
             continue
+        ipk = int(np.flatnonzero(win_pk)[np.argmax(e[win_pk])])
+        t_pk = t[ipk]
+        out["peak_over_floor_db"][i] = float(e[ipk] - floor)
         esm = _moving_power_db(e, int(round(0.3 / hop)))
-        above = np.flatnonzero((esm > floor + end_margin_db) & (t >= t[ipk]))
-        t_end = t[above[-1]] if above.size else t[ipk]
+        above = np.flatnonzero((esm > floor + end_margin_db) & (t >= t_pk))
+        t_end = t[above[-1]] if above.size else t_pk
         # keep away from the zero-padded tail, where the band-pass rings out
         t_end = min(t_end, (xm.size / fs) - 2.0 / bw[i])
-        t_pk = t[ipk]
+        # level of the decaying partial at the peak time: the early regression line there
+        # (an attack click or knock in the band raises the raw peak, not this line)
+        me = (t >= t_pk) & (t <= max(min(t_on + early_s, t_end), t_pk + 0.2))
+        start = np.polyval(np.polyfit(t[me], e[me], 1), t_pk) if me.sum() >= 5 else e[ipk]
+        out["start_over_floor_db"][i] = float(start - floor)
+        if start - floor < min_snr_db:
+            continue
         out["t_peak_s"][i], out["t_end_s"][i] = t_pk, t_end
         out["t60_early_s"][i] = t60_from_envelope(t, e, t_pk, min(t_on + early_s, t_end))
         if t_end - (t_on + early_s) >= 0.5:
@@ -770,7 +786,7 @@ def _matrix_pencil(z, dt, max_order=6, rel_sv=1e-2):
 
 def beating(x, fs: float, freq_hz: float, t_start_s: float = 0.1,
             dur_s: float | None = None, bandwidth_hz: float | None = None,
-            onset: int | None = None) -> tuple[float, float]:
+            drop_db: float = 40.0, onset: int | None = None) -> tuple[float, float]:
     """Frequency and depth of the amplitude modulation (beating) of one partial.
 
     Parameters
@@ -784,11 +800,14 @@ def beating(x, fs: float, freq_hz: float, t_start_s: float = 0.1,
     t_start_s : float
         Start of the analysed span in s after the onset (default 0.1 s, after the attack).
     dur_s : float, optional
-        Length of the span in s (default: until the partial's smoothed envelope falls to
-        within 10 dB of its level at the end of the signal, at most 10 s).
+        Length of the span in s (default: until the partial's 0.3 s smoothed envelope has
+        fallen ``drop_db`` below its maximum, at most 10 s and the end of the signal).
     bandwidth_hz : float, optional
         Half bandwidth in Hz of the heterodyne band-pass (default min(0.4 f, 15 Hz)); it must
         hold both beating components and exclude neighbouring partials.
+    drop_db : float
+        Decay that ends the default span (40 dB: the partial stays well above the noise of a
+        typical recording).
     onset : int, optional
         Onset sample index; default :func:`detect_onset`.
 
@@ -822,11 +841,13 @@ def beating(x, fs: float, freq_hz: float, t_start_s: float = 0.1,
     hop = t[1] - t[0]
     if dur_s is None:
         e_db = 20.0 * np.log10(np.abs(z) + _TINY)
-        end = e_db[(t >= xm.size / fs - 2.0 / bw - 0.5) & (t <= xm.size / fs - 2.0 / bw)]
-        floor = float(10.0 * np.log10(np.mean(10.0 ** (end / 10.0)))) if end.size else -np.inf
         esm = _moving_power_db(e_db, int(round(0.3 / hop)))
-        above = np.flatnonzero((esm > floor + 10.0) & (t >= t0) & (t <= t_stop))
-        t1 = t[above[-1]] if above.size else t_stop
+        span = (t >= t0) & (t <= t_stop)
+        if not span.any():
+            return float("nan"), float("nan")
+        top = float(esm[span].max())
+        above = np.flatnonzero((esm > top - drop_db) & span)
+        t1 = t[above[-1]]
     else:
         t1 = min(t0 + dur_s, t_stop)
     m = (t >= t0) & (t <= t1)
