@@ -39,7 +39,7 @@ __all__ = [
     "DecimatorState", "InterpolatorState",
     "make_decimator_state", "make_interpolator_state",
     "reset_decimator", "reset_interpolator",
-    "decimate_tick", "interp_push", "interp_tick", "interpolate_tick",
+    "decimate_tick", "interp_push", "interp_tick", "interp_tick2", "interpolate_tick",
     "render_decimate", "render_interpolate",
     "interp_inputs_needed", "decim_outputs_produced", "phase_count",
 ]
@@ -109,10 +109,18 @@ def decimate_tick(hist, idx, table, x):
     ready = phase == 0
     if ready:
         base = pos + 1  # hist[pos+1 .. pos+size] = oldest .. newest
+        y0 = 0.0
+        y1 = 0.0
         for r in range(factor):
             b = base + r * nj
-            for j in range(nj):
-                y += table[r, j] * hist[b + j]
+            j = 0
+            while j + 2 <= nj:  # two accumulators: independent add chains
+                y0 += table[r, j] * hist[b + j]
+                y1 += table[r, j + 1] * hist[b + j + 1]
+                j += 2
+            if j < nj:
+                y0 += table[r, j] * hist[b + j]
+        y = y0 + y1
     pos += 1
     if pos == size:
         pos = 0
@@ -147,14 +155,54 @@ def interp_tick(hist, idx, table):
     nj = table.shape[1]
     r = idx[0]
     pos = idx[1]  # hist[pos .. pos+J-1] = oldest .. newest
-    z = 0.0
-    for j in range(nj):
-        z += table[r, j] * hist[pos + j]
+    z0 = 0.0
+    z1 = 0.0
+    j = 0
+    while j + 2 <= nj:
+        z0 += table[r, j] * hist[pos + j]
+        z1 += table[r, j + 1] * hist[pos + j + 1]
+        j += 2
+    if j < nj:
+        z0 += table[r, j] * hist[pos + j]
+    z = z0 + z1
     r += 1
     if r == factor:
         r = 0
     idx[0] = r
     return z
+
+
+@njit(**JIT_INLINE)
+def interp_tick2(hist_a, idx_a, hist_b, idx_b, table):
+    """:func:`interp_tick` for two signals sharing one table and one phase (e.g. the
+    soundboard's low band and its complement); both states advance. Returns (z_a, z_b)."""
+    factor = table.shape[0]
+    nj = table.shape[1]
+    r = idx_a[0]
+    pa = idx_a[1]
+    pb = idx_b[1]
+    za0 = 0.0
+    za1 = 0.0
+    zb0 = 0.0
+    zb1 = 0.0
+    j = 0
+    while j + 2 <= nj:
+        t0 = table[r, j]
+        t1 = table[r, j + 1]
+        za0 += t0 * hist_a[pa + j]
+        zb0 += t0 * hist_b[pb + j]
+        za1 += t1 * hist_a[pa + j + 1]
+        zb1 += t1 * hist_b[pb + j + 1]
+        j += 2
+    if j < nj:
+        za0 += table[r, j] * hist_a[pa + j]
+        zb0 += table[r, j] * hist_b[pb + j]
+    r += 1
+    if r == factor:
+        r = 0
+    idx_a[0] = r
+    idx_b[0] = r
+    return za0 + za1, zb0 + zb1
 
 
 @njit(**JIT_INLINE)
@@ -194,6 +242,8 @@ def decim_outputs_produced(state, table, n_in):
 def render_decimate(state, table, x, y_low, n):
     """Decimate ``x[:n]`` (full rate) into ``y_low`` (WRITES ``y_low[:k]``); return k.
 
+    Same arithmetic as :func:`decimate_tick`, with phase and ring position held in locals.
+
     Parameters
     ----------
     state : DecimatorState
@@ -202,12 +252,40 @@ def render_decimate(state, table, x, y_low, n):
     y_low : float64 (>= k,)       output at fs/factor, k = ``decim_outputs_produced``
     n : int                       samples of x to consume
     """
+    factor = table.shape[0]
+    nj = table.shape[1]
+    size = factor * nj
+    hist = state.hist
+    phase = state.idx[0]
+    pos = state.idx[1]
     k = 0
     for i in range(n):
-        ready, y = decimate_tick(state.hist, state.idx, table, x[i])
-        if ready:
-            y_low[k] = y
+        xi = x[i]
+        hist[pos] = xi
+        hist[pos + size] = xi
+        if phase == 0:
+            base = pos + 1
+            y0 = 0.0
+            y1 = 0.0
+            for r in range(factor):
+                b = base + r * nj
+                j = 0
+                while j + 2 <= nj:
+                    y0 += table[r, j] * hist[b + j]
+                    y1 += table[r, j + 1] * hist[b + j + 1]
+                    j += 2
+                if j < nj:
+                    y0 += table[r, j] * hist[b + j]
+            y_low[k] = y0 + y1
             k += 1
+        pos += 1
+        if pos == size:
+            pos = 0
+        phase += 1
+        if phase == factor:
+            phase = 0
+    state.idx[0] = phase
+    state.idx[1] = pos
     return k
 
 
@@ -215,6 +293,8 @@ def render_decimate(state, table, x, y_low, n):
 def render_interpolate(state, table, x_low, out, n_out):
     """Interpolate into ``out[:n_out]`` (WRITES) reading ``x_low`` in order; return how many
     low-rate samples were consumed (= ``interp_inputs_needed`` before the call).
+
+    Same arithmetic as :func:`interpolate_tick`, with phase and ring position in locals.
 
     Parameters
     ----------
@@ -224,10 +304,34 @@ def render_interpolate(state, table, x_low, out, n_out):
     out : float64 (>= n_out,)     output at fs
     n_out : int
     """
+    factor = table.shape[0]
+    nj = table.shape[1]
+    hist = state.hist
+    r = state.idx[0]
+    pos = state.idx[1]
     k = 0
     for i in range(n_out):
-        if state.idx[0] == 0:
-            interp_push(state.hist, state.idx, x_low[k])
+        if r == 0:
+            u = x_low[k]
             k += 1
-        out[i] = interp_tick(state.hist, state.idx, table)
+            hist[pos] = u
+            hist[pos + nj] = u
+            pos += 1
+            if pos == nj:
+                pos = 0
+        z0 = 0.0
+        z1 = 0.0
+        j = 0
+        while j + 2 <= nj:
+            z0 += table[r, j] * hist[pos + j]
+            z1 += table[r, j + 1] * hist[pos + j + 1]
+            j += 2
+        if j < nj:
+            z0 += table[r, j] * hist[pos + j]
+        out[i] = z0 + z1
+        r += 1
+        if r == factor:
+            r = 0
+    state.idx[0] = r
+    state.idx[1] = pos
     return k
