@@ -438,7 +438,7 @@ def _band_filters(x, fs, freqs, half_bw, hop_s, pad_s=0.5):
     xm = to_mono(x)
     n = xm.size
     N = sfft.next_fast_len(n + int(pad_s * fs))
-    X = sfft.fft(xm, N)
+    X = sfft.rfft(xm, N)
     df = fs / N
     M = int(np.ceil(N / (fs * hop_s)))
     M = sfft.next_fast_len(M)
@@ -460,31 +460,28 @@ def _band_filters(x, fs, freqs, half_bw, hop_s, pad_s=0.5):
         j = np.arange(-h, h + 1)
         d = np.abs(j * df + c * df - fc) / bw  # distance from the requested centre, in bw
         # flat to 0.5 bw, raised-cosine taper to zero at bw
-        g = np.where(d <= 0.5, 1.0, np.where(d < 1.0, 0.5 * (1 + np.cos(np.pi * (d - 0.5) / 0.5)), 0.0))
+        g = np.where(d <= 0.5, 1.0,
+                     np.where(d < 1.0, 0.5 * (1.0 + np.cos(2.0 * np.pi * (d - 0.5))), 0.0))
+        ok = (c + j >= 0) & (c + j < X.size)
         Y = np.zeros(M, complex)
-        Y[j % M] = X[(c + j) % N] * g
+        Y[j[ok] % M] = X[c + j[ok]] * g[ok]
         env[i] = sfft.ifft(Y)[:n_frames] * (M / N)
     t = np.arange(n_frames) * hop
     return t, env
 
 
-def _default_half_bw(freqs, hop_s, cap_hz=None):
-    """Half bandwidth: 0.45 x distance to the nearest other frequency (or f itself), <= 0.4/hop."""
+def _default_half_bw(freqs, hop_s):
+    """Half bandwidth in Hz: 0.45 x the distance to the nearest other frequency (or to 0 Hz),
+    at most 0.4 / hop_s."""
     f = np.atleast_1d(np.asarray(freqs, float))
-    sp = np.full(f.shape, np.inf)
-    fin = np.isfinite(f)
-    if fin.sum() >= 2:
-        fs_ = np.sort(f[fin])
-        d = np.diff(fs_)
-        for i in np.flatnonzero(fin):
-            dd = np.abs(fs_ - f[i])
-            dd = dd[dd > 0]
-            sp[i] = dd.min() if dd.size else f[i]
-    sp = np.minimum(sp, np.where(fin, f, np.inf))
-    bw = np.minimum(0.45 * sp, 0.4 / hop_s)
-    if cap_hz is not None:
-        bw = np.minimum(bw, cap_hz)
-    return bw
+    sp = np.where(np.isfinite(f), f, np.inf)
+    fin = np.flatnonzero(np.isfinite(f))
+    for i in fin:
+        dd = np.abs(f[fin] - f[i])
+        dd = dd[dd > 0]
+        if dd.size:
+            sp[i] = min(sp[i], dd.min())
+    return np.minimum(0.45 * sp, 0.4 / hop_s)
 
 
 def partial_envelopes(x, fs: float, freqs_hz, hop_s: float = 0.01,

@@ -179,17 +179,16 @@ def force_png(t, force, path, labels=None, title: str | None = None,
     Path
         The written file.
     """
-    if isinstance(force, np.ndarray) and force.ndim == 1:
-        forces = [force]
-    elif isinstance(force, np.ndarray):
-        forces = list(force)
+    if isinstance(force, np.ndarray):
+        forces = [force] if force.ndim == 1 else list(force)
+    elif len(force) and np.ndim(force[0]) == 0:
+        forces = [np.asarray(force, float)]
     else:
         forces = [np.asarray(f, float) for f in force]
-        if forces and np.ndim(forces[0]) == 0:
-            forces = [np.asarray(force, float)]
-    ts = list(t) if isinstance(t, (list, tuple)) and np.ndim(t[0]) == 1 else [np.asarray(t)] * len(forces)
-    if len(ts) == 1 and len(forces) > 1:
-        ts = ts * len(forces)
+    if isinstance(t, (list, tuple)) and len(t) and np.ndim(t[0]) == 1:
+        ts = [np.asarray(tt, float) for tt in t]
+    else:
+        ts = [np.asarray(t, float)] * len(forces)
     scale = 1e3 if t_unit == "ms" else 1.0
     fig = _figure(8.0, 4.5)
     ax = fig.subplots()
