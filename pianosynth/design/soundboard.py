@@ -35,7 +35,8 @@ A synthetic modal force-to-pressure response ``h_t(t) = sum_k a_k exp(-t/tau_k) 
 
 Low band (below the split ``SPLIT_HZ`` = 2.2 kHz)
 -------------------------------------------------
-Decimate by 8 (equiripple, 0.02 dB ripple, 70 dB stopband from fs/8 − 2.2 kHz), then
+Decimate by 8 (equiripple, 0.02 dB ripple, 70 dB stopband from
+min(fs/8 − 2.2 kHz, 3.3 kHz): no alias reaches the passband, same crossover at every rate), then
 ``H_low`` at fs/8: one second-order section per target mode below 2.5 kHz with the exact
 decimated pole pair ``(r_k^8, 8 theta_k)`` and impulse-invariant numerator, plus an 8-tap
 FIR fitted by least squares (complex, so amplitude AND phase) to what the modes do not
@@ -52,8 +53,8 @@ target's 0.05 modes/Hz above 2.5 kHz. Each line has a one-pole absorption filter
 from T60 at DC and at Nyquist (Jot): ``g_i(0) = 10^(-3 m_i/(fs T60_0))``,
 ``g_i(pi) = 10^(-3 m_i/(fs T60_pi))``, ``T60_pi = T60_0 / 20``, pole
 ``p_i = (g_0 - g_pi)/(g_0 + g_pi)``; ``|H_i| <= max(g_0, g_pi) < 1`` for every finite
-positive T60 so every loop gain is < 1 by construction. ``T60_0`` is solved so that T60
-at 2.2 kHz equals ``fdn_t60_s`` (for the mean line length). A first-order tone filter
+positive T60 so every loop gain is < 1 by construction. Each line's ``T60_0`` is solved so
+that its T60 at 2.2 kHz equals ``fdn_t60_s`` exactly. A first-order tone filter
 at the FDN input is fitted so the FDN's diffuse field starts at the level of the target's
 high band (its initial per-Hz power ``d(f) abar(f)^2 / 2``); ``fdn_t60_s`` then sets how
 long it rings (at ``fdn_t60_s`` = 0.05 s both decay alike at 2.2 kHz). Stereo: each channel
@@ -65,7 +66,7 @@ and orthogonal to the input vector, so the two channels are decorrelated.
 Parameters (physical, units): ``level_db`` (dB, both bands), ``fdn_t60_s`` (s, T60 of the
 high band at 2.2 kHz, clamped to [0.01, 10] with a warning), ``balance`` (-1 low band only,
 0 both at full level, +1 high band only), ``seed`` (the board). Latency: ``coeffs.latency[0]``
-samples at fs (44.1 kHz: 128, 48 kHz: 98, 96 kHz: 38).
+samples at fs (44.1 kHz: 144, 48 kHz: 156, 96 kHz: 312; about 3.3 ms).
 
 References
 ----------
@@ -107,8 +108,12 @@ SPLIT_HZ = 2200.0
 #: decimation factor of the low band.
 FACTOR = 8
 #: decimation/interpolation filter spec: passband ripple (peak to peak) and stopband, dB.
-#: The small ripple keeps the complementary high band's leak below the split under -50 dB.
+#: The small ripple keeps the complementary high band's leak below the split near -47 dB.
 RIPPLE_DB, STOPBAND_DB = 0.02, 70.0
+#: widest transition band of those filters, Hz: the crossover region where the low band
+#: fades out and the FDN fades in is the same at every sample rate (at 44.1 kHz the alias
+#: limit fs/8 - SPLIT_HZ is the tighter bound).
+TRANSITION_HZ = 1100.0
 #: modes below SPLIT_HZ + BANK_MARGIN_HZ get a section in H_low.
 BANK_MARGIN_HZ = 300.0
 #: length of the low-rate correction FIR.
@@ -244,7 +249,7 @@ def _target_response(fs, seed, w):
 def _low_band(fs: float, seed: int):
     """Multirate filters and H_low; depends on (fs, seed) only."""
     fs_low = fs / FACTOR
-    stop = fs_low - SPLIT_HZ
+    stop = min(fs_low - SPLIT_HZ, SPLIT_HZ + TRANSITION_HZ)
     h_dec = design_decimator(fs, FACTOR, SPLIT_HZ, stop, RIPPLE_DB, STOPBAND_DB)
     h_int = design_interpolator(fs, FACTOR, SPLIT_HZ, stop, RIPPLE_DB, STOPBAND_DB)
     f_k, a_k, tau = soundboard_modes(fs, seed)
@@ -305,16 +310,23 @@ def _onepole_t60(f_hz, t60_0, m, fs, ratio=FDN_T60_RATIO):
 
 
 def _absorption(fs, lengths, t60_split):
-    """Common (T60_0, T60_pi) with T60(SPLIT_HZ) = t60_split for the mean line; per-line
-    one-pole (b incl. 1/sqrt(L), p)."""
-    m_mean = float(lengths.mean())
-    t60_0 = optimize.brentq(
-        lambda s: _onepole_t60(SPLIT_HZ, s, m_mean, fs) - t60_split,
-        t60_split, t60_split / FDN_T60_RATIO, xtol=1e-12 * t60_split)
-    g0 = 10.0 ** (-3.0 * lengths / (fs * t60_0))
-    gp = 10.0 ** (-3.0 * lengths / (fs * t60_0 * FDN_T60_RATIO))
-    p = (g0 - gp) / (g0 + gp)
-    return g0 * (1.0 - p) / np.sqrt(FDN_LINES), p
+    """Per-line one-pole absorption (b incl. 1/sqrt(L), p).
+
+    Line l gets (T60_0,l, T60_pi,l = FDN_T60_RATIO T60_0,l), Jot's design from T60 at DC and
+    Nyquist, with T60_0,l solved so that the line's T60 at SPLIT_HZ is exactly t60_split
+    (a common pair would only match at DC and Nyquist; in between the one-pole's shape
+    depends on the attenuation per pass, i.e. on the line length)."""
+    b = np.empty(lengths.shape[0])
+    p = np.empty(lengths.shape[0])
+    for i, m in enumerate(lengths):
+        t60_0 = optimize.brentq(
+            lambda s: _onepole_t60(SPLIT_HZ, s, float(m), fs) - t60_split,
+            t60_split, t60_split / FDN_T60_RATIO, xtol=1e-12 * t60_split)
+        g0 = 10.0 ** (-3.0 * m / (fs * t60_0))
+        gp = 10.0 ** (-3.0 * m / (fs * t60_0 * FDN_T60_RATIO))
+        p[i] = (g0 - gp) / (g0 + gp)
+        b[i] = g0 * (1.0 - p[i]) / np.sqrt(FDN_LINES)
+    return b, p
 
 
 @lru_cache(maxsize=16)
