@@ -137,7 +137,7 @@ def test_identical_output_for_any_block_size():
     ("damper_t60_s", 0.05), ("soundboard_t60_s", 3.0), ("soundboard_level_db", 12.0),
     ("master_gain_db", 12.0), ("polyphony", 1)])
 def test_extremes_give_finite_bounded_output(name, value):
-    eng = Engine({name: value}, sample_rate=22050, max_voices=12)
+    eng = Engine({name: value}, sample_rate=44100, max_voices=12)
     ev = make_events([(0, 0x90, 21, 127), (0, 0x90, 60, 127), (0, 0x90, 108, 127),
                       (100, 0xB0, 64, 127), (3000, 0x80, 60, 0)])
     y = eng.render_frames(6000, ev)

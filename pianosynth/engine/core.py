@@ -144,7 +144,7 @@ class Engine:
         Parameter values by name (:mod:`pianosynth.engine.params`); missing ones default,
         out-of-range ones are clamped with a warning.
     sample_rate : int
-        Output rate in Hz, 8000..192000 (44100, 48000, 96000 are the usual ones).
+        Output rate in Hz, 44100..192000 (44100, 48000, 96000 are the usual ones).
     key_overrides : dict[int, dict], optional
         Per-key overrides ``{midi_key: {field: value}}`` (see ``params.KEY_OVERRIDES``).
     max_voices : int, optional
@@ -162,8 +162,8 @@ class Engine:
     def __init__(self, settings=None, sample_rate=48000, key_overrides=None, max_voices=None,
                  hammer_mode=V.HAMMER_IMPLICIT_MULTIRATE):
         fs = int(sample_rate)
-        if not 8000 <= fs <= 192000:
-            raise ValueError(f"sample rate {sample_rate} Hz is outside 8000..192000 Hz")
+        if not 44100 <= fs <= 192000:
+            raise ValueError(f"sample rate {sample_rate} Hz is outside 44100..192000 Hz")
         self.sample_rate = fs
         self.settings = clamp_settings(settings)
         self.key_overrides = {int(k): dict(v) for k, v in (key_overrides or {}).items()}
