@@ -188,7 +188,7 @@ def test_low_band_matches_target(fs):
 
 @pytest.mark.parametrize("fs", [44100, 96000])
 def test_bands_are_complementary_and_aligned(fs):
-    """Below the split the high band carries < -50 dB; the latency equals the filters'."""
+    """Below the split the high band carries < -45 dB; the latency equals the filters'."""
     c = design_soundboard(fs, balance=1.0)
     h, g = prototypes(c)
     nh = np.max(np.nonzero(h)) + 1

@@ -21,8 +21,9 @@ A synthetic modal force-to-pressure response ``h_t(t) = sum_k a_k exp(-t/tau_k) 
 * modes from 60 Hz to 10 kHz (446 modes for seed 1); modal density ``d(f)`` (modes/Hz):
   0.01 up to 300 Hz (the first, well separated modes of a ribbed board), rising
   log-log from 0.01 at 300 Hz to 0.05 at 2.5 kHz, 0.05 above (high-frequency plate
-  density). Frequencies: the cumulative count ``N(f) = int d`` inverted at
-  ``k + 0.3 + U(-0.25, 0.25)`` (a jittered lattice: no two modes coincide);
+  density). Frequencies: the cumulative count ``N(f) = int_60^f d`` inverted at
+  ``k + 0.3 + U(-0.25, 0.25)`` (a jittered lattice: no two modes coincide), except the
+  first mode, placed between 60 and 70 Hz;
 * loss factor ``eta = 0.02`` for every mode: ``tau_k = 1 / (pi f_k eta)`` (Q = 50), so the
   60 Hz mode rings with T60 = 1.8 s and a 2.2 kHz mode with T60 = 50 ms;
 * amplitudes ``a_k = abar(f_k) * g_k`` with ``g_k ~ N(0, 1)`` (seeded: random sign and size)
@@ -185,6 +186,7 @@ def _modes_unit(seed: int):
     n_modes = int(np.floor(cum[-1] - 0.3))
     rng = np.random.default_rng(seed)
     pos = np.arange(n_modes) + 0.3 + rng.uniform(-0.25, 0.25, n_modes)
+    pos[0] = rng.uniform(0.0, 0.1)  # the fundamental board mode between 60 and 70 Hz
     f_k = np.interp(pos, cum, fg)
     g_k = rng.standard_normal(n_modes)
     return f_k, g_k
