@@ -1,0 +1,426 @@
+"""Live audio output: PortAudio (python-sounddevice) stream around one ``Engine.render`` call.
+
+The audio callback is a few lines: count an underflow, ask the event source for this block's
+events (written into a preallocated event array), render, advance the sample clock, apply
+the stop fade. It never allocates arrays, never locks, never does I/O.
+
+Clocks
+------
+MIDI messages are stamped with :func:`time.perf_counter` when they arrive; the engine counts
+output frames. :class:`BlockClock` maps one to the other: each callback gives one sample
+``t_callback - frame / fs`` of the offset between the clocks. A callback can be late (OS
+scheduling) but never early, so the *minimum* of these samples over the last one to two
+seconds is the offset of an on-time callback. A message that arrived at ``t`` plays at frame
+``(t + latency - offset) * fs``: arrival time plus a constant, on the output sample clock, so
+the block size and the callback jitter do not show in the timing of the notes
+(Dannenberg's "timestamp, then delay by a constant" scheme; the constant is one block plus a
+margin, see :data:`pianosynth.io.midi_live.LATENCY_MARGIN_S`).
+
+Host APIs
+---------
+PortAudio lists the JACK host API only if a JACK server is running when PortAudio starts;
+:func:`import_sounddevice` re-initialises PortAudio if sounddevice had been imported
+earlier. On JACK the server sets the block size (``blocksize=0``: PortAudio hands over
+JACK's period; asking for another size makes PortAudio re-buffer, which adds latency and
+underflows).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+
+try:
+    from ..errors import PianosynthError
+except ImportError:  # pragma: no cover - errors.py is part of the package
+    class PianosynthError(Exception):
+        """Bad input or environment, explained in one line."""
+
+#: name of PortAudio's JACK host API.
+JACK_HOSTAPI = "JACK Audio Connection Kit"
+#: most frames one callback may ask for (PortAudio with ``blocksize=0`` on ALSA may vary).
+MAX_BLOCK_FRAMES = 16384
+#: default length of the stop fade, seconds.
+FADE_S = 0.08
+
+_INSTALL_HINT = ("install it with `apt-get install libportaudio2` (Debian/Ubuntu) or "
+                 "`brew install portaudio` (macOS)")
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence C-level stderr (ALSA and libjack chatter while PortAudio probes host APIs).
+
+    Only for start-up code that runs before any other thread prints.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (e.g. pytest capture): nothing to hide
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_sounddevice(refresh: bool = True):
+    """Import :mod:`sounddevice`, re-initialising PortAudio so it sees a JACK server started
+    after the first import.
+
+    Raises
+    ------
+    PianosynthError
+        The PortAudio library is not installed.
+    """
+    already = "sounddevice" in sys.modules
+    try:
+        with quiet_stderr():
+            import sounddevice as sd
+            if already and refresh:
+                sd._terminate()
+                sd._initialize()
+    except OSError as exc:
+        raise PianosynthError(f"PortAudio library not found ({exc}): {_INSTALL_HINT}") from None
+    return sd
+
+
+def hostapi_name(sd, device_index: int) -> str:
+    return sd.query_hostapis(sd.query_devices(device_index)["hostapi"])["name"]
+
+
+def list_output_devices(sd=None) -> list[dict]:
+    """Audio output devices as PortAudio sees them.
+
+    Returns
+    -------
+    list of dict
+        ``index``, ``name``, ``hostapi`` (name), ``channels`` (max output channels),
+        ``default_samplerate`` (Hz), ``default`` (PortAudio's default output),
+        ``hostapi_default`` (its host API's default output), ``preferred`` (what
+        :func:`select_output_device` picks without a name).
+    """
+    sd = sd or import_sounddevice()
+    apis = sd.query_hostapis()
+    default_out = _default_output(sd)
+    rows = []
+    for i, d in enumerate(sd.query_devices()):
+        if d["max_output_channels"] <= 0:
+            continue
+        api = apis[d["hostapi"]]
+        rows.append(dict(index=i, name=d["name"], hostapi=api["name"],
+                         channels=int(d["max_output_channels"]),
+                         default_samplerate=float(d["default_samplerate"]),
+                         default=(i == default_out),
+                         hostapi_default=(i == api["default_output_device"]),
+                         preferred=False))
+    try:
+        pick = select_output_device(None, sd)
+    except PianosynthError:
+        pick = None
+    for r in rows:
+        r["preferred"] = r["index"] == pick
+    return rows
+
+
+def _default_output(sd) -> int:
+    try:
+        dev = sd.default.device[1]
+    except Exception:  # noqa: BLE001 - sounddevice raises plain errors for "no default"
+        return -1
+    return int(dev) if dev is not None and int(dev) >= 0 else -1
+
+
+def select_output_device(name: str | None, sd=None) -> int:
+    """Index of the output device to play on.
+
+    Parameters
+    ----------
+    name : str or None
+        Case-insensitive substring of a device name (or ``"<name> (<host API>)"``), or a
+        device index as text. ``None``: the JACK host API's default output if a JACK server
+        runs, else PortAudio's default output, else the first output device.
+
+    Raises
+    ------
+    PianosynthError
+        No output device at all, or none matching ``name``.
+    """
+    sd = sd or import_sounddevice()
+    devices = sd.query_devices()
+    apis = sd.query_hostapis()
+    outputs = [i for i, d in enumerate(devices) if d["max_output_channels"] > 0]
+    if not outputs:
+        raise PianosynthError(
+            "no audio output device: PortAudio found neither a sound card nor a running JACK "
+            "server. Connect a sound card, or start JACK (for a machine without one: "
+            "`jackd -d dummy -r 48000 -p 256 &`), then see `pianosynth devices`")
+    if name is None:
+        for api in apis:
+            if api["name"] == JACK_HOSTAPI and api["default_output_device"] >= 0:
+                return int(api["default_output_device"])
+        d = _default_output(sd)
+        return d if d in outputs else outputs[0]
+    text = str(name).strip()
+    if text.isdigit() and int(text) in outputs:
+        return int(text)
+    low = text.lower()
+
+    def full(i):
+        return f"{devices[i]['name']} ({apis[devices[i]['hostapi']]['name']})".lower()
+
+    for test in (lambda i: devices[i]["name"].lower() == low,
+                 lambda i: low in devices[i]["name"].lower(),
+                 lambda i: low in full(i)):
+        hits = [i for i in outputs if test(i)]
+        if hits:
+            jack = [i for i in hits if apis[devices[i]["hostapi"]]["name"] == JACK_HOSTAPI]
+            return (jack or hits)[0]
+    avail = "; ".join(f"{i}: {devices[i]['name']} ({apis[devices[i]['hostapi']]['name']})"
+                      for i in outputs)
+    raise PianosynthError(f"no audio output device matches {name!r} (available: {avail}; "
+                          "see `pianosynth devices`)")
+
+
+class BlockClock:
+    """Maps :func:`time.perf_counter` time onto the output sample clock.
+
+    Parameters
+    ----------
+    sample_rate : float
+        Output rate, Hz.
+    window_s : float
+        Length of one minimum-tracking window, seconds; the estimate is the minimum over the
+        current and the previous window, so it follows clock drift and forgets a start-up
+        burst within ``2 * window_s``.
+
+    Notes
+    -----
+    Offset sample per callback: ``o_k = t_k - F_k / fs`` (``t_k`` callback time, ``F_k``
+    first frame of the block). Callbacks run late, never early, so ``min_k o_k`` over a
+    recent window is the offset of an on-time callback and ``offset + F / fs`` the time
+    at which frame ``F`` is due.
+    """
+
+    def __init__(self, sample_rate: float, window_s: float = 1.0):
+        self.fs = float(sample_rate)
+        self.window_frames = int(window_s * self.fs)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the estimate (after a dropout the frame count no longer matches time)."""
+        self._prev_min = math.inf
+        self._cur_min = math.inf
+        self._window_start = None
+
+    def update(self, t_callback: float, frame: int) -> float:
+        """Feed one callback; return the estimated perf_counter time at which ``frame`` is due.
+
+        Parameters
+        ----------
+        t_callback : float
+            perf_counter() at the start of the callback, s.
+        frame : int
+            Index of the first frame of the block the callback renders.
+        """
+        o = t_callback - frame / self.fs
+        if self._window_start is None:
+            self._window_start = frame
+        elif frame - self._window_start >= self.window_frames:
+            self._prev_min = self._cur_min
+            self._cur_min = math.inf
+            self._window_start = frame
+        if o < self._cur_min:
+            self._cur_min = o
+        off = self._cur_min if self._cur_min < self._prev_min else self._prev_min
+        return off + frame / self.fs
+
+
+class AudioOutput:
+    """A running output stream: engine + event source + clock + stop fade + statistics.
+
+    Parameters
+    ----------
+    device : int
+        PortAudio device index (:func:`select_output_device`).
+    sample_rate : int or None
+        Hz; ``None``: the device's default rate. Checked here (before an engine is built).
+    blocksize : int
+        Frames per callback; ignored on JACK, where the server's period is used.
+    engine : Engine
+        Anything with ``render(out, events)`` (out float32 (n, 2), events EVENT_DTYPE);
+        may be set as an attribute before :meth:`start`.
+    fill_events : callable
+        ``fill_events(frame0, t_frame0, n) -> events`` called once per block from the audio
+        thread: returns the block's events (a view of a preallocated EVENT_DTYPE array,
+        sorted, offsets in ``[0, n)``). ``frame0`` is the index of the block's first frame,
+        ``t_frame0`` the perf_counter time at which it is due (:class:`BlockClock`).
+        May be set as an attribute before :meth:`start`.
+    sd : module, optional
+        sounddevice, as returned by :func:`import_sounddevice`.
+
+    Attributes
+    ----------
+    underflows : int
+        Callbacks that reported ``status.output_underflow``.
+    callbacks, frames : int
+        Callbacks so far, frames rendered so far.
+    block_frames : int
+        Frames of the last callback (JACK's period on JACK).
+    render_load_max : float
+        Largest (callback duration / block duration) seen.
+    """
+
+    def __init__(self, device: int, sample_rate: int | None = None, blocksize: int = 256,
+                 engine=None, fill_events=None, sd=None, fade_s: float = FADE_S):
+        self.sd = sd or import_sounddevice()
+        sd = self.sd
+        info = sd.query_devices(device)
+        self.device = int(device)
+        self.device_name = info["name"]
+        self.hostapi = hostapi_name(sd, device)
+        self.is_jack = self.hostapi == JACK_HOSTAPI
+        rate = int(sample_rate or round(info["default_samplerate"]))
+        try:
+            sd.check_output_settings(device=device, samplerate=rate, channels=2,
+                                     dtype="float32")
+        except sd.PortAudioError as exc:
+            default = int(round(info["default_samplerate"]))
+            hint = (f"use --sample-rate {default}" if default != rate
+                    else "check `pianosynth devices`")
+            if self.is_jack and default != rate:
+                hint += f" (or restart jackd with -r {rate})"
+            raise PianosynthError(
+                f"audio device {self.device_name!r} ({self.hostapi}) rejects {rate} Hz "
+                f"stereo float32 output ({_pa_text(exc)}); {hint}") from None
+        self.sample_rate = rate
+        self.requested_blocksize = int(blocksize)
+        self.engine = engine
+        self.fill_events = fill_events
+        self.clock = BlockClock(rate)
+        self.underflows = 0
+        self.callbacks = 0
+        self.frames = 0
+        self.block_frames = 0
+        self.render_load_max = 0.0
+        self.render_load_sum = 0.0
+        self.error: BaseException | None = None
+        fade_frames = max(1, int(fade_s * rate))
+        ramp = 0.5 + 0.5 * np.cos(np.pi * np.arange(fade_frames) / fade_frames)
+        self._fade_curve = np.concatenate([ramp, np.zeros(MAX_BLOCK_FRAMES)]).astype(
+            np.float32)[:, None]
+        self._fade_pos = -1
+        self._fade_frames = fade_frames
+        self.faded = threading.Event()
+        self._stream = None
+
+    # ------------------------------------------------------------------ audio thread
+    def _callback(self, outdata, frames, time_info, status):
+        t0 = time.perf_counter()
+        try:
+            if status.output_underflow:
+                self.underflows += 1
+                self.clock.reset()
+            frame0 = self.frames
+            events = self.fill_events(frame0, self.clock.update(t0, frame0), frames)
+            self.engine.render(outdata, events)
+            self.frames = frame0 + frames
+            self.callbacks += 1
+            self.block_frames = frames
+            if self._fade_pos >= 0:
+                self._apply_fade(outdata, frames)
+        except BaseException as exc:  # a bug: keep it for the main thread, output silence
+            self.error = exc
+            outdata.fill(0)
+            self.faded.set()
+            raise self.sd.CallbackAbort from None
+        load = (time.perf_counter() - t0) * self.sample_rate / frames
+        self.render_load_sum += load
+        if load > self.render_load_max:
+            self.render_load_max = load
+
+    def _apply_fade(self, outdata, frames):
+        p = self._fade_pos
+        if p + frames <= self._fade_curve.shape[0]:
+            outdata *= self._fade_curve[p:p + frames]
+        else:
+            outdata.fill(0)
+        self._fade_pos = p + frames
+        if self._fade_pos >= self._fade_frames:
+            self.faded.set()
+
+    # ------------------------------------------------------------------ control thread
+    def start(self) -> None:
+        """Open and start the stream.
+
+        Raises
+        ------
+        PianosynthError
+            PortAudio refuses to open the device (busy, gone, server stopped).
+        """
+        sd = self.sd
+        blocksize = 0 if self.is_jack else self.requested_blocksize
+        try:
+            self._stream = sd.OutputStream(
+                device=self.device, samplerate=self.sample_rate, blocksize=blocksize,
+                channels=2, dtype="float32", latency="low", callback=self._callback)
+            self._stream.start()
+        except sd.PortAudioError as exc:
+            self._stream = None
+            raise PianosynthError(f"cannot open audio device {self.device_name!r} "
+                                  f"({self.hostapi}): {_pa_text(exc)}") from None
+
+    @property
+    def active(self) -> bool:
+        return self._stream is not None and self._stream.active
+
+    @property
+    def cpu_load(self) -> float:
+        """PortAudio's estimate of the callback's share of the available time (0..1)."""
+        return float(self._stream.cpu_load) if self._stream is not None else 0.0
+
+    @property
+    def output_latency_s(self) -> float:
+        return float(self._stream.latency) if self._stream is not None else 0.0
+
+    @property
+    def render_load_mean(self) -> float:
+        return self.render_load_sum / self.callbacks if self.callbacks else 0.0
+
+    def start_fade(self) -> None:
+        """Fade the output to silence over ``fade_s`` (called from a non-audio thread)."""
+        if self._fade_pos < 0:
+            self._fade_pos = 0
+
+    def close(self) -> None:
+        """Stop and close the stream (idempotent)."""
+        s, self._stream = self._stream, None
+        if s is not None:
+            try:
+                s.stop()
+            finally:
+                s.close()
+
+    def stats(self) -> dict:
+        return dict(device=self.device_name, hostapi=self.hostapi,
+                    sample_rate=self.sample_rate, block_frames=self.block_frames,
+                    callbacks=self.callbacks, frames=self.frames,
+                    underflows=self.underflows,
+                    render_load_mean=round(self.render_load_mean, 4),
+                    render_load_max=round(self.render_load_max, 4))
+
+
+def _pa_text(exc) -> str:
+    args = getattr(exc, "args", ())
+    if args and isinstance(args[0], str):
+        return args[0]
+    return str(exc)

@@ -1,0 +1,504 @@
+"""Live MIDI input: python-rtmidi ports -> timestamped messages -> sample offsets in a block.
+
+Threads and hand-over
+---------------------
+- rtmidi calls :meth:`MidiInputs._on_message` from its own thread (ALSA: rtmidi's reader
+  thread; JACK: the JACK process thread of rtmidi's client). It stamps the message with
+  :func:`time.perf_counter` and appends ``(t, status, data1, data2)`` to a
+  :class:`collections.deque`, whose ``append``/``popleft`` are atomic in CPython: no lock.
+- The audio callback calls :meth:`MidiEventQueue.drain_into` once per block: messages whose
+  due time (arrival + constant latency) falls inside the block become events at their sample
+  offset, later ones stay queued for the next block.
+- A watcher thread (never the audio thread) polls the port list every ``poll_s``: a port
+  that disappears is reported once and re-opened when it returns; new hardware ports are
+  opened as they appear.
+
+APIs
+----
+JACK when a JACK server runs, else the ALSA sequencer (:func:`choose_api`). With neither,
+``play`` still starts and keeps looking for one.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import re
+import sys
+import threading
+import time
+
+import numpy as np
+
+from ..engine.events import EVENT_DTYPE
+
+try:
+    from ..errors import PianosynthError
+except ImportError:  # pragma: no cover
+    class PianosynthError(Exception):
+        """Bad input or environment, explained in one line."""
+
+#: added to one block of latency so that a message stamped just before a callback, but
+#: appended after it drained the queue, is still on time.
+LATENCY_MARGIN_S = 0.001
+#: most events one block carries; more wait for the next block.
+MAX_EVENTS_PER_BLOCK = 1024
+#: JACK client / ALSA client name; the virtual port is ``pianosynth:midi_in``.
+CLIENT_NAME = "pianosynth"
+VIRTUAL_PORT = "midi_in"
+
+API_NAMES = {"jack": "JACK", "alsa": "ALSA sequencer"}
+
+
+def _rtmidi():
+    try:
+        import rtmidi
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise PianosynthError(f"python-rtmidi is not installed ({exc}): "
+                              "`pip install python-rtmidi`") from None
+    return rtmidi
+
+
+def _api_const(api: str) -> int:
+    rtmidi = _rtmidi()
+    return {"jack": rtmidi.API_UNIX_JACK, "alsa": rtmidi.API_LINUX_ALSA}[api]
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """libjack prints "Cannot connect to server socket" when no server runs: hide it."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def probe_api(api: str) -> str | None:
+    """``None`` if MIDI API ``api`` ("jack" or "alsa") works here, else why not."""
+    rtmidi = _rtmidi()
+    if _api_const(api) not in rtmidi.get_compiled_api():
+        return f"python-rtmidi was built without {API_NAMES[api]} support"
+    try:
+        with _quiet_stderr():
+            m = rtmidi.MidiIn(_api_const(api), name=f"{CLIENT_NAME}-probe")
+            m.get_port_count()
+            m.delete()
+    except Exception as exc:  # noqa: BLE001 - rtmidi raises SystemError/RtMidiError
+        if api == "jack":
+            return "no JACK server running"
+        return f"no ALSA sequencer ({str(exc).strip() or type(exc).__name__})"
+    return None
+
+
+def choose_api(prefer: str | None = None) -> tuple[str | None, dict[str, str]]:
+    """The MIDI API to use: JACK if a server runs, else ALSA.
+
+    Returns
+    -------
+    (api or None, {api: reason it is unavailable})
+    """
+    order = [prefer] if prefer else ["jack", "alsa"]
+    why = {}
+    for api in order:
+        reason = probe_api(api)
+        if reason is None:
+            return api, why
+        why[api] = reason
+    return None, why
+
+
+def no_midi_text(why: dict[str, str]) -> str:
+    return ("no MIDI system: " + "; ".join(f"{API_NAMES[a]}: {r}" for a, r in why.items())
+            + " (start a JACK server, or load the ALSA sequencer: `modprobe snd-seq`)")
+
+
+def list_input_ports(api: str) -> list[str]:
+    """Names of the MIDI sources (ports one can receive from) on ``api``."""
+    rtmidi = _rtmidi()
+    with _quiet_stderr():
+        m = rtmidi.MidiIn(_api_const(api), name=f"{CLIENT_NAME}-list")
+    try:
+        return list(m.get_ports())
+    finally:
+        m.delete()
+
+
+_ALSA_ADDR = re.compile(r"\s+\d+:\d+$")
+
+
+def port_key(name: str) -> str:
+    """A port's name without ALSA's ``client:port`` numbers (they change on re-plugging)."""
+    return _ALSA_ADDR.sub("", name)
+
+
+def is_own_port(name: str) -> bool:
+    return name.startswith(CLIENT_NAME) or name.startswith("RtMidi")
+
+
+def is_hardware_port(name: str, api: str) -> bool:
+    """Heuristic: does ``name`` belong to a MIDI device (a keyboard), not to a program?
+
+    JACK: the ``system:`` ports of the backend and ``a2j:`` bridged ALSA devices. ALSA:
+    every sequencer client except "Midi Through", our own and other RtMidi programs.
+    """
+    if is_own_port(name) or "midi through" in name.lower():
+        return False
+    if api == "jack":
+        return name.startswith("system:") or name.startswith("a2j:")
+    return not name.startswith("RtMidi")
+
+
+class EventBlock:
+    """A preallocated EVENT_DTYPE array with its field views, filled once per block."""
+
+    def __init__(self, capacity: int = MAX_EVENTS_PER_BLOCK):
+        self.capacity = int(capacity)
+        self.array = np.zeros(self.capacity, EVENT_DTYPE)
+        self.offset = self.array["offset"]
+        self.status = self.array["status"]
+        self.data1 = self.array["data1"]
+        self.data2 = self.array["data2"]
+
+
+class MidiEventQueue:
+    """Timestamped raw MIDI from any thread to the audio callback, without locks.
+
+    Parameters
+    ----------
+    latency_s : float
+        Constant delay from arrival to sound, s (one block plus :data:`LATENCY_MARGIN_S`;
+        set by the player once the block size is known).
+    maxlen : int
+        Messages kept at most; beyond that the oldest are dropped.
+
+    Attributes
+    ----------
+    received : int
+        Messages pushed.
+    late : int
+        Messages that reached the audio thread after their due time (played at offset 0).
+    """
+
+    def __init__(self, latency_s: float = 0.0, maxlen: int = 4096):
+        self._dq = collections.deque(maxlen=maxlen)
+        self.latency_s = float(latency_s)
+        self.received = 0
+        self.late = 0
+        self.delivered = 0
+
+    def push(self, t: float, status: int, data1: int = 0, data2: int = 0) -> None:
+        """Append one message that arrived at perf_counter() time ``t`` (any thread)."""
+        self._dq.append((t, status, data1, data2))
+        self.received += 1
+
+    def clear(self) -> None:
+        self._dq.clear()
+
+    def __len__(self) -> int:
+        return len(self._dq)
+
+    def drain_into(self, block: EventBlock, start: int, t_frame0: float,
+                   sample_rate: float, n: int) -> int:
+        """Move the messages due in this block into ``block`` from index ``start``.
+
+        Parameters
+        ----------
+        block : EventBlock
+            Destination (audio thread's preallocated array).
+        start : int
+            First free row of ``block``.
+        t_frame0 : float
+            perf_counter() time at which the block's first frame is due (BlockClock).
+        sample_rate : float
+            Hz.
+        n : int
+            Frames in the block.
+
+        Returns
+        -------
+        int
+            Index after the last row written. Offsets are non-decreasing.
+
+        Notes
+        -----
+        Due frame of a message that arrived at ``t``: ``(t + latency - t_frame0) * fs``
+        relative to the block start; ``>= n`` stays queued, ``< 0`` is late (offset 0).
+        """
+        dq = self._dq
+        k = start
+        cap = block.capacity
+        base = t_frame0 - self.latency_s
+        last = block.offset[k - 1] if k > 0 else 0
+        while dq and k < cap:
+            t, st, d1, d2 = dq[0]
+            off = int((t - base) * sample_rate)
+            if off >= n:
+                break
+            dq.popleft()
+            if off < 0:
+                off = 0
+                self.late += 1
+            if off < last:       # several producer threads: keep the block sorted
+                off = last
+            block.offset[k] = off
+            block.status[k] = st
+            block.data1[k] = d1
+            block.data2[k] = d2
+            last = off
+            k += 1
+        self.delivered += k - start
+        return k
+
+
+class MidiInputs:
+    """The MIDI ports ``play`` listens to, kept connected by a watcher thread.
+
+    Parameters
+    ----------
+    queue : MidiEventQueue
+        Where timestamped messages go.
+    pattern : str or None
+        Case-insensitive substring of the source port names to open; ``None``: every
+        hardware port (:func:`is_hardware_port`).
+    virtual : bool
+        Also open a virtual input port, ``pianosynth:midi_in`` to other programs.
+    api : {"jack", "alsa"} or None
+        ``None``: :func:`choose_api`.
+    poll_s : float
+        Port-list polling period of the watcher thread, s.
+    log : callable
+        ``log(text)`` for user messages (default: print to stderr).
+    mode : {"callback", "poll"}
+        "callback": stamp in rtmidi's callback (its thread). "poll": rtmidi queues, a Python
+        thread polls every millisecond and stamps (keeps the GIL out of JACK's thread).
+
+    Raises
+    ------
+    PianosynthError
+        ``virtual`` asked for but no MIDI system to create it on.
+    """
+
+    def __init__(self, queue: MidiEventQueue, pattern: str | None = None,
+                 virtual: bool = False, api: str | None = None, poll_s: float = 0.5,
+                 log=None, mode: str = "callback"):
+        self.queue = queue
+        self.pattern = pattern.lower() if pattern else None
+        self.virtual = virtual
+        self.poll_s = float(poll_s)
+        self.log = log or (lambda text: print(f"pianosynth: {text}", file=sys.stderr,
+                                              flush=True))
+        if mode not in ("callback", "poll"):
+            raise ValueError(f"mode must be 'callback' or 'poll', not {mode!r}")
+        self.mode = mode
+        self.api, self.unavailable = choose_api(api)
+        if self.api is None and virtual:
+            raise PianosynthError(f"cannot open the virtual MIDI port: {no_midi_text(self.unavailable)}")
+        self._open: dict[str, object] = {}      # port key -> rtmidi.MidiIn
+        self._names: dict[str, str] = {}        # port key -> full name
+        self._lost: set[str] = set()
+        self._virtual_in = None
+        self._lister = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._waiting_reported = False
+        self._lock = threading.Lock()           # control threads only, never the audio one
+
+    # ------------------------------------------------------------------ message path
+    def _make_callback(self):
+        push = self.queue.push
+        perf = time.perf_counter
+
+        def on_message(event, data=None):
+            t = perf()
+            msg = event[0]
+            n = len(msg)
+            if n == 0 or msg[0] >= 0xF0:
+                return
+            push(t, msg[0], msg[1] if n > 1 else 0, msg[2] if n > 2 else 0)
+
+        return on_message
+
+    def _new_midiin(self, name: str):
+        rtmidi = _rtmidi()
+        m = rtmidi.MidiIn(_api_const(self.api), name=name, queue_size_limit=4096)
+        m.ignore_types(sysex=True, timing=True, active_sense=True)
+        if self.mode == "callback":
+            m.set_callback(self._make_callback())
+        return m
+
+    def _poll_loop(self):
+        push = self.queue.push
+        perf = time.perf_counter
+        while not self._stop.is_set():
+            got = False
+            with self._lock:
+                ports = list(self._open.values())
+                if self._virtual_in is not None:
+                    ports.append(self._virtual_in)
+                got = self._poll_once(ports, push, perf)
+            if not got:
+                time.sleep(0.0005)
+
+    @staticmethod
+    def _poll_once(ports, push, perf) -> bool:
+        got = False
+        for m in ports:
+            while True:
+                try:
+                    item = m.get_message()
+                except Exception:  # noqa: BLE001 - port closed under us
+                    break
+                if not item:
+                    break
+                got = True
+                msg = item[0]
+                if msg and msg[0] < 0xF0:
+                    push(perf(), msg[0], msg[1] if len(msg) > 1 else 0,
+                         msg[2] if len(msg) > 2 else 0)
+        return got
+
+    # ------------------------------------------------------------------ ports
+    def start(self) -> None:
+        """Open the virtual port and the matching ports; start the watcher (and poller)."""
+        if self.api is not None:
+            self._lister = self._new_lister()
+            if self.virtual:
+                self._virtual_in = self._new_midiin(CLIENT_NAME)
+                try:
+                    self._virtual_in.open_virtual_port(VIRTUAL_PORT)
+                except Exception as exc:  # noqa: BLE001
+                    raise PianosynthError(f"cannot open the virtual MIDI port on "
+                                          f"{API_NAMES[self.api]}: {exc}") from None
+        self.scan(report=True)
+        t = threading.Thread(target=self._watch, name="pianosynth-midi-watch", daemon=True)
+        t.start()
+        self._threads.append(t)
+        if self.mode == "poll":
+            t = threading.Thread(target=self._poll_loop, name="pianosynth-midi-poll",
+                                 daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _new_lister(self):
+        rtmidi = _rtmidi()
+        with _quiet_stderr():
+            return rtmidi.MidiIn(_api_const(self.api), name=f"{CLIENT_NAME}-watch")
+
+    @property
+    def virtual_port_name(self) -> str | None:
+        return f"{CLIENT_NAME}:{VIRTUAL_PORT}" if self._virtual_in is not None else None
+
+    @property
+    def connected(self) -> list[str]:
+        return [self._names[k] for k in self._open]
+
+    def _wanted(self, name: str) -> bool:
+        if is_own_port(name):
+            return False
+        if self.pattern is not None:
+            return self.pattern in name.lower()
+        return is_hardware_port(name, self.api)
+
+    def scan(self, report: bool = False) -> None:
+        """Compare the port list with what is open: open new matches, drop vanished ports."""
+        with self._lock:
+            if self.api is None:
+                self._retry_api()
+                return
+            try:
+                ports = list(self._lister.get_ports())
+            except Exception:  # noqa: BLE001 - server went away
+                return
+            present = {port_key(p): p for p in ports}
+            for key in list(self._open):
+                if key not in present:
+                    m = self._open.pop(key)
+                    self._lost.add(key)
+                    self.log(f"warning: MIDI port {self._names[key]!r} disappeared; what rings "
+                             "keeps ringing, reconnecting when it returns")
+                    _close_quietly(m)
+            for key, name in present.items():
+                if key in self._open or not self._wanted(name):
+                    continue
+                try:
+                    m = self._new_midiin(f"{CLIENT_NAME}-in")
+                    m.open_port(ports.index(name), f"in_{len(self._open)}")
+                except Exception as exc:  # noqa: BLE001
+                    self.log(f"warning: cannot open MIDI port {name!r}: {exc}")
+                    continue
+                self._open[key] = m
+                self._names[key] = name
+                if key in self._lost:
+                    self._lost.discard(key)
+                    self.log(f"MIDI port {name!r} is back: reconnected")
+                else:
+                    self.log(f"MIDI input: {name}")
+            if not self._open and self._virtual_in is None:
+                if report or not self._waiting_reported:
+                    what = (f"a port matching {self.pattern!r}" if self.pattern
+                            else "a hardware MIDI input")
+                    self.log(f"waiting for {what} on {API_NAMES[self.api]} "
+                             f"(ports now: {', '.join(ports) or 'none'}; or use --virtual)")
+                    self._waiting_reported = True
+            else:
+                self._waiting_reported = False
+
+    def _retry_api(self):
+        if not self._waiting_reported:
+            self.log(f"waiting for MIDI: {no_midi_text(self.unavailable)}")
+            self._waiting_reported = True
+        api, why = choose_api()
+        if api is not None:
+            self.api = api
+            self._lister = self._new_lister()
+            self._waiting_reported = False
+            self.log(f"MIDI system found: {API_NAMES[api]}")
+
+    def _watch(self):
+        period = self.poll_s
+        while not self._stop.wait(period if self.api else max(period, 2.0)):
+            try:
+                self.scan()
+            except Exception as exc:  # noqa: BLE001 - keep the watcher alive
+                self.log(f"warning: MIDI port scan failed: {exc}")
+
+    def close(self) -> None:
+        """Stop the threads and close every port (idempotent)."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=2.0)
+        self._threads.clear()
+        with self._lock:
+            for m in list(self._open.values()):
+                _close_quietly(m)
+            self._open.clear()
+            if self._virtual_in is not None:
+                _close_quietly(self._virtual_in)
+                self._virtual_in = None
+            if self._lister is not None:
+                _close_quietly(self._lister)
+                self._lister = None
+
+
+def _close_quietly(m) -> None:
+    try:
+        m.cancel_callback()
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        m.close_port()
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        m.delete()
+    except Exception:  # noqa: BLE001
+        pass
