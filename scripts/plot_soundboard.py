@@ -136,7 +136,8 @@ def main():
         ax[0].semilogx(fl, sm, color=cols[k], lw=1.8, label=k + " (1/3-oct)")
     ax[0].axvline(SPLIT_HZ, color="gray", ls=":")
     ax[0].set(xlim=(30, fs / 2), ylim=(-70, 25), xlabel="Hz", ylabel="dB",
-              title=f"Soundboard magnitude, fs={fs} Hz (target delayed by the latency, {lat} samples)")
+              title=f"Soundboard magnitude, fs={fs} Hz "
+                    f"(target delayed by the latency, {lat} samples)")
     ax[0].legend(loc="lower left")
     ax[0].grid(True, which="both", alpha=0.3)
 
