@@ -279,6 +279,17 @@ def _looks_like_path(text: str) -> bool:
     return "/" in text or os.sep in text or text.endswith(".toml")
 
 
+def _new_file_mode(target: Path) -> int:
+    """Mode for a file replacing ``target``: its current mode, else 0o666 less the umask
+    (``mkstemp`` creates 0o600 files, which a rename would keep)."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 # ---------------------------------------------------------------------------- load / save
 def load_preset(path_or_name: str | os.PathLike) -> Preset:
     """Load and validate a preset file, or a named preset from :func:`preset_dirs`.
@@ -401,6 +412,7 @@ def save_preset(preset: Preset, path: str | os.PathLike, comments: bool = True) 
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+        os.chmod(tmp, _new_file_mode(path))
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
             f.flush()

@@ -30,6 +30,17 @@ _WAV_LIMIT_BYTES = 0xFFFFFFFF - 1024
 _BYTES = {"PCM_16": 2, "PCM_24": 3, "FLOAT": 4}
 
 
+def _new_file_mode(target: Path) -> int:
+    """Mode for a file replacing ``target``: its current mode, else 0o666 less the umask
+    (``mkstemp`` creates 0o600 files, which a rename would keep)."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 def audio_format(path: str | os.PathLike, subtype: str | None = None) -> tuple[str, str]:
     """``(format, subtype)`` for an output path, e.g. ``("WAV", "PCM_24")``.
 
@@ -134,6 +145,7 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
     try:
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part")
         os.close(fd)
+        os.chmod(tmp, _new_file_mode(p))
         with sf.SoundFile(tmp, "w", samplerate=int(sample_rate), channels=a.shape[1],
                           subtype=sub, format=fmt) as f:
             for i in range(0, a.shape[0], _CHUNK):

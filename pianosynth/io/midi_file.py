@@ -76,7 +76,7 @@ def read_midi_file(path: str | os.PathLike, max_duration_s: float = MAX_DURATION
     """
     mid = _open(path)
     name = str(path)
-    division = mid.ticks_per_beat
+    division = mid.ticks_per_beat & 0xFFFF     # mido reads it as a signed 16-bit number
     smpte_tick_s = None
     if division & 0x8000:                       # SMPTE: -frames/s in the high byte, ticks/frame
         fps = 256 - (division >> 8)

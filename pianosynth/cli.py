@@ -1,0 +1,382 @@
+"""The ``pianosynth`` command line (also ``python -m pianosynth``).
+
+Commands::
+
+    pianosynth render IN.mid [-o OUT.wav] [--preset NAME|FILE] [--sample-rate HZ]
+                             [--subtype PCM_16|PCM_24|FLOAT] [--normalize] [--tail auto|S]
+    pianosynth note KEY [-o OUT.wav] [--velocity 1-127] [--duration S] ...
+    pianosynth presets [--template | --check FILE ...]
+    pianosynth play | devices | gui ...     (when pianosynth.io.live / pianosynth.gui exist)
+
+Bad input (files, presets, values) ends with one line ``pianosynth: error: <message>`` on
+stderr and exit status 2, never a traceback; a traceback means a bug.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import math
+import re
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import PianosynthError
+
+PROG = "pianosynth"
+#: output sample rates accepted (Hz).
+SAMPLE_RATE_MIN, SAMPLE_RATE_MAX = 8000, 192000
+DEFAULT_SAMPLE_RATE = 48000
+NORMALIZE_PEAK_DB = -1.0
+
+# ---------------------------------------------------------------------------- key names
+_KEY_RE = re.compile(r"^([A-Ga-g])(#|♯|b|♭)?(-?\d+)$")
+_PITCH_CLASS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+KEY_MIN, KEY_MAX = 21, 108
+
+
+def parse_key(text: str | int) -> int:
+    """A piano key as MIDI number: ``"60"``, ``"C4"``, ``"F#5"``, ``"Bb3"``, ``"A0"`` ...
+
+    Scientific pitch notation (C4 = middle C = 60, A0 = 21, C8 = 108); ``#``/``b`` (or
+    ``♯``/``♭``) for sharp and flat.
+
+    Raises
+    ------
+    PianosynthError
+        Not a key name or number, or off the piano (outside 21..108).
+    """
+    s = str(text).strip()
+    if re.fullmatch(r"\d{1,3}", s):
+        key = int(s)
+    else:
+        m = _KEY_RE.match(s)
+        if not m:
+            raise PianosynthError(f"invalid key {s!r}: give a MIDI number {KEY_MIN}..{KEY_MAX} "
+                                  "or a name like A0, C4, F#5, Bb3")
+        letter, acc, octave = m.groups()
+        key = 12 * (int(octave) + 1) + _PITCH_CLASS[letter.upper()] \
+            + {"#": 1, "♯": 1, "b": -1, "♭": -1, None: 0}[acc]
+    if not KEY_MIN <= key <= KEY_MAX:
+        raise PianosynthError(f"key {s!r} (MIDI {key}) is off the piano: allowed "
+                              f"A0..C8 (MIDI {KEY_MIN}..{KEY_MAX})")
+    return key
+
+
+def key_name(key: int) -> str:
+    """MIDI number -> name with sharps, e.g. 60 -> ``"C4"``, 78 -> ``"F#5"``."""
+    return f"{_NAMES[key % 12]}{key // 12 - 1}"
+
+
+# ------------------------------------------------------------------------ argument types
+def _int_range(lo: int, hi: int, what: str):
+    def conv(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number, not {text!r}")
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{what} must be {lo}..{hi}, not {v}")
+        return v
+    return conv
+
+
+def _seconds(lo: float, hi: float, what: str):
+    def conv(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number of seconds, not {text!r}")
+        if not (math.isfinite(v) and lo <= v <= hi):
+            raise argparse.ArgumentTypeError(f"{what} must be {lo:g}..{hi:g} s, not {text}")
+        return v
+    return conv
+
+
+def _tail(text):
+    from .io.render import parse_tail
+    try:
+        return parse_tail(text)
+    except PianosynthError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _subtype(text):
+    s = text.upper()
+    if s not in ("PCM_16", "PCM_24", "FLOAT"):
+        raise argparse.ArgumentTypeError(f"choose PCM_16, PCM_24 or FLOAT, not {text!r}")
+    return s
+
+
+def _add_output_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="default", metavar="NAME|FILE",
+                   help="preset name (see 'pianosynth presets') or .toml file "
+                        "(default: default)")
+    p.add_argument("--sample-rate", type=_int_range(SAMPLE_RATE_MIN, SAMPLE_RATE_MAX,
+                                                    "sample rate"),
+                   default=DEFAULT_SAMPLE_RATE, metavar="HZ",
+                   help=f"output rate in Hz, {SAMPLE_RATE_MIN}..{SAMPLE_RATE_MAX} "
+                        f"(default {DEFAULT_SAMPLE_RATE}; 44100, 48000, 96000 ...)")
+    p.add_argument("--subtype", type=_subtype, default=None, metavar="PCM_16|PCM_24|FLOAT",
+                   help="sample format (default PCM_24; FLOAT is 32-bit float, WAV only)")
+    p.add_argument("--normalize", action="store_true",
+                   help=f"scale the output so its peak is {NORMALIZE_PEAK_DB:g} dBFS")
+    p.add_argument("--tail", type=_tail, default="auto", metavar="auto|SECONDS",
+                   help="render this long after the last event; 'auto' (default) stops when "
+                        "the piano is silent (-90 dB), at most 30 s after it")
+    p.add_argument("--block-size", type=_int_range(1, 65536, "block size"), default=512,
+                   metavar="N", help="frames per engine block (default 512; the output "
+                                     "does not depend on it)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar and no summary line")
+
+
+# --------------------------------------------------------------------------- the commands
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def _load_preset(spec: str):
+    from .presets import load_preset
+    preset = load_preset(spec)
+    for w in preset.warnings:
+        _warn(w)
+    return preset
+
+
+def _fmt_duration(seconds: float) -> str:
+    m, s = divmod(seconds, 60.0)
+    return f"{int(m)}:{s:04.1f}" if m else f"{s:.1f} s"
+
+
+def _render_and_write(args, events, label: str) -> int:
+    """Shared tail of ``render`` and ``note``: engine, block loop, normalise, write, summary."""
+    from .engine.core import Engine
+    from .io.audio_file import write_audio
+    from .io.render import normalize, peak_dbfs, render_midi
+
+    preset = args.preset_obj
+    try:
+        engine = Engine(dict(preset.settings), args.sample_rate, dict(preset.keys))
+    except ValueError as e:                    # the engine refuses a rate or setting
+        raise PianosynthError(f"cannot set up the engine: {e}") from None
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    audio = render_midi(events, engine, args.sample_rate, block_size=args.block_size,
+                        tail=args.tail, progress=not args.quiet)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    if args.normalize:
+        normalize(audio, NORMALIZE_PEAK_DB)
+    clipped = write_audio(args.output, audio, args.sample_rate, args.subtype)
+    if clipped:
+        _warn(f"{clipped} samples clipped at full scale; use --normalize or lower "
+              "master_gain_db")
+    if not args.quiet:
+        seconds = audio.shape[0] / args.sample_rate
+        peak = peak_dbfs(audio)
+        speed = seconds / cpu if cpu > 0 else math.inf
+        print(f"{args.output}: {label}, {_fmt_duration(seconds)} of audio at "
+              f"{args.sample_rate} Hz {args.subtype_resolved}, peak {peak:.1f} dBFS, "
+              f"preset {preset.name!r}; rendered at {speed:.1f}x real time "
+              f"(CPU {cpu:.1f} s, wall {wall:.1f} s)")
+    return 0
+
+
+def _prepare_output(args) -> None:
+    """Early checks before any rendering: output path and format, then the preset."""
+    from .io.audio_file import check_output_path
+    _, args.subtype_resolved = check_output_path(args.output, args.subtype)
+    args.subtype = args.subtype_resolved
+    args.preset_obj = _load_preset(args.preset)
+
+
+def cmd_render(args) -> int:
+    """``pianosynth render IN.mid -o OUT.wav``: a MIDI file through the engine to a file."""
+    from .io.midi_file import read_midi_file
+
+    if args.output is None:
+        args.output = Path(args.input).with_suffix(".wav").name
+    _prepare_output(args)
+    events = read_midi_file(args.input)
+    n_notes = int((((events["status"] & 0xF0) == 0x90) & (events["data2"] > 0)).sum())
+    return _render_and_write(args, events, f"{n_notes} notes from {Path(args.input).name}")
+
+
+def cmd_note(args) -> int:
+    """``pianosynth note KEY``: one note to a file."""
+    from .io.render import note_events
+
+    key = parse_key(args.key)
+    if args.output is None:
+        args.output = f"note_{key_name(key).replace('#', 's')}.wav"
+    _prepare_output(args)
+    events = note_events(key, args.velocity, args.duration)
+    return _render_and_write(args, events, f"{key_name(key)} (MIDI {key}) velocity "
+                                           f"{args.velocity} held {args.duration:g} s")
+
+
+def cmd_presets(args) -> int:
+    """``pianosynth presets``: list presets, print the template, or check files."""
+    from .presets import default_preset, format_preset, list_presets, load_preset
+
+    if args.template:
+        sys.stdout.write(format_preset(default_preset()))
+        return 0
+    if args.check:
+        for spec in args.check:
+            preset = load_preset(spec)
+            for w in preset.warnings:
+                _warn(w)
+            print(f"{spec}: ok ({preset.name!r}, {len(preset.settings)} parameters, "
+                  f"{len(preset.keys)} key overrides)")
+        return 0
+    for name, path in list_presets().items():
+        print(f"{name:<20} {path if path else '(built in)'}")
+    return 0
+
+
+# --------------------------------------------------------------- optional (other modules)
+#: (command, module, add-arguments function or None, command function, help)
+OPTIONAL_COMMANDS = (
+    ("play", "pianosynth.io.live", "add_play_arguments", "cmd_play",
+     "play live: MIDI input through the sound card"),
+    ("devices", "pianosynth.io.live", "add_devices_arguments", "cmd_devices",
+     "list audio outputs and MIDI inputs"),
+    ("gui", "pianosynth.gui", "add_gui_arguments", "cmd_gui",
+     "open the control panel"),
+)
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _chosen_command(argv) -> str | None:
+    for a in argv:
+        if not a.startswith("-"):
+            return a
+    return None
+
+
+def _unavailable(parser, message: str) -> None:
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    def fail(args):
+        raise PianosynthError(message)
+    parser.set_defaults(func=fail)
+
+
+def _add_optional_command(sub, chosen, name, module, add_fn, cmd_fn, help_text) -> None:
+    exists = _module_exists(module)
+    if chosen != name:                          # listed in help only; nothing imported
+        sub.add_parser(name, help=help_text if exists else
+                       f"{help_text} (not in this installation yet)")
+        return
+    p = sub.add_parser(name, help=help_text, description=help_text)
+    if not exists:
+        _unavailable(p, f"the '{name}' command is not part of this installation yet "
+                        f"({module} is missing)")
+        return
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        extra = " (install the GUI extras: pip install -e '.[gui]')" if name == "gui" else ""
+        _unavailable(p, f"'{name}' needs the Python package {e.name!r}, which is not "
+                        f"installed{extra}")
+        return
+    except (ImportError, OSError) as e:
+        _unavailable(p, f"'{name}' is unavailable: {e}")
+        return
+    cmd = getattr(mod, cmd_fn, None)
+    if cmd is None:
+        _unavailable(p, f"the '{name}' command is not ready yet ({module}.{cmd_fn} is missing)")
+        return
+    add = getattr(mod, add_fn, None)
+    if add is not None:
+        add(p)
+    p.set_defaults(func=cmd)
+
+
+# ------------------------------------------------------------------------------- parser
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    """The argument parser; ``argv`` decides which optional command module gets imported."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Physical-model piano synthesizer (Bank et al. 2003).")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("render", help="render a MIDI file to WAV/FLAC",
+                       description="Render a standard MIDI file (every channel plays the "
+                                   "piano) to a .wav or .flac file.")
+    p.add_argument("input", metavar="IN.mid", help="standard MIDI file (type 0, 1 or 2)")
+    p.add_argument("-o", "--output", metavar="OUT.wav",
+                   help="output .wav or .flac (default: IN with .wav, in this folder)")
+    _add_output_arguments(p)
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("note", help="render one note to WAV/FLAC",
+                       description="Render one note: KEY is a MIDI number 21..108 or a "
+                                   "name (A0, C4, F#5, Bb3; C4 = middle C = 60).")
+    p.add_argument("key", metavar="KEY", help="MIDI number 21..108 or name like C4, F#5, Bb3")
+    p.add_argument("-o", "--output", metavar="OUT.wav",
+                   help="output .wav or .flac (default: note_<KEY>.wav)")
+    p.add_argument("--velocity", type=_int_range(1, 127, "velocity"), default=100,
+                   help="MIDI velocity 1..127 (default 100)")
+    p.add_argument("--duration", type=_seconds(0.0, 600.0, "duration"), default=2.0,
+                   metavar="S", help="seconds the key is held (default 2)")
+    _add_output_arguments(p)
+    p.set_defaults(func=cmd_note)
+
+    p = sub.add_parser("presets", help="list presets, print a template, check preset files")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--template", action="store_true",
+                   help="print the default preset with every parameter, range and unit")
+    g.add_argument("--check", nargs="+", metavar="FILE", help="validate preset files")
+    p.set_defaults(func=cmd_presets)
+
+    chosen = _chosen_command(argv)
+    for spec in OPTIONAL_COMMANDS:
+        _add_optional_command(sub, chosen, *spec)
+    return parser
+
+
+def _os_error_text(e: OSError) -> str:
+    if e.strerror and e.filename:
+        return f"{e.strerror}: {e.filename}"
+    return e.strerror or str(e)
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:                    # --help, --version, usage errors
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    try:
+        return int(args.func(args) or 0)
+    except PianosynthError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"{PROG}: error: out of memory (try a lower --sample-rate or a shorter piece)",
+              file=sys.stderr)
+    except BrokenPipeError:
+        return 0
+    except OSError as e:                       # the environment (disk full, permissions ...)
+        print(f"{PROG}: error: {_os_error_text(e)}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
