@@ -1,0 +1,114 @@
+"""``pianosynth gui``: open the control panel and play live (the options of ``play``).
+
+Without an audio device the panel still opens, says so in its status bar and runs the
+engine on a silent clock, so the keyboard, MIDI input and plots keep working.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from ..errors import PianosynthError
+from ..io.live import add_play_arguments
+
+
+def add_gui_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``pianosynth gui``: those of ``play``, plus ``--no-audio``."""
+    add_play_arguments(parser)
+    parser.add_argument("--no-audio", action="store_true",
+                        help="do not open an audio device; run the engine on a silent clock "
+                             "(plots and MIDI still work)")
+
+
+def _check_display() -> None:
+    if sys.platform.startswith("linux") and not (
+            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+            or os.environ.get("QT_QPA_PLATFORM")):
+        raise PianosynthError("no display for the control panel (DISPLAY and WAYLAND_DISPLAY "
+                              "are unset): run it on a desktop, under `xvfb-run -a`, or "
+                              "with QT_QPA_PLATFORM=offscreen")
+
+
+def _say(text: str) -> None:
+    print(f"pianosynth: {text}", file=sys.stderr, flush=True)
+
+
+def cmd_gui(args) -> int:
+    """Open the panel; returns 0 when the window is closed (or after ``--duration``).
+
+    Raises
+    ------
+    PianosynthError
+        No display, a bad ``--buffer``/``--sample-rate``, an unreadable ``--midi-file``,
+        or ``--virtual`` without a MIDI system. A bad ``--preset`` opens the panel with the
+        default preset and shows the error there.
+    """
+    _check_display()
+    if args.buffer is not None and not (16 <= args.buffer <= 8192):
+        raise PianosynthError(f"--buffer {args.buffer}: give 16 to 8192 frames")
+    if args.sample_rate is not None and not (8000 <= args.sample_rate <= 384000):
+        raise PianosynthError(f"--sample-rate {args.sample_rate}: give 8000 to 384000 Hz")
+    # a busy GUI thread must not hold the GIL for 5 ms at a time while the audio callback
+    # waits (TESTING.md: 209 underflows in 1 870 callbacks at 0.005 s, baseline at 0.001 s)
+    sys.setswitchinterval(0.001)
+
+    from .. import presets as P
+    startup_error = ""
+    try:
+        preset = P.load_preset(args.preset) if args.preset else P.default_preset()
+    except PianosynthError as exc:
+        startup_error = f"Preset not loaded, using the default: {exc}"
+        preset = P.default_preset()
+    file_events = None
+    if args.midi_file:
+        from ..io.live import _read_midi_file
+        file_events = _read_midi_file(args.midi_file)
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from .panel import ControlPanel, apply_style, full_settings
+    from .session import LiveSession
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setApplicationName("pianosynth")
+    apply_style(app)
+    session = LiveSession(full_settings(preset.settings), preset.keys, log=_say)
+    try:
+        status = session.open_audio(args.audio_device, args.sample_rate, args.buffer or 256,
+                                    mode="silent" if args.no_audio else "auto")
+        if file_events is not None:
+            from ..io.live import FileEvents
+            out = session.output
+            session.file = FileEvents(file_events, session.sample_rate)
+            session.file.frames += out.frames if out is not None else 0
+        if file_events is None or args.midi_in or args.virtual:
+            session.open_midi(args.midi_in, virtual=args.virtual, api=args.midi_api,
+                              mode=args.midi_mode)
+        else:
+            session.open_midi("")
+        panel = ControlPanel(session, preset, startup_message=startup_error)
+        if not startup_error and "no audio output" in status:
+            panel.show_message(status)
+            panel.msg_label.setStyleSheet("color: #f0a030;")
+        panel.show()
+        if args.duration:
+            def stop():
+                panel.force_close = True
+                panel.close()
+            QTimer.singleShot(int(args.duration * 1000), stop)
+        app.exec()
+    finally:
+        stats = session.stats()
+        session.close()
+    _say(f"panel closed: {stats.get('callbacks', 0)} blocks, "
+         f"{stats.get('underflows', 0)} underflows")
+    if args.stats_json:
+        try:
+            with open(args.stats_json, "w") as f:
+                json.dump(stats, f, indent=1)
+        except OSError as exc:
+            _say(f"warning: cannot write {args.stats_json}: {exc}")
+    return 0
