@@ -95,6 +95,9 @@ def _range_text(lo: float, hi: float, unit: str) -> str:
 
 def _did_you_mean(word: str, choices) -> str:
     close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
+    close += [c for c in sorted(choices) if len(word) >= 2 and c not in close
+              and (c.startswith(word) or word.startswith(c))]
+    close = close[:3]
     if close:
         return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
     return "; allowed: " + ", ".join(sorted(choices))

@@ -1,0 +1,251 @@
+"""Presets: validation messages, round trips, atomic saving, name lookup."""
+import os
+import stat
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from pianosynth import presets
+from pianosynth.engine.params import KEY_OVERRIDES, PARAMETERS, SCHEMA_VERSION, defaults
+from pianosynth.errors import PianosynthError
+from pianosynth.presets import (Preset, default_preset, format_preset, list_presets,
+                                load_preset, save_preset, validate_keys, validate_settings)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def no_user_presets(tmp_path, monkeypatch):
+    """Keep the user's own preset folder out of these tests."""
+    monkeypatch.setattr(presets, "user_preset_dir", lambda: tmp_path / "user_presets")
+
+
+def write(tmp_path, text, name="p.toml"):
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def load_error(path, *words):
+    with pytest.raises(PianosynthError) as e:
+        load_preset(path)
+    msg = str(e.value)
+    assert "\n" not in msg
+    for w in words:
+        assert w in msg, msg
+    return msg
+
+
+# ----------------------------------------------------------------------- factory default
+def test_factory_default_matches_parameter_table():
+    p = load_preset("default")
+    assert p.path == ROOT / "presets" / "default.toml"
+    table = defaults()
+    stale = {k: (v, table[k]) for k, v in p.settings.items() if v != table[k]}
+    assert not stale, ("presets/default.toml differs from the parameter table "
+                       f"(file, table): {stale}; regenerate it with "
+                       "`python -m pianosynth presets --template > presets/default.toml`")
+
+
+def test_builtin_default_without_any_preset_folder(monkeypatch, tmp_path):
+    monkeypatch.setattr(presets, "FACTORY_PRESET_DIR", tmp_path / "none")
+    p = load_preset("default")
+    assert p.path is None
+    assert p.settings == {k: (int(v) if PARAMETERS[i].integer else v)
+                          for i, (k, v) in enumerate(defaults().items())}
+    assert list_presets() == {"default": None}
+
+
+def test_template_is_a_valid_preset_listing_every_parameter():
+    text = format_preset(default_preset())
+    data = tomllib.loads(text)
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert set(data["parameters"]) == {p.name for p in PARAMETERS}
+    assert "400 to 480 Hz" in text                        # range and unit in the comments
+
+
+# ----------------------------------------------------------------------------- round trip
+def test_save_load_round_trip_is_exact(tmp_path):
+    pre = Preset(
+        name='Bright "concert" grand – ü',
+        description="line one\nline two",
+        settings={"a4_hz": 442.123456789012, "t60_scale": 0.1 + 0.2, "polyphony": 32,
+                  "resonators_on": 0, "soundboard_level_db": -3.0000000000000004,
+                  "felt_exponent_offset": -1e-9},
+        keys={21: {"f0_hz": 27.5012345678901, "inharmonicity_b": 0.00031},
+              60: {"t60_f0_s": 14.0, "felt_stiffness_k": 4.5e9, "output_gain_db": -0.5},
+              108: {"strike_position": 0.0625}},
+    )
+    path = save_preset(pre, tmp_path / "bright.toml")
+    back = load_preset(path)
+    assert back == pre
+    assert type(back.settings["polyphony"]) is int
+    assert type(back.settings["a4_hz"]) is float
+    assert back.path == path and back.warnings == []
+    # and a second save of the loaded preset gives the same text
+    path2 = save_preset(back, tmp_path / "again.toml")
+    assert path2.read_text() == path.read_text()
+
+
+def test_round_trip_without_comments(tmp_path):
+    pre = Preset(name="x", settings={"master_gain_db": -6.5}, keys={60: {"f0_hz": 261.6}})
+    assert load_preset(save_preset(pre, tmp_path / "x.toml", comments=False)) == pre
+
+
+def test_round_trip_every_parameter_at_its_limits(tmp_path):
+    for pick in (lambda p: p.min, lambda p: p.max):
+        settings = {p.name: (int(pick(p)) if p.integer else float(pick(p))) for p in PARAMETERS}
+        keys = {40: {k: float(pick(type("R", (), {"min": lo, "max": hi})))
+                     for k, (lo, hi, _) in KEY_OVERRIDES.items()}}
+        pre = Preset(name="edge", settings=settings, keys=keys)
+        assert load_preset(save_preset(pre, tmp_path / "edge.toml")) == pre
+
+
+# ------------------------------------------------------------------------- atomic saving
+def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "p.toml"
+    save_preset(Preset(name="one", settings={"a4_hz": 441.0}), target)
+    with pytest.raises(PianosynthError, match="a4_hz"):
+        save_preset(Preset(name="bad", settings={"a4_hz": 1000.0}), target)
+    assert load_preset(target).name == "one"            # old file untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["p.toml"]
+
+
+def test_save_into_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(PianosynthError, match="does not exist"):
+        save_preset(default_preset(), tmp_path / "no" / "p.toml")
+
+
+def test_saved_file_has_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        p = save_preset(default_preset(), tmp_path / "p.toml")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644
+
+
+# ----------------------------------------------------------------------- bad preset files
+def test_unknown_parameter_names_it_and_suggests(tmp_path):
+    p = write(tmp_path, "schema_version = 1\n[parameters]\na4_herz = 442.0\n")
+    load_error(p, "a4_herz", "did you mean 'a4_hz'", "p.toml")
+
+
+def test_unknown_parameter_without_close_match_lists_names(tmp_path):
+    p = write(tmp_path, "schema_version = 1\n[parameters]\nzzzz = 1.0\n")
+    load_error(p, "zzzz", "allowed:", "a4_hz", "polyphony")
+
+
+def test_out_of_range_gives_range_and_unit(tmp_path):
+    p = write(tmp_path, "schema_version = 1\n[parameters]\na4_hz = 500.0\n")
+    load_error(p, "a4_hz", "500", "400 to 480 Hz")
+    p = write(tmp_path, "schema_version = 1\n[parameters]\ndamper_t60_s = 0.0\n")
+    load_error(p, "damper_t60_s", "0.05 to 2 s")
+
+
+@pytest.mark.parametrize("value, word", [('"442"', "not a string"), ("[1, 2]", "not an array"),
+                                         ("true", "not a boolean"), ("nan", "finite"),
+                                         ("inf", "finite"), ("{ x = 1 }", "not a table")])
+def test_wrong_type(tmp_path, value, word):
+    p = write(tmp_path, f"schema_version = 1\n[parameters]\na4_hz = {value}\n")
+    load_error(p, "a4_hz", word)
+
+
+def test_integer_and_boolean_parameters(tmp_path):
+    p = write(tmp_path, "schema_version = 1\n[parameters]\npolyphony = 8.5\n")
+    load_error(p, "polyphony", "whole number")
+    p = write(tmp_path, "schema_version = 1\n[parameters]\npolyphony = 8.0\n"
+                        "resonators_on = false\na4_hz = 440\n")
+    s = load_preset(p).settings
+    assert s == {"polyphony": 8, "resonators_on": 0, "a4_hz": 440.0}
+    assert type(s["polyphony"]) is int and type(s["a4_hz"]) is float
+
+
+def test_newer_schema_version_is_refused(tmp_path):
+    p = write(tmp_path, f"schema_version = {SCHEMA_VERSION + 1}\n[parameters]\n")
+    load_error(p, f"schema_version {SCHEMA_VERSION + 1}", "newer", "upgrade")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", '"1"', "1.0"])
+def test_invalid_schema_version(tmp_path, value):
+    p = write(tmp_path, f"schema_version = {value}\n")
+    load_error(p, "schema_version")
+
+
+def test_missing_schema_version_loads_as_1_with_warning(tmp_path):
+    p = write(tmp_path, "[parameters]\na4_hz = 442.0\n")
+    pre = load_preset(p)
+    assert pre.settings == {"a4_hz": 442.0}
+    assert pre.name == "p"                                 # from the file name
+    assert len(pre.warnings) == 1 and "schema_version" in pre.warnings[0]
+
+
+def test_malformed_toml_names_the_line(tmp_path):
+    p = write(tmp_path, 'schema_version = 1\nname = "x"\n[parameters]\na4_hz = = 3\n')
+    load_error(p, "malformed TOML", "line 4")
+
+
+def test_not_utf8(tmp_path):
+    p = tmp_path / "p.toml"
+    p.write_bytes(b'name = "\xff\xfe"\n')
+    with pytest.raises(PianosynthError):
+        load_preset(p)
+
+
+def test_unknown_top_level_entry(tmp_path):
+    p = write(tmp_path, "schema_version = 1\n[parametres]\na4_hz = 442.0\n")
+    load_error(p, "parametres", "did you mean 'parameters'")
+
+
+@pytest.mark.parametrize("table, words", [
+    ("[keys.200]\nf0_hz = 100.0", ("200", "21..108")),
+    ("[keys.C4]\nf0_hz = 100.0", ("keys.C4", "MIDI key number")),
+    ("[keys.60]\nf0 = 100.0", ("f0", "keys.60", "did you mean 'f0_hz'")),
+    ("[keys.60]\nf0_hz = 1.0", ("keys.60.f0_hz", "20 to 5000 Hz")),
+    ("[keys.60]\nf0_hz = \"x\"", ("keys.60.f0_hz", "not a string")),
+    ("keys = 3", ("[keys] must be a table",)),
+    ("[keys]\n60 = 1.0", ("keys.60 must be a table",)),
+])
+def test_bad_key_overrides(tmp_path, table, words):
+    p = write(tmp_path, f"schema_version = 1\n{table}\n")
+    load_error(p, *words)
+
+
+def test_missing_file_and_folder(tmp_path):
+    load_error(tmp_path / "none.toml", "not found", "none.toml")
+    (tmp_path / "d.toml").mkdir()
+    load_error(tmp_path / "d.toml", "folder")
+
+
+def test_unknown_name_lists_available():
+    load_error("no_such_preset", "no preset named 'no_such_preset'", "default")
+
+
+# ------------------------------------------------------------------------------- lookup
+def test_user_folder_shadows_factory(tmp_path):
+    user = tmp_path / "user_presets"
+    user.mkdir()
+    save_preset(Preset(name="mine", settings={"a4_hz": 415.0}), user / "default.toml")
+    save_preset(Preset(name="soft", settings={"velocity_curve": 2.0}), user / "soft.toml")
+    assert load_preset("default").settings == {"a4_hz": 415.0}
+    assert load_preset("soft").name == "soft"
+    assert list_presets()["soft"] == user / "soft.toml"
+
+
+def test_path_strings_and_paths(tmp_path, monkeypatch):
+    save_preset(Preset(name="rel", settings={"a4_hz": 441.0}), tmp_path / "rel.toml")
+    monkeypatch.chdir(tmp_path)
+    assert load_preset("rel.toml").name == "rel"                  # ends in .toml: a path
+    assert load_preset("./rel.toml").name == "rel"
+    assert load_preset(Path("rel.toml")).name == "rel"
+
+
+# ---------------------------------------------------------------------- direct validation
+def test_validate_settings_and_keys():
+    assert validate_settings({"polyphony": 16.0}) == {"polyphony": 16}
+    with pytest.raises(PianosynthError, match="unknown parameter 'x'"):
+        validate_settings({"x": 1})
+    assert validate_keys({"61": {"f0_hz": 277}, 60: {}}) == {60: {}, 61: {"f0_hz": 277.0}}
+    with pytest.raises(PianosynthError, match="given twice"):
+        validate_keys({"60": {}, 60: {}})
