@@ -118,8 +118,8 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-rate", type=_int_range(SAMPLE_RATE_MIN, SAMPLE_RATE_MAX,
                                                     "sample rate"),
                    default=DEFAULT_SAMPLE_RATE, metavar="HZ",
-                   help=f"output rate in Hz, {SAMPLE_RATE_MIN}..{SAMPLE_RATE_MAX} "
-                        f"(default {DEFAULT_SAMPLE_RATE}; 44100, 48000, 96000 ...)")
+                   help=f"output rate in Hz (default {DEFAULT_SAMPLE_RATE}; e.g. 44100, "
+                        "48000, 96000; the engine may refuse very low rates)")
     p.add_argument("--subtype", type=_subtype, default=None, metavar="PCM_16|PCM_24|FLOAT",
                    help="sample format (default PCM_24; FLOAT is 32-bit float, WAV only)")
     p.add_argument("--normalize", action="store_true",
@@ -263,39 +263,40 @@ def _chosen_command(argv) -> str | None:
     return None
 
 
-def _unavailable(parser, message: str) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+def _unavailable(sub, name: str, help_text: str, message: str) -> None:
+    """Register ``name`` as a command that takes any arguments and fails with ``message``."""
+    # no option prefix: every word (even '--x' or '-h') is swallowed as a plain argument
+    p = sub.add_parser(name, help=help_text, add_help=False, prefix_chars="\x00")
+    p.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
 
     def fail(args):
         raise PianosynthError(message)
-    parser.set_defaults(func=fail)
+    p.set_defaults(func=fail)
 
 
 def _add_optional_command(sub, chosen, name, module, add_fn, cmd_fn, help_text) -> None:
+    """Register a command implemented in another module, importing it only when chosen."""
     exists = _module_exists(module)
     if chosen != name:                          # listed in help only; nothing imported
         sub.add_parser(name, help=help_text if exists else
                        f"{help_text} (not in this installation yet)")
         return
-    p = sub.add_parser(name, help=help_text, description=help_text)
     if not exists:
-        _unavailable(p, f"the '{name}' command is not part of this installation yet "
-                        f"({module} is missing)")
-        return
+        return _unavailable(sub, name, help_text, f"the '{name}' command is not part of this "
+                                                  f"installation yet ({module} is missing)")
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
         extra = " (install the GUI extras: pip install -e '.[gui]')" if name == "gui" else ""
-        _unavailable(p, f"'{name}' needs the Python package {e.name!r}, which is not "
-                        f"installed{extra}")
-        return
+        return _unavailable(sub, name, help_text, f"'{name}' needs the Python package "
+                                                  f"{e.name!r}, which is not installed{extra}")
     except (ImportError, OSError) as e:
-        _unavailable(p, f"'{name}' is unavailable: {e}")
-        return
+        return _unavailable(sub, name, help_text, f"'{name}' is unavailable: {e}")
     cmd = getattr(mod, cmd_fn, None)
     if cmd is None:
-        _unavailable(p, f"the '{name}' command is not ready yet ({module}.{cmd_fn} is missing)")
-        return
+        return _unavailable(sub, name, help_text, f"the '{name}' command is not ready yet "
+                                                  f"({module}.{cmd_fn} is missing)")
+    p = sub.add_parser(name, help=help_text, description=help_text)
     add = getattr(mod, add_fn, None)
     if add is not None:
         add(p)

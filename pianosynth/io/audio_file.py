@@ -81,11 +81,11 @@ def check_output_path(path: str | os.PathLike, subtype: str | None = None) -> tu
         Bad extension or subtype, missing folder, a folder in place of the file, or no
         write permission.
     """
-    fmt, sub = audio_format(path, subtype)
     p = Path(path)
-    folder = p.parent
     if p.is_dir():
         raise PianosynthError(f"output {str(p)!r} is a folder; give a file name")
+    fmt, sub = audio_format(path, subtype)
+    folder = p.parent
     if not folder.exists():
         raise PianosynthError(f"cannot write {str(p)!r}: folder {str(folder)!r} does not exist")
     if not folder.is_dir():
