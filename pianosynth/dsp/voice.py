@@ -53,7 +53,8 @@ I_HAMMER_ON = 7
 I_HAMMER_AGE = 8
 I_DAMPED_KEY = 9     # 1 when the key has a damper
 I_STRIKES = 10
-N_IVARS = 11
+I_SOST = 11          # 1 when the sostenuto pedal holds this voice's damper
+N_IVARS = 12
 
 # ---- fvars columns ------------------------------------------------------------------------
 F_G = 0

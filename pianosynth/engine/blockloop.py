@@ -10,15 +10,15 @@ import numpy as np
 
 from ..dsp.jit import JIT, njit
 from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMMER_AGE,
-                         I_HAMMER_ON, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_STATE, I_STRIKES,
+                         I_HAMMER_ON, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_SOST, I_STATE, I_STRIKES,
                          I_WIDX, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
                          F_FADE_STEP, F_FPREV, F_G, F_GAIN, F_GD, F_K, F_LEVEL, F_LOSS_Y1,
                          F_MASS, F_P, F_RES_DAMP, F_TH_X1, F_TH_Y1, F_TWOZ, F_UPREV, F_VH, F_YH, F_YS,
                          STEALING, SUSTAINED, render_voice)
 
 # key table columns
-K_NUT_LEN, K_BRIDGE_LEN, K_N_SEC, K_N_RES, K_HAS_DAMPER, K_VALID = range(6)
-N_KI = 6
+K_NUT_LEN, K_BRIDGE_LEN, K_N_SEC, K_N_RES, K_HAS_DAMPER, K_VALID, K_N_STRINGS = range(7)
+N_KI = 7
 KF_G, KF_A1, KF_GD, KF_A1D, KF_ETA, KF_MASS, KF_K, KF_P, KF_TWOZ, KF_GAIN, KF_RES_DAMP = range(11)
 N_KF = 11
 
@@ -64,6 +64,50 @@ def _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res):
 
 
 @njit(**JIT)
+def damper_contact(cc):
+    """Damper contact (0 lifted .. 1 on the string) for sustain pedal position ``cc``
+    (0..127): full contact below 32, lifted above 96, smoothstep between (half-pedalling)."""
+    x = (cc - 32.0) / 64.0
+    if x <= 0.0:
+        return 1.0
+    if x >= 1.0:
+        return 0.0
+    return 1.0 - x * x * (3.0 - 2.0 * x)
+
+
+@njit(**JIT)
+def _update_dampers(iv, fv, gi):
+    """Damper targets of every key-up voice from the pedals (sustain, sostenuto)."""
+    contact = damper_contact(gi[G_SUSTAIN])
+    for v in range(iv.shape[0]):
+        st = iv[v, I_STATE]
+        if st == SUSTAINED or st == DAMPED:
+            if iv[v, I_DAMPED_KEY] == 0 or iv[v, I_SOST] != 0:
+                fv[v, F_DAMP_TARGET] = 0.0
+            else:
+                fv[v, F_DAMP_TARGET] = contact
+            iv[v, I_STATE] = DAMPED if fv[v, F_DAMP_TARGET] >= 0.5 else SUSTAINED
+
+
+@njit(**JIT)
+def _una_corda(v, key, fv, rcoef, kt_i, kt_f, kt_res, gi):
+    """Una corda (CC67, read at the strike): the action shifts by s = cc/127 -- the hammer
+    meets (n - s)/n of the n unison strings with a softer part of the felt (K x (1 - s/2)),
+    and the unstruck string's second mode (resonator bank) is relatively stronger."""
+    s = gi[G_SOFT] / 127.0
+    n = kt_i[key, K_N_STRINGS]
+    if n > 1:
+        fv[v, F_TWOZ] = kt_f[key, KF_TWOZ] * (1.0 - s / n)
+    else:
+        fv[v, F_TWOZ] = kt_f[key, KF_TWOZ]
+    fv[v, F_K] = kt_f[key, KF_K] * (1.0 - 0.5 * s)
+    scale = 1.0 + 1.5 * s
+    for r in range(kt_res.shape[1]):
+        rcoef[v, r, 0] = kt_res[key, r, 0] * scale
+        rcoef[v, r, 1] = kt_res[key, r, 1] * scale
+
+
+@njit(**JIT)
 def _strike(v, hammer_v, iv, fv):
     """Start the hammer on voice ``v`` touching the string, moving at ``hammer_v`` m/s."""
     iv[v, I_HAMMER_ON] = 1
@@ -93,6 +137,7 @@ def note_on(key, vel, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
         st = iv[v, I_STATE]
         if st != FREE and st != STEALING and iv[v, I_KEY] == key:
             iv[v, I_STATE] = HELD
+            _una_corda(v, key, fv, rcoef, kt_i, kt_f, kt_res, gi)
             _strike(v, hv, iv, fv)
             gi[G_TRACE_VOICE] = v
             gi[G_TRACE_RESET] = 1
@@ -139,6 +184,8 @@ def note_on(key, vel, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
     fv[v, F_LEVEL] = 0.0
     fv[v, F_FADE] = 1.0
     fv[v, F_FADE_STEP] = 0.0
+    iv[v, I_SOST] = 0
+    _una_corda(v, key, fv, rcoef, kt_i, kt_f, kt_res, gi)
     _strike(v, hv, iv, fv)
     gi[G_TRACE_VOICE] = v
     gi[G_TRACE_RESET] = 1
@@ -146,30 +193,37 @@ def note_on(key, vel, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
 
 @njit(**JIT)
 def note_off(key, iv, fv, gi):
+    """Key up: the voice's damper follows the pedals (see :func:`_update_dampers`)."""
     while key < 21:
         key += 12
     while key > 108:
         key -= 12
     for v in range(iv.shape[0]):
         if iv[v, I_KEY] == key and iv[v, I_STATE] == HELD:
-            if gi[G_SUSTAIN] != 0:
-                iv[v, I_STATE] = SUSTAINED
-            else:
-                iv[v, I_STATE] = DAMPED
-                if iv[v, I_DAMPED_KEY] != 0:
-                    fv[v, F_DAMP_TARGET] = 1.0
+            iv[v, I_STATE] = DAMPED
+    _update_dampers(iv, fv, gi)
 
 
 @njit(**JIT)
 def sustain_pedal(value, iv, fv, gi):
+    """CC64, continuous: damper contact of key-up strings from the pedal curve."""
+    gi[G_SUSTAIN] = value
+    _update_dampers(iv, fv, gi)
+
+
+@njit(**JIT)
+def sostenuto_pedal(value, iv, fv, gi):
+    """CC66: on press, hold the dampers of exactly the keys down at that moment."""
     down = 1 if value >= 64 else 0
-    gi[G_SUSTAIN] = down
-    if down == 0:
-        for v in range(iv.shape[0]):
-            if iv[v, I_STATE] == SUSTAINED:
-                iv[v, I_STATE] = DAMPED
-                if iv[v, I_DAMPED_KEY] != 0:
-                    fv[v, F_DAMP_TARGET] = 1.0
+    if down == gi[G_SOSTENUTO]:
+        return
+    gi[G_SOSTENUTO] = down
+    for v in range(iv.shape[0]):
+        if down:
+            iv[v, I_SOST] = 1 if iv[v, I_STATE] == HELD else 0
+        else:
+            iv[v, I_SOST] = 0
+    _update_dampers(iv, fv, gi)
 
 
 @njit(**JIT)
@@ -192,6 +246,10 @@ def apply_event(status, d1, d2, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate
     elif kind == 0xB0:
         if d1 == 64:
             sustain_pedal(d2, iv, fv, gi)
+        elif d1 == 66:
+            sostenuto_pedal(d2, iv, fv, gi)
+        elif d1 == 67:
+            gi[G_SOFT] = d2
         elif d1 == 120:
             all_sound_off(iv, fv, gf)
         elif d1 == 123:

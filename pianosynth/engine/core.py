@@ -107,6 +107,7 @@ def design_key_table(settings: dict, fs: float, key_overrides=None) -> KeyDesign
         kt_i[key, B.K_N_SEC] = len(sd.disp_sos)
         kt_i[key, B.K_HAS_DAMPER] = 1 if kp.has_damper[i] else 0
         kt_i[key, B.K_VALID] = 1
+        kt_i[key, B.K_N_STRINGS] = kp.n_strings[i]
         kt_sos[key, :len(sd.disp_sos)] = sd.disp_sos
         kt_f[key, B.KF_G] = sd.loss_g
         kt_f[key, B.KF_A1] = sd.loss_a1
@@ -330,7 +331,8 @@ class Engine:
         """Convenience: render ``n`` frames (events' offsets relative to the start) -> (n, 2)."""
         out = np.zeros((n, 2), np.float64)
         pos = 0
-        ev = np.sort(np.asarray(events, EVENT_DTYPE), order="offset", kind="stable")
+        ev = np.asarray(events, EVENT_DTYPE)
+        ev = ev[np.argsort(ev["offset"], kind="stable")]
         while pos < n:
             m = min(block_size, n - pos)
             sel = (ev["offset"] >= pos) & (ev["offset"] < pos + m)

@@ -22,7 +22,9 @@ CC_ALL_NOTES_OFF = 123
 def make_events(rows) -> np.ndarray:
     """``[(offset, status, data1, data2), ...]`` -> sorted event array."""
     ev = np.array([tuple(r) for r in rows], dtype=EVENT_DTYPE) if len(rows) else np.zeros(0, EVENT_DTYPE)
-    return np.sort(ev, order="offset", kind="stable")
+    # argsort on the offset alone: np.sort(order="offset") would break ties by the other
+    # fields and put a note-on before a pedal change sent earlier at the same offset
+    return ev[np.argsort(ev["offset"], kind="stable")]
 
 
 NO_EVENTS = np.zeros(0, EVENT_DTYPE)
