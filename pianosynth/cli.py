@@ -17,6 +17,7 @@ import argparse
 import importlib
 import importlib.util
 import math
+import os
 import re
 import sys
 import time
@@ -372,7 +373,12 @@ def main(argv=None) -> int:
     except MemoryError:
         print(f"{PROG}: error: out of memory (try a lower --sample-rate or a shorter piece)",
               file=sys.stderr)
-    except BrokenPipeError:
+    except BrokenPipeError:                    # e.g. `pianosynth presets --template | head`
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
         return 0
     except OSError as e:                       # the environment (disk full, permissions ...)
         print(f"{PROG}: error: {_os_error_text(e)}", file=sys.stderr)

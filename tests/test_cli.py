@@ -143,6 +143,21 @@ def test_render_with_preset_file(capsys, tmp_path, tiny_midi):
     assert peaks[1] < peaks[0] - 10.0
 
 
+@pytest.mark.parametrize("channel", [0, 9, 15])
+def test_every_channel_plays(capsys, tmp_path, channel):
+    path = tmp_path / f"ch{channel}.mid"
+    mid = mido.MidiFile(type=0, ticks_per_beat=480)
+    mid.tracks.append(mido.MidiTrack([
+        mido.Message("note_on", channel=channel, note=67, velocity=100, time=0),
+        mido.Message("note_off", channel=channel, note=67, time=240)]))
+    mid.save(path)
+    out = tmp_path / "x.wav"
+    code, _, err = run(capsys, "render", path, "-o", out, "--sample-rate", SR, "--tail", "0.2",
+                       "--subtype", "FLOAT", "-q")
+    assert code == 0, err
+    assert peak_dbfs(sf.read(str(out))[0]) > -40.0
+
+
 def test_note_c4(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, stdout, err = run(capsys, "note", "C4", "--sample-rate", SR, "--duration", "0.2",
