@@ -22,6 +22,33 @@ def add_gui_arguments(parser: argparse.ArgumentParser) -> None:
                              "(plots and MIDI still work)")
 
 
+#: references to None held to make up for those a broken binding dropped while probed.
+_COMPENSATION: list = []
+
+
+def binding_problem() -> str | None:
+    """Why this PySide6 cannot run the panel, or None.
+
+    PySide6 6.12.0 on Python 3.11 drops a reference to ``None`` on every call that returns
+    None (it treats None as immortal, which it is only from Python 3.12), so the
+    interpreter aborts ("deallocating None") after a few minutes of GUI use. Probed, not
+    looked up by version: 200 such calls must leave ``None``'s reference count unchanged.
+    """
+    import PySide6
+    from PySide6.QtCore import QObject
+    o = QObject()
+    before = sys.getrefcount(None)
+    for _ in range(200):
+        o.setObjectName("probe")
+    lost = before - sys.getrefcount(None)
+    if lost < 100:
+        return None
+    _COMPENSATION.extend([None] * lost)
+    return (f"PySide6 {PySide6.__version__} corrupts the reference count of None on Python "
+            f"{sys.version_info.major}.{sys.version_info.minor} (the panel would abort within "
+            "minutes); install another version: pip install 'PySide6-Essentials!=6.12.0'")
+
+
 def _check_display() -> None:
     if sys.platform.startswith("linux") and not (
             os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
@@ -46,6 +73,9 @@ def cmd_gui(args) -> int:
         default preset and shows the error there.
     """
     _check_display()
+    problem = binding_problem()
+    if problem:
+        raise PianosynthError(problem)
     if args.buffer is not None and not (16 <= args.buffer <= 8192):
         raise PianosynthError(f"--buffer {args.buffer}: give 16 to 8192 frames")
     if args.sample_rate is not None and not (8000 <= args.sample_rate <= 384000):

@@ -137,6 +137,7 @@ class ParamControl(QObject):
             self.spin.setKeyboardTracking(False)
             self.spin.setAlignment(Qt.AlignRight)
             self.spin.setFixedWidth(98)
+            self.spin.setFixedHeight(21)
             self.slider.valueChanged.connect(self._on_slider)
             self.spin.valueChanged.connect(self._on_spin)
         self.set_value(p.default)
@@ -228,8 +229,8 @@ class ParamPanel(QWidget):
         super().__init__(parent)
         self.controls: dict[str, ParamControl] = {}
         lay = QVBoxLayout(self)
-        lay.setContentsMargins(4, 4, 4, 4)
-        lay.setSpacing(6)
+        lay.setContentsMargins(2, 0, 2, 2)
+        lay.setSpacing(3)
         groups: dict[str, list[Param]] = {}
         for p in parameters:
             groups.setdefault(p.group, []).append(p)
@@ -240,9 +241,9 @@ class ParamPanel(QWidget):
                 title += f"  ·  {APPLY_SHORT.get(params[0].apply, params[0].apply)}"
             box = QGroupBox(title)
             grid = QGridLayout(box)
-            grid.setContentsMargins(6, 4, 6, 4)
+            grid.setContentsMargins(6, 2, 4, 3)
             grid.setHorizontalSpacing(6)
-            grid.setVerticalSpacing(2)
+            grid.setVerticalSpacing(3)
             grid.setColumnStretch(1, 1)
             for row, p in enumerate(params):
                 c = ParamControl(p, self)

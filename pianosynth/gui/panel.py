@@ -66,7 +66,7 @@ def apply_style(app) -> None:
     f = QFont(app.font())
     f.setPointSizeF(9.0)
     app.setFont(f)
-    app.setStyleSheet("QGroupBox { font-weight: bold; margin-top: 6px; padding-top: 8px; "
+    app.setStyleSheet("QGroupBox { font-weight: bold; margin-top: 5px; padding-top: 7px; "
                       "border: 1px solid #44474c; border-radius: 4px; } "
                       "QGroupBox::title { subcontrol-origin: margin; left: 8px; padding: 0 3px; }"
                       "QToolBar { spacing: 4px; padding: 2px; }"
@@ -117,6 +117,7 @@ class ControlPanel(QMainWindow):
         self._analysis_running = False
         self._analysis_pending = False
         self._analysis_gen = 0
+        self._analysis_thread = None
         self.bridge = _Bridge()
         self.bridge.applied.connect(self._on_applied)
         self.bridge.analysed.connect(self._on_analysed)
@@ -555,7 +556,9 @@ class ControlPanel(QMainWindow):
                 res = exc
             emit(res, gen)
 
-        threading.Thread(target=work, name="pianosynth-key-analysis", daemon=True).start()
+        self._analysis_thread = threading.Thread(target=work, name="pianosynth-key-analysis",
+                                                 daemon=True)
+        self._analysis_thread.start()
 
     def _on_analysed(self, res, gen: int) -> None:
         self._analysis_running = False
@@ -612,6 +615,11 @@ class ControlPanel(QMainWindow):
             return
         self.plot_timer.stop()
         self.meter_timer.stop()
+        self._analysis_timer.stop()
+        self._analysis_pending = False
+        if self._analysis_thread is not None:       # its result signal needs the bridge
+            self._analysis_thread.join(timeout=10.0)
+        self.session.applier.on_applied = None
         ev.accept()
 
 

@@ -49,6 +49,30 @@ def _style(plot: pg.PlotWidget, title: str, bottom: str, left: str) -> pg.PlotIt
     return it
 
 
+def log_ticks(lo: float, hi: float):
+    """Major ticks 1-2-5 x 10^n between lo and hi (> 0), for a log axis (values in log10)."""
+    lo, hi = max(lo, 1e-30), max(hi, lo * 1.0001)
+    span = np.log10(hi / lo)
+    steps = (1,) if span > 3 else (1, 3) if span > 1.5 else (1, 2, 5)
+    ticks = []
+    for e in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1):
+        for m in steps:
+            v = m * 10.0 ** e
+            if lo <= v <= hi:
+                ticks.append((np.log10(v), _tick_text(m, e)))
+    return [ticks, []]
+
+
+_SUP = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _tick_text(m: int, e: int) -> str:
+    """1-2-5 tick label: plain for 0.01..9999, else m·10ⁿ."""
+    if -2 <= e <= 3:
+        return f"{m * 10.0 ** e:g}"
+    return ("" if m == 1 else f"{m}·") + "10" + str(e).translate(_SUP)
+
+
 def _key_ticks():
     return [[(k, f"C{k // 12 - 1}") for k in range(24, 109, 12)] + [(21, "A0")]]
 
@@ -96,14 +120,14 @@ class Plots(QWidget):
         self.decay = mk()
         _style(self.decay, "Partial decay of the selected key", "time (s)", "level (dBFS)")
         self.decay_curves = []
-        dleg = self.decay.getPlotItem().addLegend(offset=(-6, 6), labelTextSize="7.5pt",
-                                                  colCount=3)
+        dleg = self.decay.getPlotItem().addLegend(offset=(-6, 2), labelTextSize="7.5pt",
+                                                  colCount=4, verSpacing=-6)
         for i, c in enumerate(PARTIAL_COLORS):
             curve = self.decay.plot(pen=pg.mkPen(c, width=1.2))
             self.decay_curves.append(curve)
             dleg.addItem(curve, f"k={i + 1}")
         self.t60_line = self.decay.plot(pen=pg.mkPen("#c8c8c8", width=1, style=pg.QtCore.Qt.DashLine))
-        dleg.addItem(self.t60_line, "T60 design k=1")
+        dleg.addItem(self.t60_line, "design T60, k=1")
         # --- keyboard curves
         self.kb_b = mk()
         _style(self.kb_b, "Inharmonicity B across the keys", "key", "B")
@@ -112,6 +136,7 @@ class Plots(QWidget):
         self.kb_k = mk()
         _style(self.kb_k, "Felt stiffness K", "key", "K (N/m^p)")
         self.kb_curves = {}
+        self._kb_axes = {}
         self.kb_lines = []
         for w, field, color in ((self.kb_b, "inharmonicity_b", "#d2a8ff"),
                                 (self.kb_t60, "t60_f0_s", "#7ee787"),
@@ -120,6 +145,7 @@ class Plots(QWidget):
             w.getPlotItem().getAxis("bottom").setTicks(_key_ticks())
             w.setXRange(21, 108, padding=0.02)
             self.kb_curves[field] = w.plot(pen=pg.mkPen(color, width=1.5))
+            self._kb_axes[field] = w.getPlotItem().getAxis("left")
             line = pg.InfiniteLine(60, angle=90, pen=pg.mkPen("#f0a030", width=1))
             w.addItem(line)
             self.kb_lines.append(line)
@@ -189,17 +215,17 @@ class Plots(QWidget):
         if force.size == 0:
             return
         t = np.arange(force.size) * (1e3 / fs)
-        nz = np.flatnonzero(force > 0)
+        nz = np.flatnonzero(force > 1e-3 * max(float(force.max()), 1e-12))
         if nz.size:
-            t_end = min(force.size, int(nz[-1]) + int(0.002 * fs))
+            t_end = min(force.size, int(nz[-1]) + max(2, int(0.3 * (nz[-1] - nz[0]))))
             contact_ms = (nz[-1] - nz[0] + 1) * 1e3 / fs
         else:
             t_end, contact_ms = force.size, 0.0
         self.force_curve.setData(t[:t_end], force[:t_end])
         name = note_name(key) if key >= 0 else "?"
         self.force.getPlotItem().setTitle(
-            f"Hammer force · {name} vel {vel} · peak {force.max():.1f} N, contact "
-            f"{contact_ms:.2f} ms", size="8.5pt", color="#e6e6e6")
+            f"Hammer force · {name} vel {vel}: {force.max():.1f} N, {contact_ms:.2f} ms",
+            size="8.5pt", color="#e6e6e6")
         self.force.setXRange(0, t[t_end - 1] if t_end else 1, padding=0.02)
         self.force.setYRange(0, max(float(force.max()) * 1.1, 1e-3), padding=0)
 
@@ -214,20 +240,22 @@ class Plots(QWidget):
             f"Partials of {note_name(r.key)}: f0 {r.f0_hz:.2f} Hz, B {r.inharmonicity_b:.2e}",
             size="8.5pt", color="#e6e6e6")
         self.partials.enableAutoRange()
+        keep = r.t_s <= (r.t_s[-1] - 0.1 if r.t_s.size else 0.0)   # filter edge at the end
         for i, c in enumerate(self.decay_curves):
             if i < r.env_db.shape[0]:
-                c.setData(r.t_s, r.env_db[i])
+                c.setData(r.t_s[keep], r.env_db[i][keep])
             else:
                 c.setData([], [])
         if r.env_db.shape[0] and r.t_s.size:
             i0 = int(np.searchsorted(r.t_s, 0.05))
             i0 = min(i0, r.t_s.size - 1)
             lv = float(r.env_db[0, i0])
-            t = np.array([r.t_s[i0], r.t_s[-1]])
+            t_end = float(r.t_s[keep][-1]) if keep.any() else float(r.t_s[-1])
+            t = np.array([r.t_s[i0], t_end])
             self.t60_line.setData(t, lv - 60.0 * (t - t[0]) / r.t60_f0_s)
-            top = float(np.nanmax(r.env_db)) + 6
-            self.decay.setYRange(max(top - 90.0, -140.0), top, padding=0)
-            self.decay.setXRange(0, r.t_s[-1], padding=0)
+            top = float(np.nanmax(r.env_db[:, keep])) + 22      # room for the legend
+            self.decay.setYRange(max(top - 100.0, -150.0), top, padding=0)
+            self.decay.setXRange(0, t_end, padding=0)
         self.decay.getPlotItem().setTitle(
             f"Partial decay of {note_name(r.key)} (designed T60 at f0 {r.t60_f0_s:.1f} s)",
             size="8.5pt", color="#e6e6e6")
@@ -239,6 +267,13 @@ class Plots(QWidget):
             y = np.asarray(getattr(kp, field), float)
             ok = np.isfinite(y) & (y > 0)
             curve.setData(keys[ok], y[ok])
+            if ok.any():
+                lo, hi = float(y[ok].min()), float(y[ok].max())
+                if hi / lo < 1.5:
+                    lo, hi = lo / 1.5, hi * 1.5
+                w = curve.getViewBox()
+                w.setYRange(np.log10(lo), np.log10(hi), padding=0.08)
+                self._kb_axes[field].setTicks(log_ticks(lo / 1.3, hi * 1.3))
 
     def set_selected_key(self, key: int) -> None:
         for line in self.kb_lines:

@@ -322,23 +322,30 @@ def sync_engine(engine, settings: dict, keys: dict) -> list[str]:
     after installing ``keys`` as the engine's per-key overrides; returns the names changed
     ("<keys>" when only the overrides changed).
 
-    ``Engine.set_param`` redesigns the key table for each "note" parameter, so several note
-    changes cost several redesigns; the last one wins and is complete.
+    ``Engine.set_param`` redesigns the whole key table for each "note" parameter (up to a
+    couple of seconds when every string changes). A preset load or a burst of edits changes
+    many at once, so all "note" values but the last are written into ``engine.settings``
+    first (one dict swap; they take effect with the redesign) and the last ``set_param``
+    redesigns once for all of them. Every other parameter goes through ``set_param``.
     """
     keys = {int(k): dict(v) for k, v in keys.items()}
     keys_changed = keys != engine.key_overrides
     if keys_changed:
         engine.key_overrides = keys
-    changed = []
-    for p in PARAMETERS:
-        want = settings.get(p.name, p.default)
-        if engine.settings[p.name] != want:
-            engine.set_param(p.name, want)
-            changed.append(p.name)
+    changed = [p.name for p in PARAMETERS
+               if engine.settings[p.name] != settings.get(p.name, p.default)]
+    note = [n for n in changed if PARAM_BY_NAME[n].apply == "note"]
+    if keys_changed and not note:
+        note = [next(p.name for p in PARAMETERS if p.apply == "note")]   # redesign the keys
+    if note:
+        *first, last = note
+        if first:
+            engine.settings = {**engine.settings, **{n: settings[n] for n in first}}
+        engine.set_param(last, settings.get(last, engine.settings[last]))
+    for n in changed:
+        if PARAM_BY_NAME[n].apply != "note":
+            engine.set_param(n, settings[n])
     if keys_changed:
-        if not any(PARAM_BY_NAME[n].apply == "note" for n in changed):
-            first_note = next(p.name for p in PARAMETERS if p.apply == "note")
-            engine.set_param(first_note, engine.settings[first_note])   # redesign the keys
         changed.append("<keys>")
     return changed
 
