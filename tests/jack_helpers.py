@@ -106,9 +106,6 @@ class JackServer:
         self.stop()
 
 
-_PROCESS = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint32, ctypes.c_void_p)
-
-
 def _libjack():
     lib = ctypes.CDLL("libjack.so.0")
     vp, u32, cp = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_char_p
@@ -117,12 +114,10 @@ def _libjack():
         "jack_client_close": (ctypes.c_int, [vp]),
         "jack_port_register": (vp, [vp, cp, cp, ctypes.c_ulong, ctypes.c_ulong]),
         "jack_port_name": (cp, [vp]),
-        "jack_port_get_buffer": (vp, [vp, u32]),
-        "jack_set_process_callback": (ctypes.c_int, [vp, _PROCESS, vp]),
+        "jack_set_process_callback": (ctypes.c_int, [vp, vp, vp]),
         "jack_activate": (ctypes.c_int, [vp]),
         "jack_deactivate": (ctypes.c_int, [vp]),
         "jack_connect": (ctypes.c_int, [vp, cp, cp]),
-        "jack_last_frame_time": (u32, [vp]),
         "jack_frame_time": (u32, [vp]),
         "jack_get_sample_rate": (u32, [vp]),
         "jack_get_buffer_size": (u32, [vp]),
@@ -134,6 +129,53 @@ def _libjack():
     return lib
 
 
+# header of the recorder's shared int64 array (the rest: cycle frame times, cycle positions)
+H_RECORDING, H_POS, H_CYCLES, H_CLIENT, H_NPORTS, H_CAPACITY, H_MAX_CYCLES, H_CALLS = range(8)
+H_PORTS, H_DATA, H_LEN = 8, 16, 32
+_PROCESS_CFUNC = None
+
+
+def _process_cfunc():
+    """The recorder's JACK process callback compiled with numba as a C function: it runs in
+    JACK's thread without the GIL, so nothing this Python process does (creating rtmidi
+    clients, which holds the GIL during server round trips) can stall the JACK graph."""
+    global _PROCESS_CFUNC
+    if _PROCESS_CFUNC is not None:
+        return _PROCESS_CFUNC
+    from numba import carray, cfunc, types
+
+    lib = ctypes.CDLL("libjack.so.0")
+    libc = ctypes.CDLL(None)
+    sz = ctypes.c_size_t
+    get_buffer = lib.jack_port_get_buffer            # pointers passed as integers (x86-64 ABI)
+    get_buffer.restype, get_buffer.argtypes = sz, [sz, ctypes.c_uint32]
+    last_frame_time = lib.jack_last_frame_time
+    last_frame_time.restype, last_frame_time.argtypes = ctypes.c_uint32, [sz]
+    memcpy = libc.memcpy
+    memcpy.restype, memcpy.argtypes = sz, [sz, sz, sz]
+
+    @cfunc(types.int32(types.uint32, types.voidptr), nopython=True)
+    def process(nframes, arg):
+        h = carray(arg, (H_LEN,), np.int64)
+        h[H_CALLS] += 1
+        pos = h[H_POS]
+        c = h[H_CYCLES]
+        mc = h[H_MAX_CYCLES]
+        if h[H_RECORDING] != 0 and pos + nframes <= h[H_CAPACITY] and c < mc:
+            tail = carray(arg, (H_LEN + 2 * mc,), np.int64)
+            tail[H_LEN + c] = last_frame_time(h[H_CLIENT])
+            tail[H_LEN + mc + c] = pos
+            for ch in range(h[H_NPORTS]):
+                buf = get_buffer(h[H_PORTS + ch], nframes)
+                memcpy(h[H_DATA + ch] + 4 * pos, buf, 4 * nframes)
+            h[H_POS] = pos + nframes
+            h[H_CYCLES] = c + 1
+        return 0
+
+    _PROCESS_CFUNC = process
+    return process
+
+
 class JackRecorder:
     """A JACK client that records ``channels`` audio inputs with their JACK frame times.
 
@@ -142,20 +184,21 @@ class JackRecorder:
     name : str
         JACK client name.
     channels : int
-        Audio input ports ``in_1 .. in_N``.
+        Audio input ports ``in_1 .. in_N`` (at most 8).
     max_seconds : float
         Recording capacity, s (preallocated).
 
     Notes
     -----
-    The process callback (Python, via ctypes, in JACK's thread) copies each cycle's buffers
-    into a preallocated array while :attr:`recording` is set and stores the cycle's
-    ``jack_last_frame_time``, so every recorded sample has a JACK frame time even if cycles
-    were missed. ``frame_time()`` reads JACK's current frame clock from any thread: a sender
-    stamps a MIDI message with it right before sending.
+    The process callback (a numba ``cfunc``: no GIL in JACK's thread) copies each cycle's
+    buffers into preallocated memory while recording and stores the cycle's
+    ``jack_last_frame_time``, so every recorded sample has a JACK frame time even when the
+    server skipped cycles. ``frame_time()`` reads JACK's current frame clock from any
+    thread: a sender stamps a MIDI message with it right before sending.
     """
 
     def __init__(self, name: str = "psrec", channels: int = 2, max_seconds: float = 60.0):
+        process = _process_cfunc()
         self.lib = lib = _libjack()
         status = ctypes.c_int(0)
         self.client = lib.jack_client_open(name.encode(), JACK_OPTIONS_NO_START_SERVER,
@@ -174,33 +217,41 @@ class JackRecorder:
         self.port_names = [lib.jack_port_name(p).decode() for p in self.ports]
         n = int(max_seconds * self.sample_rate)
         self.data = np.zeros((channels, n), np.float32)
-        self._addr = [self.data[c].ctypes.data for c in range(channels)]
-        max_cycles = n // 16 + 16
-        self.cycle_frame = np.zeros(max_cycles, np.int64)   # JACK frame time of each cycle
-        self.cycle_pos = np.zeros(max_cycles, np.int64)     # its first sample in self.data
-        self.cycles = 0
-        self.pos = 0
-        self.recording = False
-        self.process_calls = 0
-        self._cb = _PROCESS(self._process)          # keep a reference
-        if lib.jack_set_process_callback(self.client, self._cb, None) != 0:
+        self.max_cycles = n // 16 + 16
+        self.shared = np.zeros(H_LEN + 2 * self.max_cycles, np.int64)
+        h = self.shared
+        h[H_CLIENT] = self.client
+        h[H_NPORTS] = channels
+        h[H_CAPACITY] = n
+        h[H_MAX_CYCLES] = self.max_cycles
+        for ch in range(channels):
+            h[H_PORTS + ch] = self.ports[ch]
+            h[H_DATA + ch] = self.data[ch].ctypes.data
+        self._process = process                    # keep the compiled function alive
+        if lib.jack_set_process_callback(self.client, process.address, h.ctypes.data) != 0:
             raise RuntimeError("jack_set_process_callback failed")
         if lib.jack_activate(self.client) != 0:
             raise RuntimeError("jack_activate failed")
 
-    def _process(self, nframes, arg):
-        self.process_calls += 1
-        if self.recording and self.pos + nframes <= self.data.shape[1] \
-                and self.cycles < len(self.cycle_frame):
-            lib = self.lib
-            self.cycle_frame[self.cycles] = lib.jack_last_frame_time(self.client)
-            self.cycle_pos[self.cycles] = self.pos
-            self.cycles += 1
-            for ch, port in enumerate(self.ports):
-                buf = lib.jack_port_get_buffer(port, nframes)
-                ctypes.memmove(self._addr[ch] + 4 * self.pos, buf, 4 * nframes)
-            self.pos += nframes
-        return 0
+    @property
+    def process_calls(self) -> int:
+        return int(self.shared[H_CALLS])
+
+    @property
+    def cycles(self) -> int:
+        return int(self.shared[H_CYCLES])
+
+    @property
+    def pos(self) -> int:
+        return int(self.shared[H_POS])
+
+    @property
+    def cycle_frame(self) -> np.ndarray:
+        return self.shared[H_LEN:H_LEN + self.max_cycles]
+
+    @property
+    def cycle_pos(self) -> np.ndarray:
+        return self.shared[H_LEN + self.max_cycles:]
 
     def connect(self, sources: list[str]) -> None:
         for src, dst in zip(sources, self.port_names):
@@ -212,12 +263,13 @@ class JackRecorder:
         return int(self.lib.jack_frame_time(self.client))
 
     def start(self) -> None:
-        self.pos = 0
-        self.cycles = 0
-        self.recording = True
+        self.shared[H_RECORDING] = 0
+        self.shared[H_POS] = 0
+        self.shared[H_CYCLES] = 0
+        self.shared[H_RECORDING] = 1
 
     def stop(self) -> None:
-        self.recording = False
+        self.shared[H_RECORDING] = 0
         time.sleep(3 * self.period / self.sample_rate)
 
     def recorded(self) -> tuple[np.ndarray, int, int]:

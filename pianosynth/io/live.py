@@ -282,7 +282,10 @@ class LivePlayer:
         if self.engine_factory is None:
             from ..engine.core import Engine
             self.engine_factory = Engine
-        self.engine = self.engine_factory(settings, fs, key_overrides=keys)
+        try:
+            self.engine = self.engine_factory(settings, fs, key_overrides=keys)
+        except ValueError as exc:            # e.g. a sample rate the engine does not support
+            raise PianosynthError(f"cannot build the engine at {fs} Hz: {exc}") from None
         scratch = np.zeros((a.buffer or DEFAULT_BUFFER, 2), np.float32)
         for _ in range(2):                       # compile / load kernels off the audio thread
             self.engine.render(scratch, NO_EVENTS)
@@ -298,6 +301,7 @@ class LivePlayer:
             if self.midi.api is None:
                 _say(f"warning: {no_midi_text(self.midi.unavailable)}; playing without MIDI "
                      "input until one appears")
+            self.midi.start()                # before the audio: see midi_live.JackPorts
         self.audio.engine = self.engine
         self.audio.fill_events = self._make_fill()
         self.audio.start()
@@ -305,8 +309,6 @@ class LivePlayer:
         t_wait = self.t_start + 2.0
         while self.audio.callbacks == 0 and time.perf_counter() < t_wait:
             time.sleep(0.005)
-        if self.midi is not None:
-            self.midi.start()
         self._running = True
         if self.stop_event.is_set():
             return 0

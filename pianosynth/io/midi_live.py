@@ -259,6 +259,79 @@ class MidiEventQueue:
         return k
 
 
+class JackPorts:
+    """Lists and connects JACK MIDI ports through libjack with ctypes.
+
+    ctypes releases the GIL around every foreign call. That matters: ``jack_connect`` waits
+    for the server, the server waits for the graph, the graph waits for our audio callback,
+    and the audio callback waits for the GIL; python-rtmidi holds the GIL while it opens or
+    connects ports, which stalled the audio for up to 0.9 s per (re)connection in
+    ``tests/test_live_jack.py``. So the rtmidi client is created once, before the audio
+    starts, and every later connection is made here.
+
+    The client is opened but never activated: it takes no part in the process cycle.
+    """
+
+    IS_INPUT, IS_OUTPUT, IS_PHYSICAL = 0x1, 0x2, 0x4
+    MIDI_TYPE = b"8 bit raw midi"
+
+    def __init__(self, name: str = f"{CLIENT_NAME}-ctl"):
+        import ctypes
+        self._ct = ctypes
+        lib = ctypes.CDLL("libjack.so.0")
+        vp, cp, pp = ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p)
+        for fn, res, args in (
+                ("jack_client_open", vp, [cp, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]),
+                ("jack_client_close", ctypes.c_int, [vp]),
+                ("jack_get_ports", pp, [vp, cp, cp, ctypes.c_ulong]),
+                ("jack_port_by_name", vp, [vp, cp]),
+                ("jack_port_flags", ctypes.c_int, [vp]),
+                ("jack_port_get_all_connections", pp, [vp, vp]),
+                ("jack_connect", ctypes.c_int, [vp, cp, cp]),
+                ("jack_free", None, [vp])):
+            f = getattr(lib, fn)
+            f.restype, f.argtypes = res, args
+        self.lib = lib
+        status = ctypes.c_int(0)
+        with _quiet_stderr():
+            self.client = lib.jack_client_open(name.encode(), 0x01, ctypes.byref(status))
+        if not self.client:
+            raise PianosynthError("cannot open a JACK client: no JACK server running")
+
+    def _names(self, arr) -> list[str]:
+        out = []
+        if arr:
+            i = 0
+            while arr[i] is not None:
+                out.append(arr[i].decode(errors="replace"))
+                i += 1
+            self.lib.jack_free(self._ct.cast(arr, self._ct.c_void_p))
+        return out
+
+    def midi_ports(self, flags: int) -> list[str]:
+        return self._names(self.lib.jack_get_ports(self.client, None, self.MIDI_TYPE, flags))
+
+    def sources(self) -> dict[str, bool]:
+        """MIDI output ports (what one can receive from) -> is it a physical port."""
+        phys = set(self.midi_ports(self.IS_OUTPUT | self.IS_PHYSICAL))
+        return {p: p in phys for p in self.midi_ports(self.IS_OUTPUT)}
+
+    def connections(self, port_name: str) -> list[str]:
+        port = self.lib.jack_port_by_name(self.client, port_name.encode())
+        if not port:
+            return []
+        return self._names(self.lib.jack_port_get_all_connections(self.client, port))
+
+    def connect(self, src: str, dst: str) -> bool:
+        r = self.lib.jack_connect(self.client, src.encode(), dst.encode())
+        return r == 0 or r == 17            # EEXIST: already connected
+
+    def close(self) -> None:
+        if self.client:
+            self.lib.jack_client_close(self.client)
+            self.client = None
+
+
 class MidiInputs:
     """The MIDI ports ``play`` listens to, kept connected by a watcher thread.
 
@@ -270,7 +343,8 @@ class MidiInputs:
         Case-insensitive substring of the source port names to open; ``None``: every
         hardware port (:func:`is_hardware_port`).
     virtual : bool
-        Also open a virtual input port, ``pianosynth:midi_in`` to other programs.
+        Announce (ALSA: create) the input port ``pianosynth:midi_in`` for other programs.
+        On JACK the port always exists: hardware ports are connected to it.
     api : {"jack", "alsa"} or None
         ``None``: :func:`choose_api`.
     poll_s : float
@@ -278,8 +352,15 @@ class MidiInputs:
     log : callable
         ``log(text)`` for user messages (default: print to stderr).
     mode : {"callback", "poll"}
-        "callback": stamp in rtmidi's callback (its thread). "poll": rtmidi queues, a Python
-        thread polls every millisecond and stamps (keeps the GIL out of JACK's thread).
+        "callback": stamp in rtmidi's callback (its thread; on JACK the process thread of
+        rtmidi's client, which then takes the GIL). "poll": rtmidi queues, a Python thread
+        polls every 0.5 ms and stamps (keeps the GIL out of JACK's thread, +0.5 ms jitter).
+
+    Notes
+    -----
+    JACK: one rtmidi client ``pianosynth`` with the input port ``midi_in``, created by
+    :meth:`start` (call it before the audio starts); sources are connected to it by
+    :class:`JackPorts`. ALSA: one rtmidi input per source port, plus the virtual port.
 
     Raises
     ------
@@ -301,12 +382,14 @@ class MidiInputs:
         self.mode = mode
         self.api, self.unavailable = choose_api(api)
         if self.api is None and virtual:
-            raise PianosynthError(f"cannot open the virtual MIDI port: {no_midi_text(self.unavailable)}")
-        self._open: dict[str, object] = {}      # port key -> rtmidi.MidiIn
-        self._names: dict[str, str] = {}        # port key -> full name
+            raise PianosynthError(f"cannot open the virtual MIDI port: "
+                                  f"{no_midi_text(self.unavailable)}")
+        self._open: dict[str, object] = {}      # source name (ALSA: port key) -> MidiIn/None
+        self._names: dict[str, str] = {}        # key -> full name
         self._lost: set[str] = set()
-        self._virtual_in = None
-        self._lister = None
+        self._virtual_in = None                 # ALSA virtual port / JACK's one input port
+        self._lister = None                     # ALSA: rtmidi lister; JACK: JackPorts
+        self.own_port: str | None = None        # JACK: full name of our input port
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._waiting_reported = False
@@ -329,7 +412,8 @@ class MidiInputs:
 
     def _new_midiin(self, name: str):
         rtmidi = _rtmidi()
-        m = rtmidi.MidiIn(_api_const(self.api), name=name, queue_size_limit=4096)
+        with _quiet_stderr():
+            m = rtmidi.MidiIn(_api_const(self.api), name=name, queue_size_limit=4096)
         m.ignore_types(sysex=True, timing=True, active_sense=True)
         if self.mode == "callback":
             m.set_callback(self._make_callback())
@@ -339,9 +423,8 @@ class MidiInputs:
         push = self.queue.push
         perf = time.perf_counter
         while not self._stop.is_set():
-            got = False
             with self._lock:
-                ports = list(self._open.values())
+                ports = [m for m in self._open.values() if m is not None]
                 if self._virtual_in is not None:
                     ports.append(self._virtual_in)
                 got = self._poll_once(ports, push, perf)
@@ -368,9 +451,15 @@ class MidiInputs:
 
     # ------------------------------------------------------------------ ports
     def start(self) -> None:
-        """Open the virtual port and the matching ports; start the watcher (and poller)."""
-        if self.api is not None:
-            self._lister = self._new_lister()
+        """Open the input port(s) and start the watcher (and poller) threads.
+
+        On JACK call this before starting the audio stream (see :class:`JackPorts`).
+        """
+        if self.api == "jack":
+            self._start_jack()
+        elif self.api == "alsa":
+            self._lister = self._new_midiin(f"{CLIENT_NAME}-watch")
+            self._lister.cancel_callback()
             if self.virtual:
                 self._virtual_in = self._new_midiin(CLIENT_NAME)
                 try:
@@ -388,25 +477,34 @@ class MidiInputs:
             t.start()
             self._threads.append(t)
 
-    def _new_lister(self):
-        rtmidi = _rtmidi()
-        with _quiet_stderr():
-            return rtmidi.MidiIn(_api_const(self.api), name=f"{CLIENT_NAME}-watch")
+    def _start_jack(self):
+        self._lister = JackPorts()
+        before = set(self._lister.midi_ports(JackPorts.IS_INPUT))
+        self._virtual_in = self._new_midiin(CLIENT_NAME)
+        try:
+            self._virtual_in.open_virtual_port(VIRTUAL_PORT)
+        except Exception as exc:  # noqa: BLE001
+            raise PianosynthError(f"cannot open the MIDI input port on JACK: {exc}") from None
+        mine = [p for p in set(self._lister.midi_ports(JackPorts.IS_INPUT)) - before
+                if p.endswith(":" + VIRTUAL_PORT)]
+        self.own_port = mine[0] if mine else f"{CLIENT_NAME}:{VIRTUAL_PORT}"
 
     @property
     def virtual_port_name(self) -> str | None:
+        if self.api == "jack":
+            return self.own_port
         return f"{CLIENT_NAME}:{VIRTUAL_PORT}" if self._virtual_in is not None else None
 
     @property
     def connected(self) -> list[str]:
         return [self._names[k] for k in self._open]
 
-    def _wanted(self, name: str) -> bool:
+    def _wanted(self, name: str, physical: bool = False) -> bool:
         if is_own_port(name):
             return False
         if self.pattern is not None:
             return self.pattern in name.lower()
-        return is_hardware_port(name, self.api)
+        return physical or is_hardware_port(name, self.api)
 
     def scan(self, report: bool = False) -> None:
         """Compare the port list with what is open: open new matches, drop vanished ports."""
@@ -414,35 +512,13 @@ class MidiInputs:
             if self.api is None:
                 self._retry_api()
                 return
-            try:
-                ports = list(self._lister.get_ports())
-            except Exception:  # noqa: BLE001 - server went away
+            if self.api == "jack":
+                ports = self._scan_jack()
+            else:
+                ports = self._scan_alsa()
+            if ports is None:
                 return
-            present = {port_key(p): p for p in ports}
-            for key in list(self._open):
-                if key not in present:
-                    m = self._open.pop(key)
-                    self._lost.add(key)
-                    self.log(f"warning: MIDI port {self._names[key]!r} disappeared; what rings "
-                             "keeps ringing, reconnecting when it returns")
-                    _close_quietly(m)
-            for key, name in present.items():
-                if key in self._open or not self._wanted(name):
-                    continue
-                try:
-                    m = self._new_midiin(f"{CLIENT_NAME}-in")
-                    m.open_port(ports.index(name), f"in_{len(self._open)}")
-                except Exception as exc:  # noqa: BLE001
-                    self.log(f"warning: cannot open MIDI port {name!r}: {exc}")
-                    continue
-                self._open[key] = m
-                self._names[key] = name
-                if key in self._lost:
-                    self._lost.discard(key)
-                    self.log(f"MIDI port {name!r} is back: reconnected")
-                else:
-                    self.log(f"MIDI input: {name}")
-            if not self._open and self._virtual_in is None:
+            if not self._open and not self.virtual:
                 if report or not self._waiting_reported:
                     what = (f"a port matching {self.pattern!r}" if self.pattern
                             else "a hardware MIDI input")
@@ -452,6 +528,63 @@ class MidiInputs:
             else:
                 self._waiting_reported = False
 
+    def _gone(self, key):
+        self._open.pop(key, None)
+        self._lost.add(key)
+        self.log(f"warning: MIDI port {self._names[key]!r} disappeared; what rings keeps "
+                 "ringing, reconnecting when it returns")
+
+    def _found(self, key, name, m):
+        self._open[key] = m
+        self._names[key] = name
+        if key in self._lost:
+            self._lost.discard(key)
+            self.log(f"MIDI port {name!r} is back: reconnected")
+        else:
+            self.log(f"MIDI input: {name}")
+
+    def _scan_jack(self):
+        jp = self._lister
+        try:
+            sources = jp.sources()
+            linked = set(jp.connections(self.own_port))
+        except Exception:  # noqa: BLE001 - server went away
+            return None
+        for name in list(self._open):
+            if name not in sources:
+                self._gone(name)
+            elif name not in linked:            # disconnected by someone else: forget it
+                self._open.pop(name)
+        for name, physical in sources.items():
+            if name in self._open:
+                continue
+            if name in linked or (self._wanted(name, physical)
+                                  and jp.connect(name, self.own_port)):
+                self._found(name, name, None)
+        return list(sources)
+
+    def _scan_alsa(self):
+        try:
+            ports = list(self._lister.get_ports())
+        except Exception:  # noqa: BLE001
+            return None
+        present = {port_key(p): p for p in ports}
+        for key in list(self._open):
+            if key not in present:
+                _close_quietly(self._open[key])
+                self._gone(key)
+        for key, name in present.items():
+            if key in self._open or not self._wanted(name):
+                continue
+            try:
+                m = self._new_midiin(f"{CLIENT_NAME}-in")
+                m.open_port(ports.index(name), f"in_{len(self._open)}")
+            except Exception as exc:  # noqa: BLE001
+                self.log(f"warning: cannot open MIDI port {name!r}: {exc}")
+                continue
+            self._found(key, name, m)
+        return ports
+
     def _retry_api(self):
         if not self._waiting_reported:
             self.log(f"waiting for MIDI: {no_midi_text(self.unavailable)}")
@@ -459,9 +592,13 @@ class MidiInputs:
         api, why = choose_api()
         if api is not None:
             self.api = api
-            self._lister = self._new_lister()
             self._waiting_reported = False
             self.log(f"MIDI system found: {API_NAMES[api]}")
+            if api == "jack":
+                self._start_jack()
+            else:
+                self._lister = self._new_midiin(f"{CLIENT_NAME}-watch")
+                self._lister.cancel_callback()
 
     def _watch(self):
         period = self.poll_s
@@ -479,26 +616,22 @@ class MidiInputs:
         self._threads.clear()
         with self._lock:
             for m in list(self._open.values()):
-                _close_quietly(m)
+                if m is not None:
+                    _close_quietly(m)
             self._open.clear()
             if self._virtual_in is not None:
                 _close_quietly(self._virtual_in)
                 self._virtual_in = None
-            if self._lister is not None:
+            if isinstance(self._lister, JackPorts):
+                self._lister.close()
+            elif self._lister is not None:
                 _close_quietly(self._lister)
-                self._lister = None
+            self._lister = None
 
 
 def _close_quietly(m) -> None:
-    try:
-        m.cancel_callback()
-    except Exception:  # noqa: BLE001
-        pass
-    try:
-        m.close_port()
-    except Exception:  # noqa: BLE001
-        pass
-    try:
-        m.delete()
-    except Exception:  # noqa: BLE001
-        pass
+    for step in ("cancel_callback", "close_port", "delete"):
+        try:
+            getattr(m, step)()
+        except Exception:  # noqa: BLE001
+            pass
