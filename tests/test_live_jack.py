@@ -180,6 +180,16 @@ def peak_hz(x: np.ndarray, fs: int, f_target: float, cents: float = 40.0) -> tup
     return float((k + d) * fs / nfft), float(level)
 
 
+def robust_peak_hz(x: np.ndarray, fs: int, f_target: float) -> tuple[float, float]:
+    """:func:`peak_hz` as the median over four overlapping windows of half the segment (at
+    least 0.12 s): one dropout (a JACK xrun) spoils one window, not the estimate."""
+    n = len(x)
+    w = min(n, max(n // 2, int(0.12 * fs)))
+    starts = np.linspace(0, n - w, 4).astype(int)
+    est = [peak_hz(x[a:a + w], fs, f_target) for a in starts]
+    return float(np.median([e[0] for e in est])), float(np.median([e[1] for e in est]))
+
+
 def band_level_db(x: np.ndarray, fs: int, f: float) -> float:
     """Level (dB) of the component at ``f`` (Hann-windowed DFT at ``f``)."""
     n = len(x)
@@ -210,7 +220,9 @@ def _env() -> dict:
 
 
 _EMPTY_CALLBACK = r"""
-import sys, time, sounddevice as sd
+import sys, time, rtmidi, sounddevice as sd
+midi = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="pianosynth")
+midi.open_virtual_port("midi_in")
 n = [0, 0]
 def cb(out, frames, t, status):
     n[0] += 1
@@ -220,12 +232,19 @@ def cb(out, frames, t, status):
 with sd.OutputStream(samplerate=%d, blocksize=0, channels=2, dtype="float32", callback=cb):
     time.sleep(%f)
 sd._terminate()
+midi.close_port()
 print(n[0], n[1])
 """
 
 
 def run_empty_callback_baseline(seconds: float) -> tuple[int, int]:
-    """(callbacks, underflows) of an empty PortAudio callback on the JACK server."""
+    """(callbacks, underflows) of an empty PortAudio callback on the JACK server, next to an
+    idle rtmidi JACK input client: the same JACK clients as the player, doing nothing.
+
+    Every JACK xrun is reported to every client, and on this kind of machine (non-realtime
+    JACK, two shared cores) most xruns are a client thread the OS did not wake in time, so
+    the noise grows with the number of clients in the graph: the baseline has as many.
+    """
     r = subprocess.run([sys.executable, "-c", _EMPTY_CALLBACK % (RATE, seconds)],
                        capture_output=True, text=True, timeout=seconds + 60, env=_env())
     assert r.returncode == 0, r.stderr
@@ -303,8 +322,9 @@ def test_play_live_end_to_end(jack_server, tmp_path):
 
 
 def _end_to_end(rtmidi, rec, server, tmp_path):
-    # 1. baseline: an empty callback, same server, same graph (recorder active), same length
-    base_calls, base_under = run_empty_callback_baseline(BASELINE_S)
+    # 1. baseline: an empty callback, same server, same graph (recorder active); half of it
+    #    before the player runs and half after, the noise of this machine comes in bursts
+    base = [run_empty_callback_baseline(BASELINE_S / 2)]
 
     # 2. the player
     stats_path = tmp_path / "stats.json"
@@ -329,6 +349,9 @@ def _end_to_end(rtmidi, rec, server, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    base.append(run_empty_callback_baseline(BASELINE_S / 2))
+    base_calls = sum(b[0] for b in base)
+    base_under = sum(b[1] for b in base)
     text = log.text()
     assert rc == 0, text
     assert "Traceback" not in text, text
@@ -369,7 +392,7 @@ def _end_to_end(rtmidi, rec, server, tmp_path):
         seg = x[onset + int(0.03 * fs):min(onset + int(0.4 * fs), idx(f_off), end)]
         for key in keys:
             ft = target_f1_hz(key)
-            fm, lev = peak_hz(seg, fs, ft)
+            fm, lev = robust_peak_hz(seg, fs, ft)
             err = cents(fm, ft)
             report.append(f"{kind:8s} key {key:3d}: onset {raw[-1]:5.2f} ms after the send "
                           f"(engine's own {1000 * own / fs:4.2f} ms), partial 1 {fm:8.3f} Hz "
@@ -403,10 +426,13 @@ def _end_to_end(rtmidi, rec, server, tmp_path):
     if d_free < -20.0:                   # the engine damps released keys: the pedal must lift
         assert d_pedal > d_free + 10.0
 
-    # underflows while playing: no more than an empty callback (scaled to the same length) + 1
-    allowed = base_under * stats["callbacks"] / max(base_calls, 1) + 1.0
+    # underflows while playing: no more than the empty callback's rate (the worse of the two
+    # halves, scaled to the player's length) + 1
+    rate = max(u / max(c, 1) for c, u in base)
+    allowed = rate * stats["callbacks"] + 1.0
     print(f"underflows: player {stats['underflows']} in {stats['callbacks']} callbacks; "
-          f"empty callback {base_under} in {base_calls}; allowed {allowed:.1f}")
+          f"empty callback {base[0][1]} in {base[0][0]} before, {base[1][1]} in {base[1][0]} "
+          f"after; allowed {allowed:.1f}")
     assert stats["underflows"] <= allowed
     assert stats["midi_late"] <= 0.05 * stats["midi_received"]
 

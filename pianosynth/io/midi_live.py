@@ -292,6 +292,13 @@ class JackPorts:
             f = getattr(lib, fn)
             f.restype, f.argtypes = res, args
         self.lib = lib
+        # libjack prints its own chatter ("MidiBufferMixdown - invalid source buffer" when a
+        # connected port vanishes): route it to strlen, a C no-op that needs no GIL.
+        libc = ctypes.CDLL(None)
+        for fn in ("jack_set_error_function", "jack_set_info_function"):
+            f = getattr(lib, fn)
+            f.restype, f.argtypes = None, [vp]
+            f(ctypes.cast(libc.strlen, vp))
         status = ctypes.c_int(0)
         with _quiet_stderr():
             self.client = lib.jack_client_open(name.encode(), 0x01, ctypes.byref(status))
