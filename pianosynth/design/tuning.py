@@ -333,15 +333,26 @@ _COUNT_RE = re.compile(r"[ \t]*(\d+)[ \t]*")
 MAX_NOTES = 4096
 
 
+def _check_value_end(line: str, end: int, where) -> None:
+    """Text after a pitch is ignored, but it must be separated from it: ``100,0`` or
+    ``3/2x`` would otherwise read as the ratio 100 or 3/2 without a word."""
+    if end < len(line) and line[end] not in " \t!":
+        raise where(f"unexpected {line[end]!r} right after the pitch in {line.strip()!r} "
+                    "(cents need a period, e.g. 100.0; separate any text by a space)")
+
+
 def _parse_pitch(line: str, where) -> float:
     """One pitch line of a .scl file -> cents. ``where(msg)`` makes the TuningError."""
     m = _CENTS_RE.match(line)
     if m:
+        _check_value_end(line, m.end(), where)
         return float(m.group(1))
     if _NEG_RATIO_RE.match(line):
         raise where(f"negative ratio {line.strip()!r}: ratios must be positive")
     m = _RATIO_RE.match(line)
-    if not m:
+    if m:
+        _check_value_end(line, m.end(), where)
+    else:
         shown = line.strip()
         raise where("expected a pitch: cents with a period (e.g. 100.0) or a ratio "
                     f"(e.g. 3/2 or 2), got {shown!r}" if shown else
@@ -424,9 +435,11 @@ def read_scl(path) -> tuple[str, list[float]]:
     allowed, n >= 0); then n pitch lines. A pitch containing a period is in cents (``408.``,
     ``-5.0``), otherwise it is a ratio ``a/b`` or an integer ``a`` (= a/1); spaces and tabs
     before it and anything after it are ignored (``100.0 cents``, ``5/4   E\\``). Zero or
-    negative ratios are errors. One stricter rule than the spec states: after the n pitches
-    only comments and blank lines may follow, because a further pitch line almost always
-    means a wrong count (and would silently change the period).
+    negative ratios are errors. Two rules stricter than the spec states: text after a pitch
+    must be separated from it by a space, tab or '!' (``100,0`` is refused rather than read
+    as the ratio 100/1); and after the n pitches only comments and blank lines may follow,
+    because a further pitch line almost always means a wrong count (and would silently
+    change the period).
 
     Examples
     --------
@@ -748,7 +761,8 @@ def tuning_f1_hz(kind: str = "equal", *, root_key: int = 60, a4_hz: float | None
     s = dict(settings or {})
     a4 = float(a4_hz if a4_hz is not None else s.get("a4_hz", 440.0))
     kind_l = str(kind).strip().lower()
-    need_b = stretch is None or (isinstance(stretch, str) and stretch.strip().lower() == "railsback")
+    need_b = stretch is None or (isinstance(stretch, str)
+                                 and stretch.strip().lower() == "railsback")
     b = f0 = None
     if need_b:
         kp = design_keyboard(s, key_overrides)
@@ -759,8 +773,9 @@ def tuning_f1_hz(kind: str = "equal", *, root_key: int = 60, a4_hz: float | None
             raise TuningError("a Scala tuning needs a scale file (scl=...)")
         st = _stretch_array("none" if stretch is None else stretch, b, f0, s)
         if kbm is None:
-            kbm = KeyboardMapping(size=0, middle_key=int(root_key), reference_key=int(reference_key),
-                                  reference_hz=a4 * 2.0 ** ((int(reference_key) - 69) / 12.0))
+            ref = int(reference_key)
+            kbm = KeyboardMapping(size=0, middle_key=int(root_key), reference_key=ref,
+                                  reference_hz=a4 * 2.0 ** ((ref - 69) / 12.0))
         base = scala_key_frequencies(scl, kbm)
         return {k: f * 2.0 ** (st[k - KEY_MIN] / 1200.0) for k, f in base.items()}
     offs = temperament_cents(kind, root_key)
