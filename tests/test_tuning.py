@@ -263,6 +263,9 @@ def test_overrides_put_partial_one_on_target_in_the_design():
     ov = T.tuning_key_overrides("scala", scl=TUNINGS / "just_major_7.scl",
                                 kbm=TUNINGS / "white_keys_7.kbm")
     assert 61 not in ov and 60 in ov
+    with pytest.warns(UserWarning, match="keep the default tuning"):    # runs off the top
+        ov = T.tuning_key_overrides("scala", scl=TUNINGS / "just_major_7.scl")
+    assert 60 in ov and 108 not in ov
     with pytest.raises(T.TuningError, match="needs a scale"):
         T.tuning_key_overrides("scala")
     with pytest.raises(T.TuningError, match="unknown stretch"):

@@ -36,11 +36,13 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..engine.params import KEY_OVERRIDES
 from ..errors import PianosynthError
 from .keyboard import KEY_MAX, KEY_MIN, KEYS, design_keyboard, equal_tempered_hz, stretch_cents
 
@@ -814,7 +816,9 @@ def tuning_key_overrides(kind: str = "equal", *, root_key: int = 60, a4_hz: floa
     -----
     f0 = f1_target / sqrt(1 + B) (eq. 12 with k = 1). The engine recomputes f1 = f0 sqrt(1 + B)
     from the same B, so a later change of ``inharmonicity_scale`` moves partial 1 off the
-    target: rebuild the overrides when B changes.
+    target: rebuild the overrides when B changes. Keys whose f0 would fall outside the range
+    of ``params.KEY_OVERRIDES["f0_hz"]`` (20..5000 Hz; e.g. a 7-note scale mapped linearly
+    runs off the top) are left out with a warning and keep the default tuning.
 
     Examples
     --------
@@ -829,7 +833,18 @@ def tuning_key_overrides(kind: str = "equal", *, root_key: int = 60, a4_hz: floa
         b = design_keyboard(settings, key_overrides).inharmonicity_b
     else:
         b = np.asarray(inharmonicity_b, float)
-    return {k: {"f0_hz": float(f / math.sqrt(1.0 + b[k - KEY_MIN]))} for k, f in targets.items()}
+    lo, hi, _ = KEY_OVERRIDES["f0_hz"]
+    out, dropped = {}, []
+    for k, f in targets.items():
+        f0 = float(f / math.sqrt(1.0 + b[k - KEY_MIN]))
+        if lo <= f0 <= hi:
+            out[k] = {"f0_hz": f0}
+        else:
+            dropped.append(f"{k} ({f0:.1f} Hz)")
+    if dropped:
+        warnings.warn(f"tuning: f0 outside {lo:g}..{hi:g} Hz for keys {', '.join(dropped)}; "
+                      "they keep the default tuning", stacklevel=2)
+    return out
 
 
 def merge_key_overrides(*overrides: dict | None) -> dict[int, dict[str, float]]:
