@@ -54,7 +54,8 @@ I_HAMMER_AGE = 8
 I_DAMPED_KEY = 9     # 1 when the key has a damper
 I_STRIKES = 10
 I_SOST = 11          # 1 when the sostenuto pedal holds this voice's damper
-N_IVARS = 12
+I_RATE = 12          # the string runs at fs / I_RATE (1, 2 or 4; multirate strings, §4.2)
+N_IVARS = 13
 
 # ---- fvars columns ------------------------------------------------------------------------
 F_G = 0
@@ -170,6 +171,9 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
 
     ``t0`` is the global sample index of block sample 0 (resonator decimation phase and
     voice-freeing checks are aligned to it, so output is identical for any block size).
+    A string running at fs / r (``iv[v, I_RATE]`` = r, Bank et al. §4.2: the lowest octaves
+    at half rate) computes only the samples with t % r == 0 and writes them zero-stuffed into
+    ``mix`` (the caller picks the buffer of that rate and interpolates the sum once).
     ``resbuf`` receives the resonator bank output on samples where t % res_factor == 0
     (a zero-stuffed fs-rate signal, interpolated once for all voices by the caller).
     """
@@ -180,7 +184,11 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
     nsec = iv[v, I_N_SEC]
     nres = iv[v, I_N_RES]
     w = iv[v, I_WIDX]
-    dt = 1.0 / fs
+    r = iv[v, I_RATE]
+    dt = r / fs
+    if r > 1:   # per-sample constants of the fs-rate design, compounded over r samples
+        damp_alpha = 1.0 - (1.0 - damp_alpha) ** r
+        level_release = level_release ** r
     damp = fv[v, F_DAMP]
     g = fv[v, F_G] + damp * (fv[v, F_GD] - fv[v, F_G])
     a1 = fv[v, F_A1] + damp * (fv[v, F_A1D] - fv[v, F_A1])
@@ -192,9 +200,10 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
     gain = fv[v, F_GAIN] * fv[v, F_TWOZ]
     level = fv[v, F_LEVEL]
     fade = fv[v, F_FADE]
-    fade_step = fv[v, F_FADE_STEP]
+    fade_step = fv[v, F_FADE_STEP] * r
     tracing = trace_voice == v
-    for i in range(n0, n1):
+    start = n0 + ((r - (t0 + n0) % r) % r)
+    for i in range(start, n1, r):
         t = t0 + i
         # damper: crossfade the loss filter toward its damped design (one-pole smoothing)
         if damp != damp_t:
@@ -231,11 +240,12 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
             iv[v, I_HAMMER_AGE] = age
             if age > HAMMER_WINDOW_S * fs:
                 iv[v, I_HAMMER_ON] = 0
-            if tracing:
-                j = trace_info[0]
-                if j < trace.shape[0]:
-                    trace[j] = f
-                    trace_info[0] = j + 1
+            if tracing:        # held for r samples: the trace is always at fs
+                for q in range(r):
+                    j = trace_info[0]
+                    if j < trace.shape[0]:
+                        trace[j] = f
+                        trace_info[0] = j + 1
         winj = f / fv[v, F_TWOZ]
         nut[v, w & mask] = u_bn + winj
         bridge[v, w & mask] = u_nb + winj
@@ -246,13 +256,13 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
             acc = 0.0
             # the damper also damps the second modes: pole radius scaled by rad (p -> rad p)
             rad = 1.0 - damp * (1.0 - fv[v, F_RES_DAMP])
-            for r in range(nres):
-                yr = rcoef[v, r, 0] * f + rcoef[v, r, 1] * rstate[v, r, 2] \
-                    - rad * rcoef[v, r, 2] * rstate[v, r, 0] \
-                    - rad * rad * rcoef[v, r, 3] * rstate[v, r, 1]
-                rstate[v, r, 1] = rstate[v, r, 0]
-                rstate[v, r, 0] = yr
-                rstate[v, r, 2] = f
+            for k in range(nres):
+                yr = rcoef[v, k, 0] * f + rcoef[v, k, 1] * rstate[v, k, 2] \
+                    - rad * rcoef[v, k, 2] * rstate[v, k, 0] \
+                    - rad * rad * rcoef[v, k, 3] * rstate[v, k, 1]
+                rstate[v, k, 1] = rstate[v, k, 0]
+                rstate[v, k, 0] = yr
+                rstate[v, k, 2] = f
                 acc += yr
             acc *= fv[v, F_GAIN]
             out_s_res = acc * fade
@@ -272,7 +282,7 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
                 fade = 0.0
                 iv[v, I_STATE] = FREE
                 break
-        if (t & 63) == 63 and level < free_level and iv[v, I_HAMMER_ON] == 0:
+        if (t & 63) == 0 and level < free_level and iv[v, I_HAMMER_ON] == 0:
             iv[v, I_STATE] = FREE
             break
     iv[v, I_WIDX] = w

@@ -10,15 +10,15 @@ import numpy as np
 
 from ..dsp.jit import JIT, njit
 from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMMER_AGE,
-                         I_HAMMER_ON, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_SOST, I_STATE, I_STRIKES,
+                         I_HAMMER_ON, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_RATE, I_SOST, I_STATE, I_STRIKES,
                          I_WIDX, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
                          F_FADE_STEP, F_FPREV, F_G, F_GAIN, F_GD, F_K, F_LEVEL, F_LOSS_Y1,
                          F_MASS, F_P, F_RES_DAMP, F_TH_X1, F_TH_Y1, F_TWOZ, F_UPREV, F_VH, F_YH, F_YS,
                          STEALING, SUSTAINED, render_voice)
 
 # key table columns
-K_NUT_LEN, K_BRIDGE_LEN, K_N_SEC, K_N_RES, K_HAS_DAMPER, K_VALID, K_N_STRINGS = range(7)
-N_KI = 7
+K_NUT_LEN, K_BRIDGE_LEN, K_N_SEC, K_N_RES, K_HAS_DAMPER, K_VALID, K_N_STRINGS, K_RATE = range(8)
+N_KI = 8
 KF_G, KF_A1, KF_GD, KF_A1D, KF_ETA, KF_MASS, KF_K, KF_P, KF_TWOZ, KF_GAIN, KF_RES_DAMP = range(11)
 N_KF = 11
 
@@ -48,6 +48,7 @@ def _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res):
     iv[v, I_N_SEC] = kt_i[key, K_N_SEC]
     iv[v, I_N_RES] = kt_i[key, K_N_RES]
     iv[v, I_DAMPED_KEY] = kt_i[key, K_HAS_DAMPER]
+    iv[v, I_RATE] = kt_i[key, K_RATE]
     fv[v, F_G] = kt_f[key, KF_G]
     fv[v, F_A1] = kt_f[key, KF_A1]
     fv[v, F_GD] = kt_f[key, KF_GD]
@@ -259,20 +260,20 @@ def apply_event(status, d1, d2, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate
 
 
 @njit(**JIT)
-def interpolate_tick(x_low, push, taps, ring, gi, factor):
-    """Polyphase interpolation of the zero-stuffed resonator sum, one fs sample.
+def interpolate_tick(x_low, push, taps, ring, st, factor):
+    """Polyphase interpolation of a zero-stuffed sum, one fs sample (state ``st`` = [q, idx]).
 
     ``push`` is True on samples that carry a low-rate value ``x_low``; the output is
     sum_i taps[q + factor i] * low[m - i], q = samples since the last low-rate value.
     """
     nr = ring.shape[0]
     if push:
-        idx = (gi[G_IIDX] + 1) % nr
-        gi[G_IIDX] = idx
+        idx = (st[1] + 1) % nr
+        st[1] = idx
         ring[idx] = x_low
-        gi[G_IQ] = 0
-    q = gi[G_IQ]
-    idx = gi[G_IIDX]
+        st[0] = 0
+    q = st[0]
+    idx = st[1]
     acc = 0.0
     j = q
     i = 0
@@ -280,19 +281,23 @@ def interpolate_tick(x_low, push, taps, ring, gi, factor):
         acc += taps[j] * ring[(idx - i) % nr]
         j += factor
         i += 1
-    gi[G_IQ] = q + 1
+    st[0] = q + 1
     return acc
 
 
 @njit(**JIT)
 def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
-                   kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, taps, ring, trace, trace_info,
-                   ev_off, ev_st, ev_d1, ev_d2, n, mono, resbuf):
-    """Apply events and render every voice for ``n`` samples into ``mono`` (strings plus the
-    interpolated resonator sum), advancing the global sample clock."""
+                   kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, taps, ring, ist, trace,
+                   trace_info, ev_off, ev_st, ev_d1, ev_d2, n, mono, resbuf, mix2, mix4,
+                   taps2, ring2, ist2, taps4, ring4, ist4):
+    """Apply events and render every voice for ``n`` samples into ``mono``: the fs strings,
+    plus the fs/2 and fs/4 strings (§4.2) and the fs/8 resonator bank (§4.3), each summed
+    over all voices before its one interpolation filter; advances the global sample clock."""
     fs = gf[GF_FS]
     mono[:n] = 0.0
     resbuf[:n] = 0.0
+    mix2[:n] = 0.0
+    mix4[:n] = 0.0
     factor = gi[G_RES_FACTOR]
     t0 = gi[G_T]
     ne = ev_off.shape[0]
@@ -312,8 +317,10 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
             seg1 = ev_off[ei]
         for v in range(iv.shape[0]):
             if iv[v, I_STATE] != FREE:
+                r = iv[v, I_RATE]
+                dest = mono if r == 1 else (mix2 if r == 2 else mix4)
                 render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, seg0, seg1,
-                             t0, mono, resbuf, fs, gi[G_HAMMER_MODE], gf[GF_DAMP_ALPHA],
+                             t0, dest, resbuf, fs, gi[G_HAMMER_MODE], gf[GF_DAMP_ALPHA],
                              gf[GF_LEVEL_RELEASE], gf[GF_FREE_LEVEL], factor, trace,
                              trace_info, gi[G_TRACE_VOICE])
         seg0 = seg1
@@ -323,7 +330,10 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
         ei += 1
     for i in range(n):
         t = t0 + i
-        mono[i] += interpolate_tick(resbuf[i], t % factor == 0, taps, ring, gi, factor)
+        acc = interpolate_tick(resbuf[i], t % factor == 0, taps, ring, ist, factor)
+        acc += interpolate_tick(mix2[i], t % 2 == 0, taps2, ring2, ist2, 2)
+        acc += interpolate_tick(mix4[i], t % 4 == 0, taps4, ring4, ist4, 4)
+        mono[i] += acc
     gi[G_T] = t0 + n
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..design.keyboard import (KEY_MAX, KEY_MIN, KeyboardParams, design_keyboard,
                                velocity_to_hammer_m_s)
+from ..design.multirate import design_interpolator
 from ..design.resonators import design_interpolator_taps, design_resonators
 from ..design.string import MAX_SECTIONS, design_string, loop_group_delay, t60_of_loop
 from ..dsp import voice as V
@@ -79,8 +80,35 @@ class KeyDesign:
     strings: list
 
 
-def design_key_table(settings: dict, fs: float, key_overrides=None) -> KeyDesign:
-    """Design every key's string, hammer and resonators for rate ``fs``."""
+#: quality modes (issue "Performance"): string rate factor for the bass (keys below A2) and
+#: for the rest, and the largest dispersion allpass order. Bank et al. §4.2: the lowest two
+#: or three octaves have little energy up high and run at half rate; §6 for the trade-off.
+QUALITY_MODES = {
+    "high": (2, 1, 16),
+    "normal": (4, 2, 12),
+    "eco": (4, 4, 8),
+}
+BASS_KEY_LIMIT = 45
+
+
+def string_interpolator_taps(fs: float, factor: int) -> np.ndarray:
+    """Interpolation filter of the fs/``factor`` string sum (gain ``factor``, equiripple):
+    passband to 0.4 fs/factor, stopband from 0.6 fs/factor (the images of the passband)."""
+    if factor == 1:
+        return np.ones(1)
+    return design_interpolator(fs, factor, 0.4 * fs / factor, 0.6 * fs / factor,
+                               ripple_db=0.1, stopband_db=60.0)
+
+
+def design_key_table(settings: dict, fs: float, key_overrides=None,
+                     quality: str = "high") -> KeyDesign:
+    """Design every key's string, hammer and resonators for output rate ``fs``.
+
+    Each key's string runs at fs / r with r from :data:`QUALITY_MODES` (lowered where f1
+    would come too close to the string rate's Nyquist frequency)."""
+    if quality not in QUALITY_MODES:
+        raise ValueError(f"quality must be one of {', '.join(QUALITY_MODES)}, got {quality!r}")
+    r_bass, r_rest, max_order = QUALITY_MODES[quality]
     kp = design_keyboard(settings, key_overrides)
     kt_i = np.zeros((128, B.N_KI), np.int64)
     kt_f = np.zeros((128, B.N_KF), np.float64)
@@ -91,16 +119,21 @@ def design_key_table(settings: dict, fs: float, key_overrides=None) -> KeyDesign
     damper_t60 = settings["damper_t60_s"]
     n_res_max = int(settings["resonator_count"]) if settings["resonators_on"] >= 0.5 else 0
     strings = [None] * 128
+    delays = {r: (len(string_interpolator_taps(fs, r)) - 1) / 2.0 for r in (1, 2, 4)}
     for i, key in enumerate(kp.keys):
         f1 = kp.f1_hz[i]
-        if f1 >= 0.45 * fs or fs / f1 < 8:
+        r = r_bass if key < BASS_KEY_LIMIT else r_rest
+        while r > 1 and f1 >= 0.4 * fs / r:
+            r //= 2
+        fs_s = fs / r
+        if f1 >= 0.45 * fs_s or fs_s / f1 < 8:
             continue  # cannot be played at this rate
         bass = float(np.clip((60 - key) / 39.0, 0.0, 1.0))
         d_t60 = min(damper_t60 * (1.0 + bass), kp.t60_f0_s[i])
         d_t60_high = min(0.5 * d_t60, kp.t60_high_s[i])
-        sd = design_string(kp.f0_hz[i], kp.inharmonicity_b[i], fs, kp.t60_f0_s[i],
+        sd = design_string(kp.f0_hz[i], kp.inharmonicity_b[i], fs_s, kp.t60_f0_s[i],
                            kp.t60_high_s[i], kp.t60_high_hz[i], d_t60, d_t60_high,
-                           kp.strike_position[i])
+                           kp.strike_position[i], max_order=max_order)
         strings[key] = sd
         kt_i[key, B.K_NUT_LEN] = sd.nut_delay
         kt_i[key, B.K_BRIDGE_LEN] = sd.bridge_delay
@@ -108,6 +141,7 @@ def design_key_table(settings: dict, fs: float, key_overrides=None) -> KeyDesign
         kt_i[key, B.K_HAS_DAMPER] = 1 if kp.has_damper[i] else 0
         kt_i[key, B.K_VALID] = 1
         kt_i[key, B.K_N_STRINGS] = kp.n_strings[i]
+        kt_i[key, B.K_RATE] = r
         kt_sos[key, :len(sd.disp_sos)] = sd.disp_sos
         kt_f[key, B.KF_G] = sd.loss_g
         kt_f[key, B.KF_A1] = sd.loss_a1
@@ -123,11 +157,14 @@ def design_key_table(settings: dict, fs: float, key_overrides=None) -> KeyDesign
         if kp.n_strings[i] >= 2 and n_res_max > 0:
             k = np.arange(1, 41, dtype=float)
             fk = k * kp.f0_hz[i] * np.sqrt(1.0 + kp.inharmonicity_b[i] * k * k)
-            d_g = loop_group_delay(kp.f0_hz[i], kp.inharmonicity_b[i], k, fs)
-            t60k = t60_of_loop(sd.loss_g, sd.loss_a1, d_g, 2 * np.pi * fk / fs, fs)
-            rc = design_resonators(fk, t60k, sd.nut_delay, sd.bridge_delay, fs, RES_FACTOR,
-                                   min(n_res_max, MAX_RESONATORS), kp.unison_detune_cents[i],
-                                   kp.late_t60_ratio[i], kp.second_mode_level[i], interp_delay)
+            d_g = loop_group_delay(kp.f0_hz[i], kp.inharmonicity_b[i], k, fs_s)
+            t60k = t60_of_loop(sd.loss_g, sd.loss_a1, d_g, 2 * np.pi * fk / fs_s, fs_s)
+            # string delays in fs samples; the resonator path is later than the string by
+            # the difference of the two interpolators' latencies
+            rc = design_resonators(fk, t60k, sd.nut_delay * r, sd.bridge_delay * r, fs,
+                                   RES_FACTOR, min(n_res_max, MAX_RESONATORS),
+                                   kp.unison_detune_cents[i], kp.late_t60_ratio[i],
+                                   kp.second_mode_level[i], interp_delay - delays[r])
             kt_res[key, :len(rc)] = rc
             kt_i[key, B.K_N_RES] = len(rc)
     vel = np.zeros(128)
@@ -153,6 +190,9 @@ class Engine:
     hammer_mode : int
         0 multirate implicit hammer (default), 1 single-rate fictitious delay, 2 multirate
         fictitious delay (§3.2; the last two for comparison only).
+    quality : {"high", "normal", "eco"}
+        String rates (see :data:`QUALITY_MODES`): high runs the bass at fs/2 and the rest
+        at fs; normal fs/4 and fs/2; eco everything at fs/4 with shorter dispersion filters.
 
     Raises
     ------
@@ -161,11 +201,15 @@ class Engine:
     """
 
     def __init__(self, settings=None, sample_rate=48000, key_overrides=None, max_voices=None,
-                 hammer_mode=V.HAMMER_IMPLICIT_MULTIRATE):
+                 hammer_mode=V.HAMMER_IMPLICIT_MULTIRATE, quality="high"):
         fs = int(sample_rate)
         if not 44100 <= fs <= 192000:
             raise ValueError(f"sample rate {sample_rate} Hz is outside 44100..192000 Hz")
         self.sample_rate = fs
+        if quality not in QUALITY_MODES:
+            raise ValueError(f"quality must be one of {', '.join(QUALITY_MODES)}, "
+                             f"got {quality!r}")
+        self.quality = quality
         self.settings = clamp_settings(settings)
         self.key_overrides = {int(k): dict(v) for k, v in (key_overrides or {}).items()}
         poly = int(self.settings["polyphony"])
@@ -184,6 +228,15 @@ class Engine:
         self.gf = np.zeros(B.N_GF, np.float64)
         self.taps = design_interpolator_taps(RES_FACTOR)
         self.ring = np.zeros(len(self.taps) // RES_FACTOR + 2, np.float64)
+        self.ist = np.zeros(2, np.int64)
+        self.taps2 = string_interpolator_taps(fs, 2)
+        self.ring2 = np.zeros(len(self.taps2) // 2 + 2, np.float64)
+        self.ist2 = np.zeros(2, np.int64)
+        self.taps4 = string_interpolator_taps(fs, 4)
+        self.ring4 = np.zeros(len(self.taps4) // 4 + 2, np.float64)
+        self.ist4 = np.zeros(2, np.int64)
+        self.mix2 = np.zeros(CHUNK, np.float64)
+        self.mix4 = np.zeros(CHUNK, np.float64)
         self.trace = np.zeros(int(TRACE_S * fs), np.float64)
         self.trace_info = np.zeros(1, np.int64)
         self.mono = np.zeros(CHUNK, np.float64)
@@ -207,7 +260,7 @@ class Engine:
         self.gf[B.GF_CEILING] = CEILING
         self._apply_live()
         self.gf[B.GF_GAIN] = self.gf[B.GF_GAIN_TARGET]   # snap: no fade-in at start
-        self.keys = design_key_table(self.settings, fs, self.key_overrides)
+        self.keys = design_key_table(self.settings, fs, self.key_overrides, quality)
         self._soundboard_design()
 
     # -- parameters ------------------------------------------------------------------------
@@ -239,7 +292,8 @@ class Engine:
         elif p.apply == "live":
             self._apply_live()
         elif p.apply == "note":
-            self.keys = design_key_table(self.settings, self.sample_rate, self.key_overrides)
+            self.keys = design_key_table(self.settings, self.sample_rate, self.key_overrides,
+                                         self.quality)
         elif name == "polyphony":
             self.gi[B.G_POLYPHONY] = min(int(new[name]), self.max_voices)
 
@@ -265,6 +319,7 @@ class Engine:
         """Silence everything at once and clear all state (voices, resonators, soundboard);
         pedal up. Not for use while playing (it clicks); use :meth:`all_notes_off`."""
         for a in (self.iv, self.fv, self.nut, self.bridge, self.dstate, self.rstate, self.ring,
+                  self.ist, self.ring2, self.ist2, self.ring4, self.ist4,
                   self.trace, self.trace_info, self.out64):
             a[...] = 0
         keep = self.gi.copy()
@@ -306,9 +361,11 @@ class Engine:
             ei = j
             B.render_strings(self.iv, self.fv, self.nut, self.bridge, self.dsos, self.dstate,
                              self.rcoef, self.rstate, k.kt_i, k.kt_f, k.kt_sos, k.kt_res,
-                             k.vel_m_s, self.gi, self.gf, self.taps, self.ring, self.trace,
-                             self.trace_info, self._ev_off[:ne], self._ev_st[:ne],
-                             self._ev_d1[:ne], self._ev_d2[:ne], m, self.mono, self.resbuf)
+                             k.vel_m_s, self.gi, self.gf, self.taps, self.ring, self.ist,
+                             self.trace, self.trace_info, self._ev_off[:ne], self._ev_st[:ne],
+                             self._ev_d1[:ne], self._ev_d2[:ne], m, self.mono, self.resbuf,
+                             self.mix2, self.mix4, self.taps2, self.ring2, self.ist2,
+                             self.taps4, self.ring4, self.ist4)
             if HAVE_SOUNDBOARD:
                 render_soundboard(self.sb_state, self.sb_coeffs, self.mono[:m],
                                   self.stereo[:m], m)
