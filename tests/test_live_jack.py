@@ -542,3 +542,22 @@ def test_devices_lists_jack_output_and_midi(jack_server):
     assert r.returncode == 0, r.stderr
     assert "JACK Audio Connection Kit" in r.stdout and "MIDI inputs" in r.stdout
     assert "*" in r.stdout
+
+
+def test_play_midi_file_then_stop_by_itself(jack_server, tmp_path):
+    mido = pytest.importorskip("mido")
+    mid = mido.MidiFile(ticks_per_beat=480)
+    tr = mido.MidiTrack()
+    mid.tracks.append(tr)
+    tr += [mido.Message("note_on", note=60, velocity=90, time=0),
+           mido.Message("note_on", note=64, velocity=90, time=240),
+           mido.Message("note_off", note=60, velocity=0, time=240),
+           mido.Message("note_off", note=64, velocity=0, time=0)]
+    path = tmp_path / "two.mid"
+    mid.save(path)
+    stats = tmp_path / "stats.json"
+    r = _run_play(["--midi-file", str(path), "--stats-json", str(stats)], timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    s = json.loads(stats.read_text())
+    assert s["stop_reason"] == "end of file" and s["file_events_played"] == 4

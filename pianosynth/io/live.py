@@ -33,8 +33,8 @@ import numpy as np
 from ..engine.events import EVENT_DTYPE, NO_EVENTS
 from .audio_out import FADE_S, AudioOutput, import_sounddevice, list_output_devices, \
     select_output_device
-from .midi_live import API_NAMES, LATENCY_MARGIN_S, EventBlock, MidiEventQueue, MidiInputs, \
-    choose_api, is_hardware_port, list_input_ports, no_midi_text
+from .midi_live import API_NAMES, LATENCY_MARGIN_S, EventBlock, JackPorts, MidiEventQueue, \
+    MidiInputs, choose_api, is_hardware_port, is_own_port, list_input_ports, no_midi_text
 
 try:
     from ..errors import PianosynthError
@@ -70,7 +70,7 @@ def add_play_arguments(parser: argparse.ArgumentParser) -> None:
                              "if a JACK server runs, else the system default)")
     parser.add_argument("--sample-rate", type=int, metavar="HZ",
                         help="output sample rate (default: the device's; JACK: the server's)")
-    parser.add_argument("--buffer", type=int, default=DEFAULT_BUFFER, metavar="FRAMES",
+    parser.add_argument("--buffer", type=int, default=None, metavar="FRAMES",
                         help=f"frames per audio block (default {DEFAULT_BUFFER}: 5.3 ms at "
                              "48 kHz; on JACK the server's period is used)")
     parser.add_argument("--preset", metavar="NAME_OR_FILE",
@@ -276,7 +276,7 @@ class LivePlayer:
 
         sd = import_sounddevice()
         device = select_output_device(a.audio_device, sd)
-        self.audio = AudioOutput(device, a.sample_rate, a.buffer, sd=sd)
+        self.audio = AudioOutput(device, a.sample_rate, a.buffer or DEFAULT_BUFFER, sd=sd)
         fs = self.audio.sample_rate
 
         if self.engine_factory is None:
@@ -323,6 +323,9 @@ class LivePlayer:
         if preset_name:
             text += f", preset {preset_name!r}"
         _say(text)
+        if au.is_jack and self.args.buffer and self.args.buffer != n:
+            _say(f"note: --buffer {self.args.buffer} does not apply on JACK: the server's "
+                 f"period is {n} frames (jackd -p)")
         if self.midi is not None and self.midi.api is not None:
             lat = (n / au.sample_rate + LATENCY_MARGIN_S) * 1000
             parts = [f"MIDI on {API_NAMES[self.midi.api]}, timing latency {lat:.1f} ms"]
@@ -443,12 +446,20 @@ def cmd_devices(args) -> int:
     if api is None:
         print("  (no MIDI system: start a JACK server or load the ALSA sequencer)", file=out)
         return 0
-    ports = list_input_ports(api)
+    if api == "jack":
+        jp = JackPorts()
+        try:
+            ports = {p: phys or is_hardware_port(p, api) for p, phys in jp.sources().items()}
+        finally:
+            jp.close()
+    else:
+        ports = {p: is_hardware_port(p, api) for p in list_input_ports(api)}
+    ports = {p: hw for p, hw in ports.items() if not is_own_port(p)}
     print(f"  {API_NAMES[api]}:", file=out)
     if not ports:
         print("    (no ports; `play --virtual` opens pianosynth:midi_in)", file=out)
-    for p in ports:
-        print(f"    {'*' if is_hardware_port(p, api) else ' '} {p}", file=out)
+    for p, hw in ports.items():
+        print(f"    {'*' if hw else ' '} {p}", file=out)
     return 0
 
 
