@@ -48,14 +48,13 @@ def user_dir(tmp_path, monkeypatch):
 def no_system_devices(monkeypatch):
     """Keep PortAudio and rtmidi out of these tests: a JACK server of someone else's that
     stops while PortAudio is connected aborts the process at exit (TESTING.md)."""
-    import pianosynth.gui.panel as panel_mod
     import pianosynth.gui.session as session_mod
 
     def no_portaudio(refresh=True):
         raise PianosynthError("PortAudio library not found (kept out of the tests)")
     monkeypatch.setattr(session_mod, "import_sounddevice", no_portaudio)
-    monkeypatch.setattr(panel_mod, "output_devices", lambda: [])
-    monkeypatch.setattr(panel_mod, "midi_ports", lambda: (None, []))
+    monkeypatch.setattr(session_mod, "output_devices", lambda: [])
+    monkeypatch.setattr(session_mod, "midi_ports", lambda: (None, []))
 
 
 @pytest.fixture
@@ -135,11 +134,17 @@ def test_every_parameter_has_a_control_with_unit_range_and_timing(panel):
 
 
 def test_each_control_changes_the_engine_parameter_it_names(panel, qapp):
+    """Every control moved at once (the applier coalesces them into one key-table design):
+    a control wired to the wrong name leaves its own parameter at the default and puts a
+    foreign value on another, so both show up below."""
     s = panel.session
     for p in PARAMETERS:
-        c = set_control(panel, p.name, new_value(p))
-        assert s.applier.wait_idle(30.0)
+        set_control(panel, p.name, new_value(p))
+    assert s.applier.wait_idle(60.0)
+    for p in PARAMETERS:
+        c = panel.params.controls[p.name]
         assert s.engine.settings[p.name] == pytest.approx(c.value(), rel=1e-9, abs=1e-12), p.name
+        assert c.value() == pytest.approx(new_value(p), rel=1e-9), p.name
         assert s.engine.settings[p.name] != pytest.approx(p.default), p.name
     # the slider path too (log mapping): slider at the centre of felt stiffness 0.1..10 is 1
     c = panel.params.controls["felt_stiffness_scale"]
@@ -348,6 +353,35 @@ def test_without_an_audio_device_the_panel_says_so_and_keeps_running(qapp, monke
         w.close()
     finally:
         s.close()
+
+
+def test_engine_in_its_own_process_plays_and_feeds_the_plots(qapp):
+    """The default for `pianosynth gui`: engine, clock and MIDI in a spawned process, the
+    tap in shared memory, key tables designed here and installed there."""
+    from pianosynth.gui.engine_process import RemoteSession
+    s = RemoteSession(full_settings({}), {}, log=lambda text: None)
+    try:
+        status = s.open_audio(mode="silent")
+        assert "silent clock" in status and s.ready and s.sample_rate == 48000
+        s.open_midi("")
+        w = ControlPanel(s, dialogs=False)
+        set_control(w, "felt_stiffness_scale", 3.0)        # a "note" parameter: new keys
+        set_control(w, "master_gain_db", -6.0)             # a live one
+        assert s.applier.wait_idle(30.0) and s.applier.error is None
+        s.note_on(60, 100)
+        assert wait_until(qapp, lambda: s.tap.voices == 1 and s.tap.force_len > 0, 10.0)
+        assert np.max(np.abs(s.tap.latest(4800))) > 1e-3
+        w._tick_plots()
+        w._tick_meters()
+        assert w.meter_labels["voices"].text().startswith("voices 1/")
+        assert "C4" in w.plots.force.getPlotItem().titleLabel.text
+        m = s.meters()
+        assert m["callbacks"] > 0 and m["error"] is None
+        w.force_close = True
+        w.close()
+    finally:
+        s.close()
+    assert not s._proc.is_alive()
 
 
 def test_tap_ring_wraps_and_keeps_order():

@@ -14,12 +14,21 @@ from ..errors import PianosynthError
 from ..io.live import add_play_arguments
 
 
+#: niceness of the GUI thread when the engine runs in its own process.
+GUI_NICE = 5
+#: seconds after the start counted as start-up in the statistics (``--stats-json``).
+STEADY_AFTER_S = 5
+
+
 def add_gui_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``pianosynth gui``: those of ``play``, plus ``--no-audio``."""
     add_play_arguments(parser)
     parser.add_argument("--no-audio", action="store_true",
                         help="do not open an audio device; run the engine on a silent clock "
                              "(plots and MIDI still work)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the audio engine in the GUI's process (default: its own "
+                             "process, so the panel cannot cause dropouts)")
 
 
 #: references to None held to make up for those a broken binding dropped while probed.
@@ -80,8 +89,8 @@ def cmd_gui(args) -> int:
         raise PianosynthError(f"--buffer {args.buffer}: give 16 to 8192 frames")
     if args.sample_rate is not None and not (8000 <= args.sample_rate <= 384000):
         raise PianosynthError(f"--sample-rate {args.sample_rate}: give 8000 to 384000 Hz")
-    # a busy GUI thread must not hold the GIL for 5 ms at a time while the audio callback
-    # waits (TESTING.md: 209 underflows in 1 870 callbacks at 0.005 s, baseline at 0.001 s)
+    # with --in-process, a busy GUI thread must not hold the GIL for 5 ms at a time while
+    # the audio callback waits (TESTING.md: 209 underflows in 1 870 callbacks at 0.005 s)
     sys.setswitchinterval(0.001)
 
     from .. import presets as P
@@ -99,31 +108,60 @@ def cmd_gui(args) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
+    from .keyanalysis import warm_up
+    from .engine_process import RemoteSession
     from .panel import ControlPanel, apply_style, full_settings
     from .session import LiveSession
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("pianosynth")
     apply_style(app)
-    session = LiveSession(full_settings(preset.settings), preset.keys, log=_say)
+    make = LiveSession if args.in_process else RemoteSession
+    session = make(full_settings(preset.settings), preset.keys, log=_say)
+    if not args.in_process:
+        # the audio process is spawned: from here on this (GUI) thread and the threads it
+        # starts yield the CPU to it (Linux niceness is per thread and inherited)
+        try:
+            os.nice(GUI_NICE)
+        except OSError:
+            pass
+    marks = {}
     try:
-        status = session.open_audio(args.audio_device, args.sample_rate, args.buffer or 256,
-                                    mode="silent" if args.no_audio else "auto")
-        if file_events is not None:
-            from ..io.live import FileEvents
-            out = session.output
-            session.file = FileEvents(file_events, session.sample_rate)
-            session.file.frames += out.frames if out is not None else 0
-        if file_events is None or args.midi_in or args.virtual:
-            session.open_midi(args.midi_in, virtual=args.virtual, api=args.midi_api,
-                              mode=args.midi_mode)
-        else:
-            session.open_midi("")
-        panel = ControlPanel(session, preset, startup_message=startup_error)
-        if not startup_error and "no audio output" in status:
-            panel.show_message(status)
-            panel.msg_label.setStyleSheet("color: #f0a030;")
+        # open the device (its rate sizes the engine) but start it once the window is up:
+        # building the window holds the GIL for a while and would starve the callback
+        session.open_audio(args.audio_device, args.sample_rate, args.buffer or 256,
+                           mode="silent" if args.no_audio else "auto", start=False)
+        panel = ControlPanel(session, preset, startup_message=startup_error,
+                             analyse_at_start=False)
         panel.show()
+        app.processEvents()
+
+        def start():
+            # everything that loads code or opens JACK clients (MIDI probes re-plan the
+            # JACK graph) happens before the stream starts, not while it runs
+            if file_events is None or args.midi_in or args.virtual:
+                session.open_midi(args.midi_in, virtual=args.virtual, api=args.midi_api,
+                                  mode=args.midi_mode)
+            else:
+                session.open_midi("")
+            panel.audio_started()
+            warm_up(session.sample_rate)
+            if file_events is not None:
+                session.set_midi_file(file_events)
+            status = session.start_audio()
+            panel.request_analysis(0)
+            panel._tick_meters()
+            if not startup_error:
+                panel.show_message(status)
+                if "no audio output" in status:
+                    panel.msg_label.setStyleSheet("color: #f0a030;")
+            def mark():
+                m = session.meters()
+                marks.update(underflows_startup=m["underflows"],
+                             callbacks_startup=m["callbacks"])
+            QTimer.singleShot(STEADY_AFTER_S * 1000, mark)
+
+        QTimer.singleShot(0, start)
         if args.duration:
             def stop():
                 panel.force_close = True
@@ -132,6 +170,7 @@ def cmd_gui(args) -> int:
         app.exec()
     finally:
         stats = session.stats()
+        stats.update(marks)
         session.close()
     _say(f"panel closed: {stats.get('callbacks', 0)} blocks, "
          f"{stats.get('underflows', 0)} underflows")

@@ -119,6 +119,14 @@ def analyse_key(settings: dict, keys: dict, key: int, fs: int = 48000,
                        float(centroid))
 
 
+def warm_up(fs: int = 48000) -> None:
+    """Load everything a first :func:`analyse_key` needs (float64 kernel specialisations,
+    analysis imports) now, before the audio stream starts: loading holds the GIL for
+    about a second, which would starve a running audio callback."""
+    from ..engine.params import defaults
+    analyse_key(defaults(), {}, 60, fs=fs, dur_s=0.4, n_partials=4)
+
+
 def cents(f_hz, ref_hz):
     """1200·log2(f / ref), nan-safe."""
     with np.errstate(divide="ignore", invalid="ignore"):

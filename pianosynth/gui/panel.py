@@ -28,10 +28,10 @@ from .controls import ParamPanel
 from .keyanalysis import analyse_key
 from .keyboard import PianoKeyboard
 from .plots import Plots
-from .session import LiveSession, midi_ports, note_name, output_devices
+from .session import LiveSession, lower_thread_priority, note_name
 
 #: GUI refresh rates: live plots and lit keys, meters.
-PLOT_HZ = 25
+PLOT_HZ = 20
 METER_HZ = 4
 #: wait after the last change before the selected key is re-analysed, ms.
 ANALYSIS_DEBOUNCE_MS = 350
@@ -104,10 +104,15 @@ class ControlPanel(QMainWindow):
     dialogs : bool
         False: no modal dialogs (tests, screenshots); errors go to the status bar only and
         unsaved changes are discarded unless :meth:`ask_unsaved` is replaced.
+    startup_message : str
+        An error to show once the window is up (e.g. a preset that did not load).
+    analyse_at_start : bool
+        Analyse the selected key right away (False: the caller calls
+        :meth:`request_analysis` once audio runs).
     """
 
     def __init__(self, session: LiveSession, preset=None, dialogs: bool = True,
-                 startup_message: str = ""):
+                 startup_message: str = "", analyse_at_start: bool = True):
         super().__init__()
         self.session = session
         self.dialogs = dialogs
@@ -181,7 +186,8 @@ class ControlPanel(QMainWindow):
             QTimer.singleShot(0, lambda: self.show_error(startup_message))
         else:
             self.show_message(session.audio_status)
-        self.request_analysis(0)
+        if analyse_at_start:
+            self.request_analysis(0)
 
     # ================================================================== layout
     def _build_toolbar(self):
@@ -456,9 +462,8 @@ class ControlPanel(QMainWindow):
         combo = self.audio_combo
         combo.blockSignals(True)
         combo.clear()
-        out = self.session.output
-        current = getattr(out, "device", -1) if out is not None else -1
-        for d in output_devices():
+        current = self.session.output_device
+        for d in self.session.output_devices():
             combo.addItem(f"{d['name']} ({d['hostapi']})", d["index"])
         combo.addItem("No audio (silent clock)", -1)
         idx = combo.findData(current)
@@ -466,44 +471,45 @@ class ControlPanel(QMainWindow):
         combo.setToolTip(self.session.audio_status)
         combo.blockSignals(False)
 
+    def audio_started(self) -> None:
+        """The session's output was (re)started: refresh the device and MIDI selectors."""
+        self._refresh_audio_devices()
+        self._refresh_midi_ports()
+        self._tick_meters()
+
     def _on_audio_chosen(self, index: int) -> None:
         dev = self.audio_combo.itemData(index)
-        if self.session.output is not None and getattr(self.session.output, "device", None) \
-                == dev:
+        if self.session.output_device == dev and dev != -1:
             return
         if dev == -1:
             status = self.session.open_audio(mode="silent")
         else:
             status = self.session.open_audio(str(dev))
-        if self.session.output is not None and getattr(self.session.output, "reason", ""):
+        if dev != -1 and status.startswith("no audio output"):
             self.show_error(status)
         else:
             self.show_message(status)
         self._refresh_audio_devices()
+        self.request_analysis()
 
     def _refresh_midi_ports(self) -> None:
         combo = self.midi_combo
         combo.blockSignals(True)
-        prev = combo.currentData()
         combo.clear()
-        api, ports = midi_ports()
+        api, ports = self.session.midi_ports()
+        choice = tuple(self.session.midi_choice)
         combo.addItem("All hardware inputs", ("hw", None))
         for p in ports:
             combo.addItem(p, ("port", p))
         if api is not None:
             combo.addItem("Virtual port pianosynth:midi_in", ("virtual", None))
         combo.addItem("No MIDI input", ("off", None))
-        if prev is not None:
-            for i in range(combo.count()):
-                if combo.itemData(i) == prev:
-                    combo.setCurrentIndex(i)
-                    break
-        elif self.session.midi is None and "off" in self.session.midi_status:
-            combo.setCurrentIndex(combo.count() - 1)
-        elif self.session.midi is not None and self.session.midi.virtual:
-            i = combo.findText("Virtual port pianosynth:midi_in")
-            if i >= 0:
+        if choice[0] == "port" and choice[1] not in ports:
+            combo.insertItem(1, f"{choice[1]} (not present)", choice)
+        for i in range(combo.count()):
+            if tuple(combo.itemData(i)) == choice:
                 combo.setCurrentIndex(i)
+                break
         combo.setToolTip(self.session.midi_status)
         combo.blockSignals(False)
 
@@ -550,6 +556,7 @@ class ControlPanel(QMainWindow):
         emit = self.bridge.analysed.emit
 
         def work():
+            lower_thread_priority()
             try:
                 res = analyse_key(args[0], args[1], args[2], fs=args[3])
             except Exception as exc:  # noqa: BLE001 - shown in the status bar
@@ -581,13 +588,13 @@ class ControlPanel(QMainWindow):
     # ================================================================== timers
     def _tick_plots(self) -> None:
         s = self.session
-        if s.engine is None:
+        if not s.ready:
             return
         self.plots.update_live(s.tap, float(s.sample_rate))
         self.keyboard.set_lit(np.flatnonzero(s.tap.keys_down).tolist())
-        if s.tap.sustain != self.sustain_btn.isChecked():
+        if bool(s.tap.sustain) != self.sustain_btn.isChecked():
             self.sustain_btn.blockSignals(True)
-            self.sustain_btn.setChecked(s.tap.sustain)
+            self.sustain_btn.setChecked(bool(s.tap.sustain))
             self.sustain_btn.blockSignals(False)
 
     def _tick_meters(self) -> None:
@@ -598,7 +605,7 @@ class ControlPanel(QMainWindow):
         u = m["underflows"]
         lab["underflows"].setText(f"underflows {u}")
         lab["underflows"].setStyleSheet("color: #ff7b72;" if u else "")
-        midi = self.session.describe_midi()
+        midi = m["midi"]
         lab["midi"].setText(midi if len(midi) < 40 else midi[:37] + "…")
         lab["midi"].setToolTip(midi)
         if m["error"] is not None and not getattr(self, "_error_shown", False):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QGridLayout, QWidget
+from PySide6.QtWidgets import QGraphicsItem, QGridLayout, QWidget
 
 from .keyanalysis import KeyAnalysis, cents
 from .session import note_name
@@ -40,6 +40,9 @@ def _style(plot: pg.PlotWidget, title: str, bottom: str, left: str) -> pg.PlotIt
         ax.setTickFont(TICK_FONT)
         ax.enableAutoSIPrefix(False)
         ax.setLabel(text, **{"font-size": "7.5pt", "color": "#a8a8a8"})
+        # axes repaint whenever a curve changes; replaying their text is the panel's
+        # largest GUI-thread cost, so keep them as cached pixmaps
+        ax.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
     it.getAxis("left").setWidth(44)
     it.showGrid(x=True, y=True, alpha=0.18)
     it.setMenuEnabled(False)
@@ -107,6 +110,8 @@ class Plots(QWidget):
         _style(self.force, "Hammer force · last note", "time (ms)", "force (N)")
         self.force_curve = self.force.plot(pen=pg.mkPen("#f0a030", width=1.5))
         self._force_seq = -1
+        self._last_written = -1
+        self._shown_silence = False
         # --- selected key
         self.partials = mk()
         _style(self.partials, "Partials of the selected key", "partial number k",
@@ -166,14 +171,21 @@ class Plots(QWidget):
     # ------------------------------------------------------------------ live (timer)
     def update_live(self, tap, fs: float) -> None:
         """Oscilloscope, spectrum and hammer force from the audio tap."""
-        n_scope = int(SCOPE_MS * 1e-3 * fs)
-        x = tap.latest(max(FFT_N, 2 * n_scope))
-        self._update_scope(x, n_scope, fs)
-        self._update_spectrum(x[-FFT_N:], fs)
         force, seq, key, vel = tap.force_trace()
         if seq != self._force_seq:
             self._force_seq = seq
             self.show_force(force, fs, key, vel)
+        written = tap.written
+        if written == self._last_written:
+            return                                # no new audio: nothing to redraw
+        self._last_written = written
+        n_scope = int(SCOPE_MS * 1e-3 * fs)
+        x = tap.latest(max(FFT_N, 2 * n_scope))
+        if not np.any(x[-FFT_N // 4:]) and self._shown_silence:
+            return                                # silence already on screen
+        self._shown_silence = not np.any(x[-FFT_N // 4:])
+        self._update_scope(x, n_scope, fs)
+        self._update_spectrum(x[-FFT_N:], fs)
 
     def _update_scope(self, x, n, fs):
         seg = x[-2 * n:]

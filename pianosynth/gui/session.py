@@ -49,14 +49,32 @@ SILENT_BLOCK = 256
 MAX_VOICES = int(PARAM_BY_NAME["polyphony"].max) + 8
 
 
+_META = ("written", "force_len", "force_seq", "force_key", "force_velocity", "voices",
+         "sustain", "trace_voice", "trace_strikes")
+
+
+def _meta_property(i: int, doc: str):
+    def get(self):
+        return int(self.meta[i])
+
+    def set(self, value):
+        self.meta[i] = value
+    return property(get, set, doc=doc)
+
+
 class Tap:
     """What the audio thread leaves for the plots; written once per block, no allocation.
+
+    The arrays live in one buffer (``buffer``: e.g. a ``SharedMemory.buf``, so an audio
+    process can feed a GUI process; default: private memory). Writers and readers take no
+    lock: integers are aligned 8-byte words, and a torn read of the ring shows one stale
+    sample at worst.
 
     Attributes
     ----------
     ring : ndarray, float32, shape (RING_FRAMES,)
         Mono output ``(L + R) / 2``, circular; ``written`` frames so far in total.
-    force : ndarray, float64
+    force : ndarray, float64, shape (TRACE_LEN,)
         Hammer force (N) of the last struck hammer at fs, ``force_len`` valid values
         (Bank et al. 2003, Fig. 2); ``force_seq`` grows when it changed, ``force_key`` is
         its MIDI key, ``force_velocity`` the velocity of the last note-on.
@@ -64,24 +82,48 @@ class Tap:
         Sounding voices after the last block.
     keys_down : ndarray, uint8, shape (128,)
         1 for keys held by a note-on that has not been released (MIDI or on-screen).
-    sustain : bool
+    sustain : int
         Sustain pedal (CC 64 >= 64) as last seen in the event stream.
     """
 
-    def __init__(self, trace_len: int = 4096):
-        self.ring = np.zeros(RING_FRAMES, np.float32)
+    TRACE_LEN = 4096
+    N_META = 16
+
+    @classmethod
+    def nbytes(cls) -> int:
+        return cls.TRACE_LEN * 8 + cls.N_META * 8 + RING_FRAMES * 4 + 128
+
+    def __init__(self, buffer=None):
+        buf = buffer if buffer is not None else bytearray(self.nbytes())
+        off = 0
+        self.force = np.ndarray((self.TRACE_LEN,), np.float64, buf, off)
+        off += self.TRACE_LEN * 8
+        self.meta = np.ndarray((self.N_META,), np.int64, buf, off)
+        off += self.N_META * 8
+        self.ring = np.ndarray((RING_FRAMES,), np.float32, buf, off)
+        off += RING_FRAMES * 4
+        self.keys_down = np.ndarray((128,), np.uint8, buf, off)
         self._mono = np.zeros(MAX_BLOCK_FRAMES, np.float32)
-        self.written = 0
-        self.force = np.zeros(trace_len, np.float64)
-        self.force_len = 0
-        self.force_seq = 0
+        if buffer is None:
+            self.trace_voice = -1
+            self.trace_strikes = -1
+            self.force_key = -1
+
+    written = _meta_property(0, "output frames written in total")
+    force_len = _meta_property(1, "valid samples in ``force``")
+    force_seq = _meta_property(2, "grows when ``force`` changed")
+    force_key = _meta_property(3, "MIDI key of the force trace (-1: none)")
+    force_velocity = _meta_property(4, "velocity of the last note-on")
+    voices = _meta_property(5, "sounding voices")
+    sustain = _meta_property(6, "sustain pedal down (0/1)")
+    trace_voice = _meta_property(7, "engine voice of the trace (audio side)")
+    trace_strikes = _meta_property(8, "strike count of that voice (audio side)")
+
+    def reset_meta(self) -> None:
+        self.meta[:] = 0
+        self.trace_voice = -1
+        self.trace_strikes = -1
         self.force_key = -1
-        self.force_velocity = 0
-        self._trace_voice = -1
-        self._trace_strikes = -1
-        self.voices = 0
-        self.keys_down = np.zeros(128, np.uint8)
-        self.sustain = False
 
     # ---------------------------------------------------------------- audio thread
     def record_events(self, events) -> None:
@@ -97,7 +139,7 @@ class Tap:
                 self.keys_down[d1] = 0
             elif st == CONTROL_CHANGE:
                 if d1 == CC_SUSTAIN:
-                    self.sustain = d2 >= 64
+                    self.sustain = 1 if d2 >= 64 else 0
                 elif d1 >= 120:
                     self.keys_down[:] = 0
 
@@ -107,24 +149,25 @@ class Tap:
         m = self._mono[:n]
         np.add(out[:, 0], out[:, 1], out=m)
         m *= 0.5
-        w = self.written % RING_FRAMES
+        written = int(self.meta[0])
+        w = written % RING_FRAMES
         k = min(n, RING_FRAMES - w)
         self.ring[w:w + k] = m[:k]
         if k < n:
             self.ring[:n - k] = m[k:]
-        self.written += n
-        self.voices = int(np.count_nonzero(engine.iv[:, V.I_STATE]))
+        self.meta[0] = written + n
+        self.meta[5] = np.count_nonzero(engine.iv[:, V.I_STATE])
         nf = int(engine.trace_info[0])
         tv = int(engine.gi[B.G_TRACE_VOICE])
         strikes = int(engine.iv[tv, V.I_STRIKES]) if tv >= 0 else -1
-        if nf != self.force_len or tv != self._trace_voice or strikes != self._trace_strikes:
+        if nf != self.meta[1] or tv != self.meta[7] or strikes != self.meta[8]:
             nf = min(nf, self.force.shape[0])
             self.force[:nf] = engine.trace[:nf]
-            self.force_len = nf
-            self._trace_voice = tv
-            self._trace_strikes = strikes
-            self.force_key = int(engine.iv[tv, V.I_KEY]) if tv >= 0 else -1
-            self.force_seq += 1
+            self.meta[1] = nf
+            self.meta[7] = tv
+            self.meta[8] = strikes
+            self.meta[3] = int(engine.iv[tv, V.I_KEY]) if tv >= 0 else -1
+            self.meta[2] += 1
 
     # ---------------------------------------------------------------- GUI thread
     def latest(self, n: int) -> np.ndarray:
@@ -375,7 +418,8 @@ class LiveSession:
         One line on what plays where (or why nothing is heard).
     """
 
-    def __init__(self, settings: dict, keys: dict | None = None, log=None, engine_factory=None):
+    def __init__(self, settings: dict, keys: dict | None = None, log=None, engine_factory=None,
+                 tap: Tap | None = None):
         self.settings = dict(settings)
         self.keys = {int(k): dict(v) for k, v in (keys or {}).items()}
         self.log = log or (lambda text: print(f"pianosynth: {text}", file=sys.stderr,
@@ -387,7 +431,8 @@ class LiveSession:
                 return Engine(settings, sample_rate, key_overrides=key_overrides,
                               max_voices=max_voices)
         self.engine_factory = engine_factory
-        self.tap = Tap()
+        self.tap = tap if tap is not None else Tap()
+        self.midi_choice = ("off", None)
         self.queue = MidiEventQueue()
         self.block = EventBlock()
         self.file = None
@@ -400,6 +445,10 @@ class LiveSession:
         self.applier = ParamApplier(self)
         self._manual_buf = None
         self._manual_frame = 0
+        self._audio_reason = ""
+        self._silent_block = SILENT_BLOCK
+        #: underflows of outputs closed before (device switches)
+        self.underflows_closed = 0
 
     # ------------------------------------------------------------------ engine
     def _build_engine(self, sample_rate: int):
@@ -442,8 +491,9 @@ class LiveSession:
 
     # ------------------------------------------------------------------ audio
     def open_audio(self, device=None, sample_rate: int | None = None, buffer: int = 256,
-                   mode: str = "auto") -> str:
-        """Start output on ``device`` (name, index or None = default).
+                   mode: str = "auto", start: bool = True) -> str:
+        """Open output on ``device`` (name, index or None = default) and, with ``start``,
+        start it (else call :meth:`start_audio` later, e.g. once the window is up).
 
         ``mode``: "auto" (the device, else the silent clock), "silent" (silent clock only),
         "manual" (no clock: :meth:`pump`). Returns :attr:`audio_status`; never raises for a
@@ -451,14 +501,14 @@ class LiveSession:
         """
         self.close_audio()
         out = None
-        reason = ""
+        self._audio_reason = ""
         if mode == "auto":
             try:
                 sd = import_sounddevice()
                 dev = select_output_device(device, sd)
                 out = AudioOutput(dev, sample_rate, buffer, sd=sd)
             except PianosynthError as exc:
-                reason = str(exc)
+                self._audio_reason = str(exc)
                 out = None
         fs = out.sample_rate if out is not None else int(sample_rate or 48000)
         self._ensure_engine(fs)
@@ -468,20 +518,30 @@ class LiveSession:
             self._manual_frame = 0
             self.audio_status = "audio: off (rendering on demand)"
             return self.audio_status
+        self._silent_block = SILENT_BLOCK if mode != "auto" else min(max(buffer, 64), 1024)
         if out is None:
-            out = SilentOutput(fs, SILENT_BLOCK if mode != "auto" else min(max(buffer, 64), 1024),
-                               reason=reason)
+            out = SilentOutput(fs, self._silent_block, reason=self._audio_reason)
         out.engine = self.tapped
         out.fill_events = self._fill
+        self.output = out
+        self.audio_status = "audio: opened, not started"
+        return self.start_audio() if start else self.audio_status
+
+    def start_audio(self) -> str:
+        """Start the opened output (falls back to the silent clock if the device refuses)."""
+        out = self.output
+        if out is None:
+            return self.audio_status
         try:
             out.start()
         except PianosynthError as exc:
-            reason = str(exc)
-            out = SilentOutput(fs, min(max(buffer, 64), 1024), self.tapped, self._fill, reason)
+            self._audio_reason = str(exc)
+            out = SilentOutput(out.sample_rate, self._silent_block, self.tapped, self._fill,
+                               self._audio_reason)
             out.start()
-        self.output = out
+            self.output = out
         if isinstance(out, SilentOutput):
-            why = f" ({reason})" if reason else ""
+            why = f" ({out.reason})" if out.reason else ""
             self.audio_status = f"no audio output{why}: the panel runs a silent clock"
         else:
             self.audio_status = (f"audio: {out.device_name} ({out.hostapi}), "
@@ -497,6 +557,8 @@ class LiveSession:
             out.start_fade()
             out.faded.wait(0.5)
         out.close()
+        if not isinstance(out, SilentOutput):
+            self.underflows_closed += out.underflows
         if self.engine is not None:
             self.engine.reset()
             self.tap.keys_down[:] = 0
@@ -524,6 +586,9 @@ class LiveSession:
         "" opens none). Returns :attr:`midi_status`; a missing MIDI system is reported, not
         raised, unless ``virtual`` was asked for."""
         self.close_midi()
+        self.midi_choice = (("off", None) if pattern == "" else
+                            ("virtual", None) if virtual else
+                            ("hw", None) if pattern is None else ("port", pattern))
         if pattern == "":
             self.midi_status = "MIDI: off"
             return self.midi_status
@@ -592,16 +657,69 @@ class LiveSession:
         self.settings = dict(settings)
         self.applier.wake()
 
+    def install(self, settings: dict, keys: dict, design=None, design_fs=None) -> list[str]:
+        """Bring the engine to ``settings``/``keys`` with a key table designed elsewhere.
+
+        ``design`` (a :class:`~pianosynth.engine.core.KeyDesign` for these settings and keys
+        at ``design_fs``) is published with one reference swap, so no design work runs in
+        this process; "live" parameters go through ``Engine.set_param`` (a soundboard
+        redesign is below a millisecond). Without a usable design, falls back to
+        :func:`sync_engine`. Returns the names changed.
+        """
+        from ..engine.core import clamp_settings
+        self.settings = dict(settings)
+        self.keys = {int(k): dict(v) for k, v in keys.items()}
+        eng = self.engine
+        if design is None or design_fs != eng.sample_rate:
+            return sync_engine(eng, self.settings, self.keys)
+        changed = [p.name for p in PARAMETERS if eng.settings[p.name] != self.settings[p.name]]
+        note = {n: self.settings[n] for n in changed if PARAM_BY_NAME[n].apply == "note"}
+        keys_changed = self.keys != eng.key_overrides
+        eng.key_overrides = self.keys
+        eng.settings = clamp_settings({**eng.settings, **note})
+        eng.keys = design                               # picked up at the next block
+        for n in changed:
+            if n not in note:
+                eng.set_param(n, self.settings[n])
+        return changed + (["<keys>"] if keys_changed else [])
+
+    def set_midi_file(self, events) -> None:
+        """Play a MIDI file's events (``read_midi_file`` rows) from the next block."""
+        from ..io.live import FileEvents
+        self.file = None if events is None else FileEvents(events, self.sample_rate)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def ready(self) -> bool:
+        return self.engine is not None
+
+    @property
+    def output_device(self) -> int:
+        """PortAudio index of the output device, -1 for the silent clock or none."""
+        out = self.output
+        return int(getattr(out, "device", -1)) if out is not None else -1
+
+    def output_devices(self) -> list[dict]:
+        return output_devices()
+
+    def midi_ports(self) -> tuple[str | None, list[str]]:
+        return midi_ports()
+
     # ------------------------------------------------------------------ meters
     def meters(self) -> dict:
         out = self.output
+        err = getattr(out, "error", None)
         return dict(voices=self.tap.voices,
                     polyphony=int(self.settings.get("polyphony", 64)),
                     cpu_load=float(out.cpu_load) if out is not None else 0.0,
                     render_load_max=float(out.render_load_max) if out is not None else 0.0,
-                    underflows=int(out.underflows) if out is not None else 0,
+                    underflows=self.underflows_closed + (
+                        int(out.underflows) if out is not None else 0),
                     callbacks=int(out.callbacks) if out is not None else 0,
-                    error=getattr(out, "error", None), active=bool(out and out.active))
+                    error=repr(err) if err is not None else None,
+                    active=bool(out and out.active), midi=self.describe_midi(),
+                    audio=self.audio_status, sample_rate=self.sample_rate,
+                    output_device=self.output_device, midi_choice=self.midi_choice)
 
     def stats(self) -> dict:
         s = self.output.stats() if self.output is not None else {}
@@ -634,6 +752,24 @@ def midi_ports() -> tuple[str | None, list[str]]:
         return api, [p for p in list_input_ports(api) if not is_own_port(p)]
     except Exception:  # noqa: BLE001 - rtmidi missing or broken
         return None, []
+
+
+#: niceness of the panel's background work (key-table design, key analysis): the audio
+#: process and the JACK server must win the CPU (measured: a design loop at normal priority
+#: on a 2-core machine tripled play's underflows; at nice 19 it made no difference).
+BACKGROUND_NICE = 15
+
+
+def lower_thread_priority(nice: int = BACKGROUND_NICE) -> None:
+    """Raise the niceness of the calling thread (Linux: per thread; elsewhere a no-op)."""
+    import os
+    try:
+        tid = threading.get_native_id()
+        cur = os.getpriority(os.PRIO_PROCESS, tid)
+        if cur < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except (AttributeError, OSError):
+        pass
 
 
 def note_name(key: int) -> str:
