@@ -123,7 +123,7 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
     for i, key in enumerate(kp.keys):
         f1 = kp.f1_hz[i]
         r = r_bass if key < BASS_KEY_LIMIT else r_rest
-        while r > 1 and f1 >= 0.4 * fs / r:
+        while r > 1 and (f1 >= 0.4 * fs / r or fs / r / f1 < 8):
             r //= 2
         fs_s = fs / r
         if f1 >= 0.45 * fs_s or fs_s / f1 < 8:
