@@ -245,7 +245,8 @@ class ControlPanel(QMainWindow):
         self.msg_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         sb.addWidget(self.msg_label, 1)
         self.meter_labels = {}
-        for name, tip in (("cpu", "Audio callback time / block time (PortAudio's estimate)"),
+        for name, tip in (("audio", "Audio output"),
+                          ("cpu", "Audio callback time / block time (PortAudio's estimate)"),
                           ("voices", "Sounding voices / polyphony"),
                           ("underflows", "Audio blocks that arrived late at the device "
                                          "(audible clicks)"),
@@ -600,6 +601,16 @@ class ControlPanel(QMainWindow):
     def _tick_meters(self) -> None:
         m = self.session.meters()
         lab = self.meter_labels
+        audio = m.get("audio", self.session.audio_status)
+        if m.get("active") and not audio.startswith("no audio output"):
+            fs, blk = m.get("sample_rate", 0), m.get("block_frames", 0)
+            lab["audio"].setText(f"● {fs / 1000:g} kHz" + (f" / {blk}" if blk else ""))
+            lab["audio"].setStyleSheet("color: #7ee787;")
+        else:
+            lab["audio"].setText("● no audio" if audio.startswith("no audio output")
+                                 else "● audio off")
+            lab["audio"].setStyleSheet("color: #f0a030;")
+        lab["audio"].setToolTip(audio)
         lab["cpu"].setText(f"CPU {100 * m['cpu_load']:.0f}%")
         lab["voices"].setText(f"voices {m['voices']}/{m['polyphony']}")
         u = m["underflows"]

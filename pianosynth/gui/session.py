@@ -718,6 +718,7 @@ class LiveSession:
                     callbacks=int(out.callbacks) if out is not None else 0,
                     error=repr(err) if err is not None else None,
                     active=bool(out and out.active), midi=self.describe_midi(),
+                    block_frames=int(getattr(out, "block_frames", 0) or 0),
                     audio=self.audio_status, sample_rate=self.sample_rate,
                     output_device=self.output_device, midi_choice=self.midi_choice)
 
