@@ -24,7 +24,12 @@ real-time sound synthesis applications", 112th AES Convention, 2002 (the ↓8 so
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
+
+
+def _signal():
+    """scipy.signal, imported on first use (its import costs ~1 s of start-up)."""
+    from scipy import signal
+    return signal
 
 __all__ = [
     "design_decimator",
@@ -62,7 +67,7 @@ def fir_spec_check(taps: np.ndarray, fs: float, passband_hz: float, stopband_hz:
     n_grid : int
         Frequency grid size on [0, fs/2].
     """
-    w, h = signal.freqz(taps, worN=n_grid, fs=fs)
+    w, h = _signal().freqz(taps, worN=n_grid, fs=fs)
     mag = np.abs(h) / gain
     pb = mag[w <= passband_hz]
     sb = mag[w >= stopband_hz]
@@ -82,7 +87,7 @@ def _design_lowpass(fs: float, passband_hz: float, stopband_hz: float,
     n_est = int(np.ceil((-20.0 * np.log10(np.sqrt(dp * ds)) - 13.0) / (14.6 * dw))) + 1
     n = max(5, n_est - 8) | 1
     for _ in range(200):
-        taps = signal.remez(n, [0.0, passband_hz, stopband_hz, fs / 2.0], [1.0, 0.0],
+        taps = _signal().remez(n, [0.0, passband_hz, stopband_hz, fs / 2.0], [1.0, 0.0],
                             weight=[1.0, dp / ds], fs=fs, maxiter=100)
         taps = taps / np.sum(taps)  # exact unity at DC
         rip, att = fir_spec_check(taps, fs, passband_hz, stopband_hz)

@@ -17,7 +17,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import signal
+
+
+def _signal():
+    """scipy.signal, imported on first use (its import costs ~1 s of start-up)."""
+    from scipy import signal
+    return signal
 
 LN1000 = math.log(1000.0)
 
@@ -30,7 +35,7 @@ def design_interpolator_taps(factor: int, n_per_phase: int = 8, beta: float = 7.
     (§4.3: its passband errors are absorbed by the resonator amplitudes).
     """
     n = factor * n_per_phase
-    taps = signal.firwin(n, 1.0 / factor, window=("kaiser", beta)) * factor
+    taps = _signal().firwin(n, 1.0 / factor, window=("kaiser", beta)) * factor
     return taps.astype(np.float64)
 
 

@@ -89,7 +89,12 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
-from scipy import optimize
+
+
+def _optimize():
+    """scipy.optimize, imported on first use (its import costs ~1 s of start-up)."""
+    from scipy import optimize
+    return optimize
 
 from .multirate import (decimator_table, design_decimator, design_interpolator,
                         fir_latency, interpolator_table)
@@ -321,7 +326,7 @@ def _absorption(fs, lengths, t60_split):
     b = np.empty(lengths.shape[0])
     p = np.empty(lengths.shape[0])
     for i, m in enumerate(lengths):
-        t60_0 = optimize.brentq(
+        t60_0 = _optimize().brentq(
             lambda s: _onepole_t60(SPLIT_HZ, s, float(m), fs) - t60_split,
             t60_split, t60_split / FDN_T60_RATIO, xtol=1e-12 * t60_split)
         g0 = 10.0 ** (-3.0 * m / (fs * t60_0))
@@ -365,7 +370,7 @@ def _high_band(fs: float, seed: int):
         e = shape_db(v) - want_db
         return e - e.mean()
 
-    sol = optimize.least_squares(resid, x0=[0.0, 0.5], bounds=([-0.95, -0.95], [0.95, 0.95]))
+    sol = _optimize().least_squares(resid, x0=[0.0, 0.5], bounds=([-0.95, -0.95], [0.95, 0.95]))
     qz, pz = sol.x
     k = 10.0 ** (np.mean(want_db - shape_db(sol.x)) / 20.0)
     tone = np.array([k, qz, pz])

@@ -19,6 +19,7 @@ from ..design.resonators import design_interpolator_taps, design_resonators
 from ..design.string import MAX_SECTIONS, design_string, loop_group_delay, t60_of_loop
 from ..dsp import voice as V
 from . import blockloop as B
+from .designcache import cached_call
 from .events import EVENT_DTYPE, NO_EVENTS
 from .params import PARAM_BY_NAME, defaults
 
@@ -226,13 +227,13 @@ class Engine:
         self.rstate = np.zeros((nv, MAX_RESONATORS, 3), np.float64)
         self.gi = np.zeros(B.N_GI, np.int64)
         self.gf = np.zeros(B.N_GF, np.float64)
-        self.taps = design_interpolator_taps(RES_FACTOR)
+        self.taps = cached_call(design_interpolator_taps, RES_FACTOR)
         self.ring = np.zeros(len(self.taps) // RES_FACTOR + 2, np.float64)
         self.ist = np.zeros(2, np.int64)
-        self.taps2 = string_interpolator_taps(fs, 2)
+        self.taps2 = cached_call(string_interpolator_taps, fs, 2)
         self.ring2 = np.zeros(len(self.taps2) // 2 + 2, np.float64)
         self.ist2 = np.zeros(2, np.int64)
-        self.taps4 = string_interpolator_taps(fs, 4)
+        self.taps4 = cached_call(string_interpolator_taps, fs, 4)
         self.ring4 = np.zeros(len(self.taps4) // 4 + 2, np.float64)
         self.ist4 = np.zeros(2, np.int64)
         self.mix2 = np.zeros(CHUNK, np.float64)
@@ -260,7 +261,8 @@ class Engine:
         self.gf[B.GF_CEILING] = CEILING
         self._apply_live()
         self.gf[B.GF_GAIN] = self.gf[B.GF_GAIN_TARGET]   # snap: no fade-in at start
-        self.keys = design_key_table(self.settings, fs, self.key_overrides, quality)
+        self.keys = cached_call(design_key_table, self.settings, fs, self.key_overrides,
+                                quality)
         self._soundboard_design()
 
     # -- parameters ------------------------------------------------------------------------
@@ -271,9 +273,10 @@ class Engine:
     def _soundboard_design(self):
         s = self.settings
         if HAVE_SOUNDBOARD:
-            self.sb_coeffs = design_soundboard(self.sample_rate, level_db=s["soundboard_level_db"],
-                                               fdn_t60_s=s["soundboard_t60_s"],
-                                               balance=s["soundboard_balance"])
+            self.sb_coeffs = cached_call(design_soundboard, self.sample_rate,
+                                         level_db=s["soundboard_level_db"],
+                                         fdn_t60_s=s["soundboard_t60_s"],
+                                         balance=s["soundboard_balance"])
             self.sb_state = make_soundboard_state(self.sb_coeffs)
 
     def set_param(self, name: str, value: float) -> None:
@@ -292,8 +295,8 @@ class Engine:
         elif p.apply == "live":
             self._apply_live()
         elif p.apply == "note":
-            self.keys = design_key_table(self.settings, self.sample_rate, self.key_overrides,
-                                         self.quality)
+            self.keys = cached_call(design_key_table, self.settings, self.sample_rate,
+                                    self.key_overrides, self.quality)
         elif name == "polyphony":
             self.gi[B.G_POLYPHONY] = min(int(new[name]), self.max_voices)
 
