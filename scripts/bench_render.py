@@ -1,9 +1,16 @@
-"""Offline render speed: seconds of audio per second of CPU for a real piece, and the cost
-of one voice in ns per sample.
+"""Offline render speed against FluidSynth (not a test): seconds of audio per second of CPU
+for a real piece in every quality mode, FluidSynth rendering the same file with a GM piano
+in the same run (Debian packages fluidsynth and fluid-soundfont-gm, installed when missing),
+and the cost of one voice in ns per sample.
 
-Usage: python scripts/bench_render.py [MIDI] [--sample-rate HZ]
+Usage: python scripts/bench_render.py [MIDI] [--sample-rate HZ] [--no-fluidsynth]
 """
 import argparse
+import os
+import resource
+import shutil
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,25 +46,69 @@ def per_voice_ns(fs, n_voices=32, seconds=4.0):
     return (dt - dt0) / (voices * (n // 512) * 512) * 1e9, dt0 / ((n // 512) * 512) * 1e9, voices
 
 
+SF2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+
+
+def ensure_fluidsynth() -> bool:
+    if shutil.which("fluidsynth") and os.path.exists(SF2):
+        return True
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "fluidsynth",
+           "fluid-soundfont-gm"]
+    if os.geteuid() != 0:
+        if not shutil.which("sudo"):
+            return False
+        cmd = ["sudo"] + cmd
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return bool(shutil.which("fluidsynth")) and os.path.exists(SF2)
+
+
+def fluidsynth_seconds(midi, fs):
+    """CPU seconds (user + sys of the child) FluidSynth takes to render ``midi``."""
+    with tempfile.TemporaryDirectory() as d:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        w = time.perf_counter()
+        subprocess.run(["fluidsynth", "-ni", "-q", "-F", os.path.join(d, "fs.wav"), "-r",
+                        str(fs), SF2, midi], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        wall = time.perf_counter() - w
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        import soundfile
+        dur = soundfile.info(os.path.join(d, "fs.wav")).duration
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, wall, dur
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("midi", nargs="?", default=str(DEFAULT_MIDI))
     ap.add_argument("--sample-rate", type=int, default=48000)
+    ap.add_argument("--no-fluidsynth", action="store_true")
     a = ap.parse_args()
     fs = a.sample_rate
     ev = midi_file.read_midi_file(a.midi)
-    eng = Engine(sample_rate=fs)
-    eng.render_frames(64)                             # compile/load kernels first
-    eng.reset()
-    t0 = time.process_time()
-    w0 = time.perf_counter()
-    y = render.render_midi(ev, eng, fs, tail="auto")
-    cpu = time.process_time() - t0
-    wall = time.perf_counter() - w0
-    dur = len(y) / fs
-    print(f"piece: {Path(a.midi).name}  audio {dur:.1f} s at {fs} Hz")
-    print(f"render: cpu {cpu:.1f} s, wall {wall:.1f} s -> {dur / cpu:.2f} s of audio per CPU s "
-          f"({dur / wall:.2f}x real time wall)")
+    print(f"piece: {Path(a.midi).name} at {fs} Hz")
+    fluid = None
+    if not a.no_fluidsynth and ensure_fluidsynth():
+        fcpu, fwall, fdur = fluidsynth_seconds(a.midi, fs)
+        fluid = fdur / fcpu
+        print(f"FluidSynth (FluidR3 GM piano): {fdur:.1f} s of audio, cpu {fcpu:.2f} s, "
+              f"wall {fwall:.2f} s -> {fluid:.1f} s of audio per CPU s")
+    elif not a.no_fluidsynth:
+        print("FluidSynth not available (needs apt: fluidsynth fluid-soundfont-gm)")
+    for q in ("high", "normal", "eco"):
+        eng = Engine(sample_rate=fs, quality=q)
+        eng.render_frames(64)                         # compile/load kernels first
+        eng.reset()
+        t0 = time.process_time()
+        w0 = time.perf_counter()
+        y = render.render_midi(ev, eng, fs, tail="auto")
+        cpu = time.process_time() - t0
+        wall = time.perf_counter() - w0
+        dur = len(y) / fs
+        ratio = f"; ratio to FluidSynth {dur / cpu / fluid:.2f}" if fluid else ""
+        print(f"pianosynth {q:6s}: {dur:.1f} s of audio, cpu {cpu:.2f} s, wall {wall:.2f} s "
+              f"-> {dur / cpu:.1f} s of audio per CPU s{ratio}")
     ns, base, nv = per_voice_ns(fs)
     print(f"per voice: {ns:.1f} ns per voice-sample ({nv} voices held); "
           f"engine with no voices (soundboard, output): {base:.1f} ns per sample")

@@ -252,7 +252,7 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
         out_s = bridge[v, (w - tap) & mask] * gain       # wave arriving at the bridge -> force
         w += 1
         # resonator bank at fs / res_factor (Fig. 5, eq. 16), no anti-alias filter (§4.3)
-        if t % res_factor == 0:
+        if (t & (res_factor - 1)) == 0:     # res_factor is a power of two
             acc = 0.0
             # the damper also damps the second modes: pole radius scaled by rad (p -> rad p)
             rad = 1.0 - damp * (1.0 - fv[v, F_RES_DAMP])

@@ -265,20 +265,26 @@ def interpolate_tick(x_low, push, taps, ring, st, factor):
 
     ``push`` is True on samples that carry a low-rate value ``x_low``; the output is
     sum_i taps[q + factor i] * low[m - i], q = samples since the last low-rate value.
+    ``ring`` holds the low-rate history twice (length 2 nr) so reads need no modulo.
     """
-    nr = ring.shape[0]
+    nr = ring.shape[0] // 2
+    idx = st[1]
     if push:
-        idx = (st[1] + 1) % nr
+        idx += 1
+        if idx >= nr:
+            idx = 0
         st[1] = idx
         ring[idx] = x_low
+        ring[idx + nr] = x_low
         st[0] = 0
     q = st[0]
-    idx = st[1]
+    base = idx + nr
     acc = 0.0
     j = q
     i = 0
-    while j < taps.shape[0]:
-        acc += taps[j] * ring[(idx - i) % nr]
+    nt = taps.shape[0]
+    while j < nt:
+        acc += taps[j] * ring[base - i]
         j += factor
         i += 1
     st[0] = q + 1
@@ -328,11 +334,12 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
         apply_event(ev_st[ei], ev_d1[ei], ev_d2[ei], iv, fv, nut, bridge, dsos, dstate,
                     rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf)
         ei += 1
+    fmask = factor - 1
     for i in range(n):
         t = t0 + i
-        acc = interpolate_tick(resbuf[i], t % factor == 0, taps, ring, ist, factor)
-        acc += interpolate_tick(mix2[i], t % 2 == 0, taps2, ring2, ist2, 2)
-        acc += interpolate_tick(mix4[i], t % 4 == 0, taps4, ring4, ist4, 4)
+        acc = interpolate_tick(resbuf[i], (t & fmask) == 0, taps, ring, ist, factor)
+        acc += interpolate_tick(mix2[i], (t & 1) == 0, taps2, ring2, ist2, 2)
+        acc += interpolate_tick(mix4[i], (t & 3) == 0, taps4, ring4, ist4, 4)
         mono[i] += acc
     gi[G_T] = t0 + n
 
