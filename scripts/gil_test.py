@@ -17,7 +17,8 @@ scenarios
     ``idle`` (nothing else), ``thread-5ms`` (a pure-Python busy thread, default switch
     interval), ``thread-1ms`` (the same with ``sys.setswitchinterval(0.001)``), ``process``
     (the busy loop in another process: the engine-in-its-own-process design, where only
-    CPU contention is left).
+    CPU contention is left), ``process-nice`` (that process at nice 10: an OS priority,
+    which a thread cannot get against the GIL).
 
 Printed per run: callbacks, underflows (JACK xruns, which every client sees), callbacks
 that started more than 2 ms late, the 99th percentile of the start lateness, the longest
@@ -42,6 +43,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CALLBACKS = ("empty", "engine", "nogil50")
 SCENARIOS = ("idle", "thread-5ms", "thread-1ms", "process")
+#: also available: "process-nice" (the busy process at nice 10: what an OS priority buys)
 
 
 # ------------------------------------------------------------------------------ child side
@@ -165,11 +167,12 @@ def run_one(callback: str, scenario: str, seconds: float) -> dict:
     if scenario == "thread-1ms":
         cmd += ["--switch", "0.001"]
     hog = None
-    if scenario == "process":
+    if scenario in ("process", "process-nice"):
+        nice = 10 if scenario == "process-nice" else 0
         hog = subprocess.Popen([sys.executable, "-c",
-                                "import sys; sys.path.insert(0, %r); "
+                                "import os, sys; os.nice(%d); sys.path.insert(0, %r); "
                                 "from gil_test import _busy_python; _busy_python()"
-                                % str(Path(__file__).parent)])
+                                % (nice, str(Path(__file__).parent))])
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
     finally:
