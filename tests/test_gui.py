@@ -171,7 +171,7 @@ def test_more_inharmonicity_widens_partial_spacing(panel, qapp):
     for v in (0.5, 3.0):
         before = panel.analysis
         set_control(panel, "inharmonicity_scale", v)
-        assert wait_until(qapp, lambda: panel.analysis is not before and
+        assert wait_until(qapp, lambda v=v, before=before: panel.analysis is not before and
                           panel.analysis.inharmonicity_b > 0 and
                           abs(panel.session.engine.settings["inharmonicity_scale"] - v) < 1e-12
                           and not panel._analysis_running and not panel._analysis_timer.isActive(),

@@ -41,6 +41,7 @@ LABELS = {
     "soundboard_balance": "Low / high",
     "master_gain_db": "Master gain",
     "polyphony": "Polyphony",
+    "sympathetic_coupling": "Sympathetic res.",
 }
 
 GROUP_TITLES = {"tuning": "Tuning", "hammer": "Hammer", "string": "String",
@@ -230,29 +231,29 @@ class ParamPanel(QWidget):
         self.controls: dict[str, ParamControl] = {}
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 0, 2, 2)
-        lay.setSpacing(3)
-        groups: dict[str, list[Param]] = {}
+        lay.setSpacing(2)
+        # one box per (group, timing): a group whose parameters act at different times is
+        # split, so every box title says when its changes are heard
+        boxes: dict[tuple[str, str], list[Param]] = {}
         for p in parameters:
-            groups.setdefault(p.group, []).append(p)
-        for group, params in groups.items():
-            applies = {p.apply for p in params}
-            title = GROUP_TITLES.get(group, group.capitalize())
-            if len(applies) == 1:
-                title += f"  ·  {APPLY_SHORT.get(params[0].apply, params[0].apply)}"
+            boxes.setdefault((p.group, p.apply), []).append(p)
+        split = {g for g, _ in boxes if sum(1 for h, _ in boxes if h == g) > 1}
+        for (group, apply), params in boxes.items():
+            title = (f"{GROUP_TITLES.get(group, group.capitalize())}  ·  "
+                     f"{APPLY_SHORT.get(apply, apply)}")
             box = QGroupBox(title)
+            box.setToolTip(APPLY_TEXT.get(apply, apply).capitalize() +
+                           (f" (the {group} parameters acting at other times are in the "
+                            "box next to this one)" if group in split else ""))
             grid = QGridLayout(box)
             grid.setContentsMargins(6, 2, 4, 3)
             grid.setHorizontalSpacing(6)
-            grid.setVerticalSpacing(3)
+            grid.setVerticalSpacing(2)
             grid.setColumnStretch(1, 1)
             for row, p in enumerate(params):
                 c = ParamControl(p, self)
                 self.controls[p.name] = c
                 c.changed.connect(self.changed)
-                text = c.label.text()
-                if len(applies) > 1:
-                    text += f" ({APPLY_SHORT.get(p.apply, p.apply)})"
-                c.label.setText(text)
                 grid.addWidget(c.label, row, 0)
                 if c.check is not None:
                     grid.addWidget(c.check, row, 1, 1, 2)
@@ -260,6 +261,10 @@ class ParamPanel(QWidget):
                     grid.addWidget(c.slider, row, 1)
                     grid.addWidget(c.spin, row, 2)
             lay.addWidget(box)
+        # one label width for all boxes, so the sliders line up
+        width = max(c.label.sizeHint().width() for c in self.controls.values())
+        for c in self.controls.values():
+            c.label.setFixedWidth(width)
         lay.addStretch(1)
 
     def set_values(self, settings: dict) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QGraphicsItem, QGridLayout, QWidget
 
@@ -131,7 +132,7 @@ class Plots(QWidget):
             curve = self.decay.plot(pen=pg.mkPen(c, width=1.2))
             self.decay_curves.append(curve)
             dleg.addItem(curve, f"k={i + 1}")
-        self.t60_line = self.decay.plot(pen=pg.mkPen("#c8c8c8", width=1, style=pg.QtCore.Qt.DashLine))
+        self.t60_line = self.decay.plot(pen=pg.mkPen("#c8c8c8", width=1, style=Qt.DashLine))
         dleg.addItem(self.t60_line, "design T60, k=1")
         # --- keyboard curves
         self.kb_b = mk()

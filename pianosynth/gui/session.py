@@ -376,18 +376,19 @@ def sync_engine(engine, settings: dict, keys: dict) -> list[str]:
     if keys_changed:
         engine.key_overrides = keys
     changed = [p.name for p in PARAMETERS
-               if engine.settings[p.name] != settings.get(p.name, p.default)]
+               if engine.settings.get(p.name) != settings.get(p.name, p.default)]
     note = [n for n in changed if PARAM_BY_NAME[n].apply == "note"]
     if keys_changed and not note:
         note = [next(p.name for p in PARAMETERS if p.apply == "note")]   # redesign the keys
     if note:
         *first, last = note
         if first:
-            engine.settings = {**engine.settings, **{n: settings[n] for n in first}}
+            engine.settings = {**engine.settings,
+                               **{n: settings.get(n, PARAM_BY_NAME[n].default) for n in first}}
         engine.set_param(last, settings.get(last, engine.settings[last]))
     for n in changed:
         if PARAM_BY_NAME[n].apply != "note":
-            engine.set_param(n, settings[n])
+            engine.set_param(n, settings.get(n, PARAM_BY_NAME[n].default))
     if keys_changed:
         changed.append("<keys>")
     return changed
@@ -672,15 +673,16 @@ class LiveSession:
         eng = self.engine
         if design is None or design_fs != eng.sample_rate:
             return sync_engine(eng, self.settings, self.keys)
-        changed = [p.name for p in PARAMETERS if eng.settings[p.name] != self.settings[p.name]]
-        note = {n: self.settings[n] for n in changed if PARAM_BY_NAME[n].apply == "note"}
+        want = {p.name: self.settings.get(p.name, p.default) for p in PARAMETERS}
+        changed = [n for n, v in want.items() if eng.settings.get(n) != v]
+        note = {n: want[n] for n in changed if PARAM_BY_NAME[n].apply == "note"}
         keys_changed = self.keys != eng.key_overrides
         eng.key_overrides = self.keys
         eng.settings = clamp_settings({**eng.settings, **note})
         eng.keys = design                               # picked up at the next block
         for n in changed:
             if n not in note:
-                eng.set_param(n, self.settings[n])
+                eng.set_param(n, want[n])
         return changed + (["<keys>"] if keys_changed else [])
 
     def set_midi_file(self, events) -> None:
