@@ -55,7 +55,8 @@ I_DAMPED_KEY = 9     # 1 when the key has a damper
 I_STRIKES = 10
 I_SOST = 11          # 1 when the sostenuto pedal holds this voice's damper
 I_RATE = 12          # the string runs at fs / I_RATE (1, 2 or 4; multirate strings, §4.2)
-N_IVARS = 13
+I_SYMP = 13          # 1: an unstruck string ringing in sympathy (driven through the bridge)
+N_IVARS = 14
 
 # ---- fvars columns ------------------------------------------------------------------------
 F_G = 0
@@ -166,7 +167,7 @@ def hammer_tick(fv, v, u_in, dt, mode):
 @njit(**JIT)
 def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0, mix, resbuf,
                  fs, hammer_mode, damp_alpha, level_release, free_level, res_factor,
-                 trace, trace_info, trace_voice):
+                 trace, trace_info, trace_voice, drive, drive_delay, coupling):
     """Render voice ``v`` for block samples [n0, n1), adding into ``mix`` and ``resbuf``.
 
     ``t0`` is the global sample index of block sample 0 (resonator decimation phase and
@@ -174,6 +175,12 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
     A string running at fs / r (``iv[v, I_RATE]`` = r, Bank et al. §4.2: the lowest octaves
     at half rate) computes only the samples with t % r == 0 and writes them zero-stuffed into
     ``mix`` (the caller picks the buffer of that rate and interpolates the sum once).
+
+    Sympathetic resonance (§4.3, strings coupled through a common bridge, one way): a struck
+    string adds its bridge signal to the ring ``drive`` at t; an unstruck undamped string
+    (``I_SYMP``) receives ``coupling * drive[t - drive_delay]`` as a wave leaving the bridge.
+    The fixed delay (>= any block) keeps the output independent of the block size, and the
+    one-way path cannot become unstable.
     ``resbuf`` receives the resonator bank output on samples where t % res_factor == 0
     (a zero-stuffed fs-rate signal, interpolated once for all voices by the caller).
     """
@@ -202,6 +209,9 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
     fade = fv[v, F_FADE]
     fade_step = fv[v, F_FADE_STEP] * r
     tracing = trace_voice == v
+    symp = iv[v, I_SYMP] != 0
+    dmask = drive.shape[0] - 1
+    cpl = coupling * r
     start = n0 + ((r - (t0 + n0) % r) % r)
     for i in range(start, n1, r):
         t = t0 + i
@@ -232,6 +242,8 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
         thx1 = y
         thy1 = th
         u_bn = -th
+        if symp:
+            u_bn += cpl * drive[(t - drive_delay) & dmask]
         # hammer
         f = 0.0
         if iv[v, I_HAMMER_ON] != 0:
@@ -272,6 +284,8 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
                 level = a
         out_s *= fade
         mix[i] += out_s
+        if not symp:
+            drive[t & dmask] += out_s
         a = abs(out_s)
         level = level * level_release
         if a > level:
@@ -282,7 +296,8 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
                 fade = 0.0
                 iv[v, I_STATE] = FREE
                 break
-        if (t & 63) == 0 and level < free_level and iv[v, I_HAMMER_ON] == 0:
+        if (t & 63) == 0 and level < free_level and iv[v, I_HAMMER_ON] == 0 \
+                and (not symp or damp_t >= 0.99 or iv[v, I_SYMP] == 2):
             iv[v, I_STATE] = FREE
             break
     iv[v, I_WIDX] = w

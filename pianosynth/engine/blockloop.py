@@ -10,7 +10,7 @@ import numpy as np
 
 from ..dsp.jit import JIT, njit
 from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMMER_AGE,
-                         I_HAMMER_ON, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_RATE, I_SOST, I_STATE, I_STRIKES,
+                         I_HAMMER_ON, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_RATE, I_SOST, I_STATE, I_SYMP, I_STRIKES,
                          I_WIDX, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
                          F_FADE_STEP, F_FPREV, F_G, F_GAIN, F_GD, F_K, F_LEVEL, F_LOSS_Y1,
                          F_MASS, F_P, F_RES_DAMP, F_TH_X1, F_TH_Y1, F_TWOZ, F_UPREV, F_VH, F_YH, F_YS,
@@ -28,8 +28,12 @@ G_T, G_SUSTAIN, G_POLYPHONY, G_HAMMER_MODE, G_RES_FACTOR, G_TRACE_VOICE, G_IQ, G
 N_GI = 11
 # global float state
 GF_FS, GF_DAMP_ALPHA, GF_LEVEL_RELEASE, GF_FREE_LEVEL, GF_STEAL_STEP, GF_GAIN, \
-    GF_GAIN_TARGET, GF_GAIN_ALPHA, GF_CEILING = range(9)
-N_GF = 9
+    GF_GAIN_TARGET, GF_GAIN_ALPHA, GF_CEILING, GF_COUPLING = range(10)
+N_GF = 10
+#: delay (samples) of the sympathetic drive; >= the longest chunk the engine renders
+DRIVE_DELAY = 512
+#: velocity of a silent key press (the hammer does not reach the string)
+SILENT_VELOCITY = 1
 
 
 @njit(**JIT)
@@ -49,6 +53,7 @@ def _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res):
     iv[v, I_N_RES] = kt_i[key, K_N_RES]
     iv[v, I_DAMPED_KEY] = kt_i[key, K_HAS_DAMPER]
     iv[v, I_RATE] = kt_i[key, K_RATE]
+    iv[v, I_SYMP] = 0
     fv[v, F_G] = kt_f[key, KF_G]
     fv[v, F_A1] = kt_f[key, KF_A1]
     fv[v, F_GD] = kt_f[key, KF_GD]
@@ -88,6 +93,9 @@ def _update_dampers(iv, fv, gi):
             else:
                 fv[v, F_DAMP_TARGET] = contact
             iv[v, I_STATE] = DAMPED if fv[v, F_DAMP_TARGET] >= 0.5 else SUSTAINED
+            # a sympathetic string of an undamped treble key: let it go once silent
+            if iv[v, I_SYMP] != 0 and iv[v, I_DAMPED_KEY] == 0:
+                iv[v, I_SYMP] = 2 if contact >= 0.99 else 1
 
 
 @njit(**JIT)
@@ -121,10 +129,51 @@ def _strike(v, hammer_v, iv, fv):
 
 
 @njit(**JIT)
+def _init_voice(v, key, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
+                kt_i, kt_f, kt_sos, kt_res):
+    _reset_voice_buffers(v, nut, bridge, dstate, rstate)
+    _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res)
+    iv[v, I_STATE] = HELD
+    iv[v, I_WIDX] = 0
+    iv[v, I_STRIKES] = 0
+    iv[v, I_HAMMER_ON] = 0
+    iv[v, I_SOST] = 0
+    fv[v, F_LOSS_Y1] = 0.0
+    fv[v, F_TH_X1] = 0.0
+    fv[v, F_TH_Y1] = 0.0
+    fv[v, F_DAMP] = 0.0
+    fv[v, F_DAMP_TARGET] = 0.0
+    fv[v, F_YS] = 0.0
+    fv[v, F_UPREV] = 0.0
+    fv[v, F_LEVEL] = 0.0
+    fv[v, F_FADE] = 1.0
+    fv[v, F_FADE_STEP] = 0.0
+
+
+@njit(**JIT)
+def _free_slot(iv, fv, allow_steal):
+    """A FREE slot; else (``allow_steal``) the quietest sympathetic string; else -1."""
+    nv = iv.shape[0]
+    for v in range(nv):
+        if iv[v, I_STATE] == FREE:
+            return v
+    if not allow_steal:
+        return -1
+    q = -1
+    ql = 1e300
+    for v in range(nv):
+        if iv[v, I_SYMP] != 0 and iv[v, I_STATE] != FREE and fv[v, F_LEVEL] < ql:
+            ql = fv[v, F_LEVEL]
+            q = v
+    return q
+
+
+@njit(**JIT)
 def note_on(key, vel, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
             kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf):
     """Strike ``key``: re-strike its sounding voice, else take a free one (stealing the
-    quietest past the polyphony limit, with a short fade)."""
+    quietest past the polyphony limit, with a short fade). Velocity 1 presses the key
+    silently: its string is freed from the damper and rings only in sympathy."""
     nv = iv.shape[0]
     while key < 21:
         key += 12
@@ -132,38 +181,38 @@ def note_on(key, vel, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
         key -= 12
     if kt_i[key, K_VALID] == 0:
         return
+    silent = vel <= SILENT_VELOCITY
     hv = vel_m_s[vel]
     # re-strike the same string if it still sounds
     for v in range(nv):
         st = iv[v, I_STATE]
         if st != FREE and st != STEALING and iv[v, I_KEY] == key:
             iv[v, I_STATE] = HELD
-            _una_corda(v, key, fv, rcoef, kt_i, kt_f, kt_res, gi)
-            _strike(v, hv, iv, fv)
-            gi[G_TRACE_VOICE] = v
-            gi[G_TRACE_RESET] = 1
+            fv[v, F_DAMP_TARGET] = 0.0
+            if not silent:
+                iv[v, I_SYMP] = 0
+                _una_corda(v, key, fv, rcoef, kt_i, kt_f, kt_res, gi)
+                _strike(v, hv, iv, fv)
+                gi[G_TRACE_VOICE] = v
+                gi[G_TRACE_RESET] = 1
             return
     active = 0
     for v in range(nv):
         st = iv[v, I_STATE]
-        if st != FREE and st != STEALING:
+        if st != FREE and st != STEALING and iv[v, I_SYMP] == 0:
             active += 1
     if active >= gi[G_POLYPHONY]:
         q = -1
         ql = 1e300
         for v in range(nv):
             st = iv[v, I_STATE]
-            if st != FREE and st != STEALING and fv[v, F_LEVEL] < ql:
+            if st != FREE and st != STEALING and iv[v, I_SYMP] == 0 and fv[v, F_LEVEL] < ql:
                 ql = fv[v, F_LEVEL]
                 q = v
         if q >= 0:
             iv[q, I_STATE] = STEALING
             fv[q, F_FADE_STEP] = gf[GF_STEAL_STEP]
-    slot = -1
-    for v in range(nv):
-        if iv[v, I_STATE] == FREE:
-            slot = v
-            break
+    slot = _free_slot(iv, fv, True)
     if slot < 0:       # every slot busy (all fading): take the most faded one now
         ql = 1e300
         for v in range(nv):
@@ -171,25 +220,46 @@ def note_on(key, vel, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                 ql = fv[v, F_FADE]
                 slot = v
     v = slot
-    _reset_voice_buffers(v, nut, bridge, dstate, rstate)
-    _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res)
-    iv[v, I_STATE] = HELD
-    iv[v, I_WIDX] = 0
-    iv[v, I_STRIKES] = 0
-    fv[v, F_LOSS_Y1] = 0.0
-    fv[v, F_TH_X1] = 0.0
-    fv[v, F_TH_Y1] = 0.0
-    fv[v, F_DAMP] = 0.0
-    fv[v, F_YS] = 0.0
-    fv[v, F_UPREV] = 0.0
-    fv[v, F_LEVEL] = 0.0
-    fv[v, F_FADE] = 1.0
-    fv[v, F_FADE_STEP] = 0.0
-    iv[v, I_SOST] = 0
+    _init_voice(v, key, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
+                kt_i, kt_f, kt_sos, kt_res)
+    if silent:
+        iv[v, I_SYMP] = 1
+        return
     _una_corda(v, key, fv, rcoef, kt_i, kt_f, kt_res, gi)
     _strike(v, hv, iv, fv)
     gi[G_TRACE_VOICE] = v
     gi[G_TRACE_RESET] = 1
+
+
+@njit(**JIT)
+def _sympathetic_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
+                         kt_i, kt_f, kt_sos, kt_res, gi, gf):
+    """With the dampers lifted, every key's string takes part: give each key that has no
+    voice an unstruck sympathetic string, in free slots only (never stealing)."""
+    if gf[GF_COUPLING] <= 0.0:
+        return
+    contact = damper_contact(gi[G_SUSTAIN])
+    if contact >= 0.99:
+        return
+    nv = iv.shape[0]
+    for key in range(21, 109):
+        if kt_i[key, K_VALID] == 0:
+            continue
+        has = False
+        for v in range(nv):
+            if iv[v, I_STATE] != FREE and iv[v, I_KEY] == key:
+                has = True
+                break
+        if has:
+            continue
+        v = _free_slot(iv, fv, False)
+        if v < 0:
+            return
+        _init_voice(v, key, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
+                    kt_i, kt_f, kt_sos, kt_res)
+        iv[v, I_SYMP] = 1
+        iv[v, I_STATE] = SUSTAINED
+        fv[v, F_DAMP_TARGET] = contact if kt_i[key, K_HAS_DAMPER] != 0 else 0.0
 
 
 @njit(**JIT)
@@ -247,6 +317,8 @@ def apply_event(status, d1, d2, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate
     elif kind == 0xB0:
         if d1 == 64:
             sustain_pedal(d2, iv, fv, gi)
+            _sympathetic_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
+                                 kt_i, kt_f, kt_sos, kt_res, gi, gf)
         elif d1 == 66:
             sostenuto_pedal(d2, iv, fv, gi)
         elif d1 == 67:
@@ -295,7 +367,7 @@ def interpolate_tick(x_low, push, taps, ring, st, factor):
 def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                    kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, taps, ring, ist, trace,
                    trace_info, ev_off, ev_st, ev_d1, ev_d2, n, mono, resbuf, mix2, mix4,
-                   taps2, ring2, ist2, taps4, ring4, ist4):
+                   taps2, ring2, ist2, taps4, ring4, ist4, drive):
     """Apply events and render every voice for ``n`` samples into ``mono``: the fs strings,
     plus the fs/2 and fs/4 strings (§4.2) and the fs/8 resonator bank (§4.3), each summed
     over all voices before its one interpolation filter; advances the global sample clock."""
@@ -306,6 +378,9 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
     mix4[:n] = 0.0
     factor = gi[G_RES_FACTOR]
     t0 = gi[G_T]
+    dmask = drive.shape[0] - 1
+    for i in range(n):
+        drive[(t0 + i) & dmask] = 0.0
     ne = ev_off.shape[0]
     ei = 0
     seg0 = 0
@@ -328,7 +403,8 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                 render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, seg0, seg1,
                              t0, dest, resbuf, fs, gi[G_HAMMER_MODE], gf[GF_DAMP_ALPHA],
                              gf[GF_LEVEL_RELEASE], gf[GF_FREE_LEVEL], factor, trace,
-                             trace_info, gi[G_TRACE_VOICE])
+                             trace_info, gi[G_TRACE_VOICE], drive, DRIVE_DELAY,
+                             gf[GF_COUPLING])
         seg0 = seg1
     while ei < ne:       # events at offsets >= n (should not happen): apply at the end
         apply_event(ev_st[ei], ev_d1[ei], ev_d2[ei], iv, fv, nut, bridge, dsos, dstate,

@@ -30,6 +30,9 @@ RES_FACTOR = 8
 TRACE_S = 0.03
 #: bridge force (N) -> output units. Calibrated so a fortissimo C4 peaks near -12 dBFS.
 OUTPUT_SCALE = 0.02
+#: driving-point impedance of the bridge for sympathetic coupling, kg/s (order of magnitude
+#: of measured piano bridge impedances, 10^3; Giordano 1997)
+Z_BRIDGE = 2000.0
 #: the limiter's ceiling: -0.3 dBFS
 CEILING = 10.0 ** (-0.3 / 20.0)
 
@@ -187,7 +190,8 @@ class Engine:
     key_overrides : dict[int, dict], optional
         Per-key overrides ``{midi_key: {field: value}}`` (see ``params.KEY_OVERRIDES``).
     max_voices : int, optional
-        Voice slots (default: polyphony + 8, the extra slots let stolen voices fade out).
+        Voice slots (default: polyphony + 8 + 88: stolen voices fade out in the extra 8,
+        and every key can have a sympathetic string).
     hammer_mode : int
         0 multirate implicit hammer (default), 1 single-rate fictitious delay, 2 multirate
         fictitious delay (§3.2; the last two for comparison only).
@@ -214,7 +218,7 @@ class Engine:
         self.settings = clamp_settings(settings)
         self.key_overrides = {int(k): dict(v) for k, v in (key_overrides or {}).items()}
         poly = int(self.settings["polyphony"])
-        nv = int(max_voices) if max_voices else poly + 8
+        nv = int(max_voices) if max_voices else poly + 8 + 88   # + one sympathetic string a key
         self.max_voices = nv
         buf_len = 1 << int(math.ceil(math.log2(fs / 20.0 + 64)))
         self.iv = np.zeros((nv, V.N_IVARS), np.int64)
@@ -236,6 +240,7 @@ class Engine:
         self.taps4 = cached_call(string_interpolator_taps, fs, 4)
         self.ring4 = np.zeros(2 * (len(self.taps4) // 4 + 2), np.float64)
         self.ist4 = np.zeros(2, np.int64)
+        self.drive = np.zeros(4 * B.DRIVE_DELAY, np.float64)
         self.mix2 = np.zeros(CHUNK, np.float64)
         self.mix4 = np.zeros(CHUNK, np.float64)
         self.trace = np.zeros(int(TRACE_S * fs), np.float64)
@@ -269,6 +274,9 @@ class Engine:
     def _apply_live(self):
         s = self.settings
         self.gf[B.GF_GAIN_TARGET] = 10.0 ** (s["master_gain_db"] / 20.0)
+        # bridge velocity F / Z_b launches a wave of about 2 F / Z_b into an undamped string;
+        # the drive signal is the bridge force times OUTPUT_SCALE
+        self.gf[B.GF_COUPLING] = s["sympathetic_coupling"] * 2.0 / (OUTPUT_SCALE * Z_BRIDGE)
 
     def _soundboard_design(self):
         s = self.settings
@@ -322,7 +330,7 @@ class Engine:
         """Silence everything at once and clear all state (voices, resonators, soundboard);
         pedal up. Not for use while playing (it clicks); use :meth:`all_notes_off`."""
         for a in (self.iv, self.fv, self.nut, self.bridge, self.dstate, self.rstate, self.ring,
-                  self.ist, self.ring2, self.ist2, self.ring4, self.ist4,
+                  self.ist, self.ring2, self.ist2, self.ring4, self.ist4, self.drive,
                   self.trace, self.trace_info, self.out64):
             a[...] = 0
         keep = self.gi.copy()
@@ -368,7 +376,7 @@ class Engine:
                              self.trace, self.trace_info, self._ev_off[:ne], self._ev_st[:ne],
                              self._ev_d1[:ne], self._ev_d2[:ne], m, self.mono, self.resbuf,
                              self.mix2, self.mix4, self.taps2, self.ring2, self.ist2,
-                             self.taps4, self.ring4, self.ist4)
+                             self.taps4, self.ring4, self.ist4, self.drive)
             if HAVE_SOUNDBOARD:
                 render_soundboard(self.sb_state, self.sb_coeffs, self.mono[:m],
                                   self.stereo[:m], m)

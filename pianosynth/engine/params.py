@@ -63,6 +63,9 @@ PARAMETERS: tuple[Param, ...] = (
           "Resonator bank for beating and two-stage decay (Fig. 5) on/off.", integer=True),
     Param("resonator_count", 8.0, 0.0, 10.0, "", "string", "note",
           "Resonators per key (partials with a second mode).", integer=True),
+    Param("sympathetic_coupling", 1.0, 0.0, 4.0, "x", "string", "live",
+          "Sympathetic resonance: coupling of undamped strings through the bridge "
+          "(1 = a bridge impedance of 2000 kg/s; 0 = off)."),
     Param("damper_t60_s", 0.25, 0.05, 2.0, "s", "string", "note",
           "T60 at f0 of a damped string (key up, no pedal)."),
     # Soundboard
