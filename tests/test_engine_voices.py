@@ -101,3 +101,27 @@ def test_voice_stealing_past_polyphony_takes_the_quietest():
     assert 48 not in keys                       # the quiet one went first
     assert {64, 67} <= keys
     assert np.all(np.isfinite(y))
+
+
+def test_release_velocity_sets_damping_speed():
+    """A fast key release lands the damper faster than a slow one."""
+    fs = 44100
+    lv = {}
+    for rv in (10, 120):
+        eng = get_engine(fs, sympathetic_coupling=0.0)
+        y = string_sum(eng, int(0.7 * fs), make_events([(0, 0x90, 60, 100),
+                                                        (int(0.5 * fs), 0x80, 60, rv)]))
+        lv[rv] = _rms_db(y, fs, 0.56, 0.02)
+    assert lv[120] < lv[10] - 6
+
+
+def test_hammer_knock_adds_attack_energy():
+    """The knock (hammer impact through the frame to the soundboard) raises the attack's
+    broadband energy; off at -80 dB."""
+    fs = 44100
+    e = {}
+    for db in (-80.0, 0.0):
+        eng = get_engine(fs, hammer_knock_db=db)
+        y = eng.render_frames(int(0.05 * fs), make_events([(0, 0x90, 84, 120)]))[:, 0]
+        e[db] = np.sum(y[:int(0.01 * fs)] ** 2)      # the first 10 ms
+    assert e[0.0] > 1.2 * e[-80.0]

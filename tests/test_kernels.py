@@ -20,7 +20,7 @@ def naive_voice(eng, key, velocity, n):
     fs = eng.sample_rate
     nl = int(kt.kt_i[key, 0]); bl = int(kt.kt_i[key, 1]); nsec = int(kt.kt_i[key, 2])
     nres = int(kt.kt_i[key, 3])
-    g, a1, _, _, eta, m, kk, p, twoz, gain, _ = kt.kt_f[key]
+    g, a1, _, _, eta, m, kk, p, twoz, gain, _, knock = kt.kt_f[key]
     sos = kt.kt_sos[key, :nsec]
     rc = kt.kt_res[key, :nres]
     nut = [0.0] * nl
@@ -75,7 +75,7 @@ def naive_voice(eng, key, velocity, n):
         w = f / twoz
         nut = nut[1:] + [u_bn + w]
         brg = brg[1:] + [u_nb + w]
-        out[t] = brg[bl - 1 - bl // 2] * gain * twoz
+        out[t] = brg[bl - 1 - bl // 2] * gain * twoz + knock * f   # string + hammer knock
         if t % 8 == 0:
             acc = 0.0
             for r in range(nres):

@@ -84,7 +84,9 @@ F_FADE = 21
 F_FADE_STEP = 22
 F_FORCE = 23          # force of the current sample (for the resonators and the trace)
 F_RES_DAMP = 24       # resonator pole radius factor per low-rate sample when fully damped
-N_FVARS = 25
+F_DAMP_SPEED = 25     # damper speed factor from the key's release velocity (1 = 64)
+F_KNOCK = 26          # hammer knock: force -> soundboard input gain (0 = off)
+N_FVARS = 27
 
 HAMMER_IMPLICIT_MULTIRATE = 0
 HAMMER_FICTITIOUS_SINGLE_RATE = 1
@@ -193,8 +195,8 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
     w = iv[v, I_WIDX]
     r = iv[v, I_RATE]
     dt = r / fs
+    damp_alpha = 1.0 - (1.0 - damp_alpha) ** (r * fv[v, F_DAMP_SPEED])
     if r > 1:   # per-sample constants of the fs-rate design, compounded over r samples
-        damp_alpha = 1.0 - (1.0 - damp_alpha) ** r
         level_release = level_release ** r
     damp = fv[v, F_DAMP]
     g = fv[v, F_G] + damp * (fv[v, F_GD] - fv[v, F_G])
@@ -259,6 +261,10 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
                         trace[j] = f
                         trace_info[0] = j + 1
         winj = f / fv[v, F_TWOZ]
+        if f != 0.0:
+            # hammer knock: the impact reaches the soundboard through the action and frame
+            # (attacks should not read as plucks); a force pulse of about 1 ms
+            mix[i] += fv[v, F_KNOCK] * f * fade
         nut[v, w & mask] = u_bn + winj
         bridge[v, w & mask] = u_nb + winj
         out_s = bridge[v, (w - tap) & mask] * gain       # wave arriving at the bridge -> force

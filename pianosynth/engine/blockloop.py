@@ -13,14 +13,15 @@ from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMME
                          I_HAMMER_ON, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_RATE, I_SOST, I_STATE, I_SYMP, I_STRIKES,
                          I_WIDX, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
                          F_FADE_STEP, F_FPREV, F_G, F_GAIN, F_GD, F_K, F_LEVEL, F_LOSS_Y1,
-                         F_MASS, F_P, F_RES_DAMP, F_TH_X1, F_TH_Y1, F_TWOZ, F_UPREV, F_VH, F_YH, F_YS,
+                         F_MASS, F_P, F_RES_DAMP, F_DAMP_SPEED, F_KNOCK, F_TH_X1, F_TH_Y1, F_TWOZ, F_UPREV, F_VH, F_YH, F_YS,
                          STEALING, SUSTAINED, render_voice)
 
 # key table columns
 K_NUT_LEN, K_BRIDGE_LEN, K_N_SEC, K_N_RES, K_HAS_DAMPER, K_VALID, K_N_STRINGS, K_RATE = range(8)
 N_KI = 8
-KF_G, KF_A1, KF_GD, KF_A1D, KF_ETA, KF_MASS, KF_K, KF_P, KF_TWOZ, KF_GAIN, KF_RES_DAMP = range(11)
-N_KF = 11
+KF_G, KF_A1, KF_GD, KF_A1D, KF_ETA, KF_MASS, KF_K, KF_P, KF_TWOZ, KF_GAIN, KF_RES_DAMP, \
+    KF_KNOCK = range(12)
+N_KF = 12
 
 # global int state
 G_T, G_SUSTAIN, G_POLYPHONY, G_HAMMER_MODE, G_RES_FACTOR, G_TRACE_VOICE, G_IQ, G_IIDX, \
@@ -65,6 +66,8 @@ def _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res):
     fv[v, F_TWOZ] = kt_f[key, KF_TWOZ]
     fv[v, F_GAIN] = kt_f[key, KF_GAIN]
     fv[v, F_RES_DAMP] = kt_f[key, KF_RES_DAMP]
+    fv[v, F_KNOCK] = kt_f[key, KF_KNOCK]
+    fv[v, F_DAMP_SPEED] = 1.0
     dsos[v, :, :] = kt_sos[key, :, :]
     rcoef[v, :, :] = kt_res[key, :, :]
 
@@ -263,15 +266,19 @@ def _sympathetic_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
 
 
 @njit(**JIT)
-def note_off(key, iv, fv, gi):
-    """Key up: the voice's damper follows the pedals (see :func:`_update_dampers`)."""
+def note_off(key, iv, fv, gi, release_velocity=64):
+    """Key up: the voice's damper follows the pedals (see :func:`_update_dampers`). The
+    release velocity sets how fast the damper lands: 2**((vel - 64) / 32), x0.25 .. x4
+    (a note-on with velocity 0 counts as 64)."""
     while key < 21:
         key += 12
     while key > 108:
         key -= 12
+    rv = release_velocity if release_velocity > 0 else 64
     for v in range(iv.shape[0]):
         if iv[v, I_KEY] == key and iv[v, I_STATE] == HELD:
             iv[v, I_STATE] = DAMPED
+            fv[v, F_DAMP_SPEED] = 2.0 ** ((rv - 64) / 32.0)
     _update_dampers(iv, fv, gi)
 
 
@@ -312,8 +319,10 @@ def apply_event(status, d1, d2, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate
     if kind == 0x90 and d2 > 0:
         note_on(d1 & 127, d2 & 127, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                 kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf)
-    elif kind == 0x80 or kind == 0x90:
-        note_off(d1 & 127, iv, fv, gi)
+    elif kind == 0x80:
+        note_off(d1 & 127, iv, fv, gi, d2 & 127)
+    elif kind == 0x90:
+        note_off(d1 & 127, iv, fv, gi, 64)
     elif kind == 0xB0:
         if d1 == 64:
             sustain_pedal(d2, iv, fv, gi)

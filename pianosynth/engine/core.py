@@ -30,6 +30,8 @@ RES_FACTOR = 8
 TRACE_S = 0.03
 #: bridge force (N) -> output units. Calibrated so a fortissimo C4 peaks near -12 dBFS.
 OUTPUT_SCALE = 0.02
+#: hammer force (N) -> soundboard input at hammer_knock_db = 0
+KNOCK_SCALE = 0.01
 #: driving-point impedance of the bridge for sympathetic coupling, kg/s (order of magnitude
 #: of measured piano bridge impedances, 10^3; Giordano 1997)
 Z_BRIDGE = 2000.0
@@ -158,6 +160,9 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
         kt_f[key, B.KF_TWOZ] = 2.0 * kp.n_strings[i] * kp.string_impedance[i]
         kt_f[key, B.KF_RES_DAMP] = math.exp(-RES_FACTOR * math.log(1000.0) / (fs * d_t60))
         kt_f[key, B.KF_GAIN] = OUTPUT_SCALE * 10.0 ** (kp.output_gain_db[i] / 20.0)
+        knock_db = settings["hammer_knock_db"]
+        kt_f[key, B.KF_KNOCK] = 0.0 if knock_db <= -80.0 else \
+            KNOCK_SCALE * 10.0 ** ((knock_db + kp.output_gain_db[i]) / 20.0)
         if kp.n_strings[i] >= 2 and n_res_max > 0:
             k = np.arange(1, 41, dtype=float)
             fk = k * kp.f0_hz[i] * np.sqrt(1.0 + kp.inharmonicity_b[i] * k * k)
@@ -258,7 +263,7 @@ class Engine:
         self.gi[B.G_RES_FACTOR] = RES_FACTOR
         self.gi[B.G_TRACE_VOICE] = -1
         self.gf[B.GF_FS] = fs
-        self.gf[B.GF_DAMP_ALPHA] = 1.0 - math.exp(-1.0 / (0.008 * fs))
+        self.gf[B.GF_DAMP_ALPHA] = 1.0 - math.exp(-1.0 / (0.02 * fs))   # damper lands ~20 ms
         self.gf[B.GF_LEVEL_RELEASE] = math.exp(-1.0 / (0.05 * fs))
         self.gf[B.GF_FREE_LEVEL] = 10.0 ** (-100.0 / 20.0)
         self.gf[B.GF_STEAL_STEP] = 1.0 / (0.005 * fs)

@@ -44,6 +44,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("hammer_mass_scale", 1.0, 0.25, 4.0, "x", "hammer", "note", "Scale of hammer mass."),
     Param("strike_position", 0.125, 0.05, 0.5, "of length", "hammer", "note",
           "Strike position as a fraction of the speaking length, from the agraffe."),
+    Param("hammer_knock_db", -12.0, -80.0, 12.0, "dB", "hammer", "note",
+          "Level of the hammer knock sent to the soundboard (-80 = off)."),
     Param("velocity_min_m_s", 0.4, 0.05, 2.0, "m/s", "hammer", "note",
           "Hammer velocity at MIDI velocity 1."),
     Param("velocity_max_m_s", 5.0, 1.0, 10.0, "m/s", "hammer", "note",
