@@ -18,7 +18,7 @@ The "most voices without underflows" is the largest step (before the first faili
 whose underflows stay within the machine's noise (twice the worse of the idle steps
 measured first and last, + 2: on a shared two-core machine with non-realtime JACK an
 empty callback already gets a few xruns per second) and whose callbacks finish within
-80 % of a block 99 % of the time. At most 88 keys can be held, so "88" means the engine
+80 % of a block 95 % of the time. At most 88 keys can be held, so "88" means the engine
 was not the limit. Also printed: the offline render time per block at 32 and 64 voices
 (the CPU cost alone, no scheduling noise).
 
@@ -119,6 +119,7 @@ def child(args) -> dict:
                        callbacks=calls, underflows=st["under"] - u0,
                        cpu_load=round(float(np.mean(cpu)), 4),
                        render_mean=round(float(np.mean(ld)), 4),
+                       render_p95=round(float(np.percentile(ld, 95)), 4),
                        render_p99=round(float(np.percentile(ld, 99)), 4),
                        render_max=round(float(np.max(ld)), 4))
             steps.append(row)
@@ -127,13 +128,14 @@ def child(args) -> dict:
                 break
     sd._terminate()
     # a step holds if its underflows stay within the machine's noise (the worse idle step,
-    # doubled, + 2) and 99 % of its callbacks finish within 80 % of a block
+    # doubled, + 2) and 95 % of its callbacks finish within 80 % of a block (a preempted
+    # callback or two on a busy machine is noise, a render cost near the budget is not)
     idle = max(r["underflows"] for r in steps if r["keys"] == 0)
     best = 0
     for r in steps:
         if r["keys"] == 0:
             continue
-        if r["underflows"] <= 2 * idle + 2 and r["render_p99"] < 0.8:
+        if r["underflows"] <= 2 * idle + 2 and r["render_p95"] < 0.8:
             best = max(best, round(r["voices"]))
         else:
             break
@@ -206,7 +208,8 @@ def main(argv=None) -> int:
         for s in res["steps"]:
             print(f"  keys {s['keys']:3d}: voices {s['voices']:5.1f}  underflows "
                   f"{s['underflows']:3d}/{s['callbacks']:5d}  cpu_load {s['cpu_load']:.3f}  "
-                  f"render mean {s['render_mean']:.3f} p99 {s['render_p99']:.3f} "
+                  f"render mean {s['render_mean']:.3f} p95 {s['render_p95']:.3f} "
+                  f"p99 {s['render_p99']:.3f} "
                   f"max {s['render_max']:.3f}")
         print(f"  most voices held without underflows: {res['most_voices']}")
         for nv, o in res["offline"].items():
