@@ -445,7 +445,9 @@ def _end_to_end(rtmidi, rec, server, tmp_path):
           f"empty callback {base[0][1]} in {base[0][0]} before, {base[1][1]} in {base[1][0]} "
           f"after; allowed {allowed:.1f}")
     assert stats["underflows"] <= allowed
-    assert stats["midi_late"] <= 0.05 * stats["midi_received"]
+    # a message reaches the audio thread after its block started only next to a dropout (the
+    # clock restarts from a late callback): at most a chord's worth per underflow
+    assert stats["midi_late"] <= 3 * stats["underflows"], stats
 
 
 def _perform(rtmidi, rec, log, proc):
