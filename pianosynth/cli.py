@@ -133,6 +133,45 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
                                      "does not depend on it)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar and no summary line")
+    _add_engine_arguments(p)
+
+
+def _add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """--quality and the tuning options (render, note)."""
+    p.add_argument("--quality", choices=("high", "normal", "eco"), default="high",
+                   help="string rates: high (bass at fs/2), normal (fs/4 and fs/2), "
+                        "eco (fs/4, shorter dispersion filters); default high")
+    p.add_argument("--tuning", default=None, metavar="NAME|FILE.scl",
+                   help="temperament (equal, werckmeister3, vallotti, kirnberger3, "
+                        "quarter_comma_meantone, just) or a Scala .scl file")
+    p.add_argument("--tuning-root", default="C4", metavar="KEY",
+                   help="root of a temperament (a key name or number; default C4)")
+    p.add_argument("--kbm", default=None, metavar="FILE.kbm",
+                   help="Scala keyboard mapping for a .scl tuning")
+
+
+def _tuning_overrides(args, preset) -> dict:
+    """Per-key overrides of the preset merged with those of --tuning (preset keys win)."""
+    keys = {int(k): dict(v) for k, v in preset.keys.items()}
+    spec = getattr(args, "tuning", None)
+    if not spec:
+        return keys
+    from .design import tuning as T
+    if spec.lower().endswith(".scl"):
+        scl = T.read_scl(spec)
+        kbm = T.read_kbm(args.kbm) if args.kbm else None
+        over = T.tuning_key_overrides("scala", scl=scl, kbm=kbm,
+                                      settings=dict(preset.settings), key_overrides=keys)
+    else:
+        if args.kbm:
+            raise PianosynthError("--kbm goes with a Scala .scl --tuning")
+        root = parse_key(args.tuning_root)
+        try:
+            over = T.tuning_key_overrides(spec, root_key=root, settings=dict(preset.settings),
+                                          key_overrides=keys)
+        except (KeyError, ValueError) as e:
+            raise PianosynthError(f"--tuning {spec!r}: {e}") from None
+    return T.merge_key_overrides(over, keys)
 
 
 # --------------------------------------------------------------------------- the commands
@@ -161,7 +200,8 @@ def _render_and_write(args, events, label: str) -> int:
 
     preset = args.preset_obj
     try:
-        engine = Engine(dict(preset.settings), args.sample_rate, dict(preset.keys))
+        engine = Engine(dict(preset.settings), args.sample_rate, args.key_overrides,
+                        quality=args.quality)
     except ValueError as e:                    # the engine refuses a rate or setting
         raise PianosynthError(f"cannot set up the engine: {e}") from None
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -191,6 +231,7 @@ def _prepare_output(args) -> None:
     _, args.subtype_resolved = check_output_path(args.output, args.subtype)
     args.subtype = args.subtype_resolved
     args.preset_obj = _load_preset(args.preset)
+    args.key_overrides = _tuning_overrides(args, args.preset_obj)
 
 
 def cmd_render(args) -> int:

@@ -56,3 +56,13 @@ def test_block_size_invariance_and_finite(quality):
     outs = [engine(quality).render_frames(7000, ev, block_size=bs) for bs in (1, 65, 512)]
     assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
     assert np.all(np.isfinite(outs[0])) and np.max(np.abs(outs[0])) > 1e-3
+
+
+def test_retune_keys_live_moves_partial_one():
+    """Engine.retune_keys (the MTS path): a note struck after the retune sounds at the new
+    frequency within 0.5 cent."""
+    eng = Engine({"resonators_on": 0}, sample_rate=44100)
+    eng.retune_keys({60: 265.0})
+    y = eng.render_frames(44100, make_events([(0, 0x90, 60, 80)]))[:, 0]
+    f1 = A.partial_frequency(y[2205:], 44100, 265.0)
+    assert abs(1200 * math.log2(f1 / 265.0)) < 0.5

@@ -313,6 +313,29 @@ class Engine:
         elif name == "polyphony":
             self.gi[B.G_POLYPHONY] = min(int(new[name]), self.max_voices)
 
+    def retune_keys(self, f1_hz: dict) -> None:
+        """Retune keys live (MIDI Tuning Standard single-note change, Scala ...).
+
+        Parameters
+        ----------
+        f1_hz : dict[int, float]
+            New partial-1 frequency (Hz) per MIDI key; keys off the piano are ignored.
+
+        The keys are redesigned off the audio thread (other keys come from the design cache)
+        and the new table is published by one reference swap; notes struck afterwards use
+        it, sounding notes keep their tuning.
+        """
+        kp = self.keys.kp
+        over = {k: dict(v) for k, v in self.key_overrides.items()}
+        for key, f in f1_hz.items():
+            key = int(key)
+            if not KEY_MIN <= key <= KEY_MAX or not (20.0 < float(f) < 0.45 * self.sample_rate):
+                continue
+            b = float(kp.inharmonicity_b[key - KEY_MIN])
+            over.setdefault(key, {})["f0_hz"] = float(f) / math.sqrt(1.0 + b)
+        self.key_overrides = over
+        self.keys = design_key_table(self.settings, self.sample_rate, over, self.quality)
+
     # -- state -----------------------------------------------------------------------------
     @property
     def active_voices(self) -> int:
