@@ -311,7 +311,7 @@ def test_sample_rate_the_engine_refuses_is_a_clean_error(capsys, tmp_path, monke
     import pianosynth.engine.core as core
 
     class Picky:
-        def __init__(self, settings=None, sample_rate=48000, key_overrides=None):
+        def __init__(self, settings=None, sample_rate=48000, key_overrides=None, **kw):
             raise ValueError(f"sample rate {sample_rate} Hz is outside 44100..192000 Hz")
     monkeypatch.setattr(core, "Engine", Picky)
     code, out, err = run(capsys, "note", "C4", "-o", tmp_path / "x.wav", "--sample-rate",
