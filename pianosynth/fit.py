@@ -1,0 +1,1193 @@
+"""Fit the model to one recorded note (``pianosynth fit``), and the measures shared by the fit,
+the realism report and their tests.
+
+From one recorded note of a known key the fit estimates, in the order of Bank et al. 2003 §4:
+
+1. **f0 and B** (eq. 12) from the partial frequencies -> ``f0_hz``, ``inharmonicity_b``
+   (tuning and dispersion allpass);
+2. **per-partial decay** -> the one-pole loss filter of eq. 8-10: decay rates
+   sigma_k = 1/tau_k regressed on sigma = c1 + c3 theta^2 with weights tau_k^4 (§4.1), written
+   as the two T60s the engine designs the filter from (``t60_f0_s``, ``t60_high_s``,
+   ``t60_high_hz``);
+3. **two-stage decay and beating** of the low partials (coupled unison strings, §4.3): a
+   two-mode fit of each partial's envelope gives the second mode's level and decay, the beat
+   its frequency -> resonator bank of eq. 16 (``second_mode_level``, ``late_t60_ratio``,
+   ``unison_detune_cents``);
+4. **excitation**: the hammer velocity whose attack brightness (spectral centroid of the
+   first 100 ms) matches the recording, then the level -> ``output_gain_db``.
+
+The fitted note is rendered with the same engine and measured with the same functions as the
+recording; errors before (base preset) and after (fitted) are reported: partial frequencies
+in cents, T60 in %, and the multi-resolution STFT distance (Yamamoto et al. 2020; Dal Santo
+et al. 2025). ``--refine`` then minimises that distance over a few continuous parameters with
+a bounded derivative-free search.
+
+References
+----------
+B. Bank et al., "Physically informed signal processing methods for piano sound synthesis: a
+research overview", EURASIP JASP 2003(10) §4.1-4.3, eq. 7-16. G. Weinreich, "Coupled piano
+strings", JASA 62, 1977 (two-stage decay, beating).
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import analysis as A
+from .errors import PianosynthError
+
+LN1000 = math.log(1000.0)
+#: lowest / highest MIDI key.
+KEY_MIN, KEY_MAX = 21, 108
+
+
+# ============================================================================ measurements
+def equal_tempered_hz(key, a4_hz: float = 440.0):
+    """12-TET frequency of MIDI ``key``, Hz."""
+    return a4_hz * 2.0 ** ((np.asarray(key, float) - 69.0) / 12.0)
+
+
+@dataclass
+class TwoMode:
+    """Two-stage decay of one partial: prompt mode (level 0 dB, ``t60_fast_s``) plus an
+    aftersound mode ``level_db`` below it at the peak time, decaying with ``t60_slow_s``.
+    ``rms_db``: fit residual (dB); ``single``: True when one exponential fits as well;
+    ``t60_single_s``: T60 of the best single exponential (the partial's overall decay)."""
+
+    t60_fast_s: float
+    t60_slow_s: float
+    level_db: float
+    rms_db: float
+    single: bool
+    t60_single_s: float = float("nan")
+
+
+def _edc_model_db(t, q, t_end):
+    """dB of the truncated backward integral of two decaying powers (levels q[0], q[1] dB at
+    t = 0, T60s exp(q[2]), exp(q[3]) s) from t to ``t_end``, per second of power."""
+    out = np.zeros_like(t)
+    for lev, lt in ((q[0], q[2]), (q[1], q[3])):
+        t60 = math.exp(lt)
+        tau_p = t60 / (6.0 * math.log(10.0))          # power time constant (60 dB per T60)
+        out = out + 10.0 ** (lev / 10.0) * tau_p * (np.exp(-t / tau_p) - np.exp(-t_end / tau_p))
+    return 10.0 * np.log10(np.maximum(out, 1e-300))
+
+
+def fit_two_mode(t, env_db, t0: float, t1: float, floor_db: float = -np.inf,
+                 early_s: float = 1.0) -> TwoMode | None:
+    """Fit a prompt + aftersound decay to a partial's dB envelope over [t0, t1].
+
+    Parameters
+    ----------
+    t, env_db : arrays
+        Envelope (s, dB), e.g. from :func:`analysis.partial_envelopes`.
+    t0, t1 : float
+        Fit span (s, same origin as ``t``): from the envelope peak to where it meets the
+        noise floor (``DecayTimes.t_peak_s``, ``t_end_s``).
+    floor_db : float
+        Noise floor of the envelope (dB), subtracted in the power domain.
+    early_s : float
+        Span (s after t0) of the initial guess of the prompt decay.
+
+    Returns
+    -------
+    TwoMode or None (fewer than 10 frames).
+
+    Notes
+    -----
+    Model (Weinreich 1977; Bank et al. 2003 §4.3): the partial of two coupled unison strings
+    is a pair of decaying sinusoids, P(t) = a e^{-t/tau_a} + b e^{-t/tau_b} + beating. Deep
+    beats (tens of dB) defeat a fit to the envelope itself, so, as Schroeder did for rooms, the
+    fit is made to the backward integral E(t) = int_t^t1 P: the beat's cross term integrates
+    to a small ripple, and E of two exponentials truncated at t1 is known in closed form.
+    Levels and T60s are fitted in dB by bounded least squares.
+    """
+    from scipy.optimize import least_squares
+
+    t = np.asarray(t, float)
+    e = np.asarray(env_db, float)
+    m = (t >= t0) & (t <= t1) & np.isfinite(e)
+    if m.sum() < 10:
+        return None
+    hop = float(np.median(np.diff(t)))
+    tp = t[m] - t0
+    p = 10.0 ** (e[m] / 10.0)
+    if np.isfinite(floor_db):
+        p = np.maximum(p - 10.0 ** (floor_db / 10.0), 0.0)
+    pe = 10.0 * np.log10(np.maximum(p, 1e-300))
+    t_end = float(tp[-1]) + hop
+    edc = np.cumsum(p[::-1])[::-1] * hop
+    # log-spaced time points: the short prompt decay and the long aftersound get equal
+    # weight; leave out the last 5 % of the span, where E(t) is a few noisy frames
+    n_use = int(np.count_nonzero((tp <= 0.95 * t_end) & (edc > edc[0] * 1e-6)))
+    if n_use < 10:
+        return None
+    idx = np.unique(np.concatenate([[0], np.round(np.geomspace(1, n_use - 1, 80)).astype(int)]))
+    tt, y = tp[idx], 10.0 * np.log10(edc[idx] + 1e-300)
+
+    def res1(q):
+        return _edc_model_db(tt, [q[0], -300.0, q[1], 0.0], t_end) - y
+
+    def res2(q):
+        return _edc_model_db(tt, q, t_end) - y
+
+    lev0 = float(10.0 * np.log10(p[:max(3, int(0.05 / hop))].mean() + 1e-300))
+    c = np.polyfit(tp, pe, 1)
+    t60_0 = float(np.clip(-60.0 / c[0] if c[0] < 0 else 10.0, 0.05, 500.0))
+    try:
+        r1 = least_squares(res1, [lev0, math.log(t60_0)],
+                           bounds=([lev0 - 60, math.log(0.02)], [lev0 + 60, math.log(2000.0)]))
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    rms1 = float(np.sqrt(np.mean(r1.fun ** 2)))
+    t60_1 = math.exp(r1.x[1])
+    # two modes, started from the early and late slopes of the envelope
+    me = tp <= max(min(early_s, 0.3 * t_end), 5 * hop)
+    ml = tp >= 0.5 * t_end
+    ce = np.polyfit(tp[me], pe[me], 1) if me.sum() >= 3 else c
+    cl = np.polyfit(tp[ml], pe[ml], 1) if ml.sum() >= 3 else c
+    ta = float(np.clip(-60.0 / ce[0] if ce[0] < 0 else t60_1, 0.03, 500.0))
+    tb = float(np.clip(-60.0 / cl[0] if cl[0] < 0 else 5.0 * ta, 1.5 * ta, 1500.0))
+    lo = [lev0 - 30.0, lev0 - 100.0, math.log(0.02), math.log(0.02)]
+    hi = [lev0 + 30.0, lev0 + 10.0, math.log(500.0), math.log(2000.0)]
+    x0 = np.clip([lev0, min(float(cl[1]), lev0 - 6.0), math.log(ta), math.log(tb)],
+                 np.add(lo, 1e-6), np.subtract(hi, 1e-6))
+    try:
+        r2 = least_squares(res2, x0, bounds=(lo, hi), x_scale=[10.0, 10.0, 1.0, 1.0])
+    except (ValueError, np.linalg.LinAlgError):
+        return TwoMode(t60_1, t60_1, -120.0, rms1, True, t60_1)
+    la, lb, ta, tb = r2.x[0], r2.x[1], math.exp(r2.x[2]), math.exp(r2.x[3])
+    if ta > tb:
+        la, lb, ta, tb = lb, la, tb, ta
+    rms2 = float(np.sqrt(np.mean(r2.fun ** 2)))
+    if rms2 > 0.7 * rms1 or tb < 1.5 * ta or lb - la < -80.0:
+        return TwoMode(t60_1, t60_1, -120.0, rms1, True, t60_1)
+    return TwoMode(ta, tb, lb - la, rms2, False, t60_1)
+
+
+@dataclass
+class NoteAnalysis:
+    """Everything measured from one note (recording or render) by :func:`analyse_note`.
+
+    Frequencies Hz, times s, levels dB. Arrays have shape (n_partials,), index k - 1."""
+
+    key: int
+    fs: int
+    onset: int
+    f0_hz: float
+    inharmonicity_b: float
+    f1_hz: float
+    stretch_cents: float
+    partials_hz: np.ndarray
+    t60_early_s: np.ndarray
+    t60_late_s: np.ndarray
+    t60_whole_s: np.ndarray
+    t_peak_s: np.ndarray
+    t_end_s: np.ndarray
+    decay_range_db: np.ndarray
+    level_at_peak_db: np.ndarray
+    decay_freqs_hz: np.ndarray | None = None
+    floor_db: np.ndarray | None = None
+    two_mode: list = field(default_factory=list)
+    beat_hz: np.ndarray | None = None
+    level_db: float = float("nan")
+    centroid_hz: float = float("nan")
+    edt_s: float = float("nan")
+    duration_s: float = float("nan")
+    noise_rms: float = 0.0
+
+
+def partial_decays(xm, fs: int, freqs_hz, t0_s, t1_s, floor_db=None, n_two_mode: int = 99):
+    """Per-partial decay over given spans: two-mode / single fits and decay range.
+
+    Parameters
+    ----------
+    xm : ndarray (n,)
+        The note, mono.
+    fs : int
+        Rate, Hz.
+    freqs_hz : array (m,)
+        Partial frequencies (nan: skipped).
+    t0_s, t1_s : arrays (m,)
+        Fit span of each partial in s from x[0] (nan: skipped).
+    floor_db : array (m,), optional
+        Noise floor of each partial's envelope (dB); None = no noise.
+    n_two_mode : int
+        Only the first ``n_two_mode`` partials get a two-mode fit (the rest: single).
+
+    Returns
+    -------
+    two : list of TwoMode or None (m,)
+    range_db : ndarray (m,)
+        Decay of the least-squares line over the span, dB (how much decay was observed).
+    level_db : ndarray (m,)
+        That line's level at t0, dB re full scale.
+    """
+    f = np.asarray(freqs_hz, float)
+    m = f.size
+    t_env, env = A.partial_envelopes(xm, fs, f)
+    floor = np.full(m, -np.inf) if floor_db is None else np.asarray(floor_db, float)
+    two = [None] * m
+    rng = np.full(m, np.nan)
+    lpk = np.full(m, np.nan)
+    for i in range(m):
+        t0, t1 = float(t0_s[i]), float(t1_s[i])
+        if not (np.isfinite(f[i]) and np.isfinite(t0) and np.isfinite(t1)):
+            continue
+        sel = (t_env >= t0) & (t_env <= t1) & np.isfinite(env[i])
+        if sel.sum() < 10:
+            continue
+        c = np.polyfit(t_env[sel], env[i][sel], 1)
+        lpk[i] = np.polyval(c, t0)
+        rng[i] = -c[0] * (t1 - t0)
+        fl = floor[i] if np.isfinite(floor[i]) else -np.inf
+        tm = fit_two_mode(t_env, env[i], t0, t1, fl)
+        if tm is not None and i >= n_two_mode and not tm.single:
+            tm = TwoMode(tm.t60_single_s, tm.t60_single_s, -120.0, tm.rms_db, True,
+                         tm.t60_single_s)
+        two[i] = tm
+    return two, rng, lpk
+
+
+def measure_partial_1(x, fs, partials_hz, f0_hz, b) -> float:
+    """Frequency of partial 1: the measured peak when found, else the peak near the one
+    predicted by the fitted f0, B (bass recordings whose fundamental is weak), Hz."""
+    if np.isfinite(partials_hz[0]):
+        return float(partials_hz[0])
+    guess = f0_hz * math.sqrt(1.0 + b)
+    f = A.partial_frequency(x, fs, guess, search_hz=0.01 * guess)
+    return float(f) if np.isfinite(f) else float(guess)
+
+
+def noise_rms(xm, fs: int, onset: int) -> float:
+    """RMS of the background: the quietest 100 ms block (before the onset, or from 0.2 s
+    after it), full-scale units."""
+    m = int(0.1 * fs)
+    segs = []
+    if onset >= m:
+        segs.append(xm[:onset - int(0.005 * fs)])
+    segs.append(xm[onset + int(0.2 * fs):])
+    best = np.inf
+    for s in segs:
+        nb = s.size // m
+        if nb:
+            best = min(best, float(np.sqrt(np.min(np.mean(s[:nb * m].reshape(nb, m) ** 2,
+                                                          axis=1)))))
+    return best if np.isfinite(best) else 0.0
+
+
+def analyse_note(x, fs: int, key: int, f1_guess_hz: float | None = None, n_partials: int = 30,
+                 n_decay: int = 20, n_two_mode: int = 8, n_beat: int = 0, a4_hz: float = 440.0,
+                 onset: int | None = None) -> NoteAnalysis:
+    """Measure a note: tuning, inharmonicity, partial decays, two-stage decay, level, EDT.
+
+    Parameters
+    ----------
+    x : array_like, shape (n,) or (n, channels)
+        The note (recording or render), full-scale units.
+    fs : int
+        Sample rate, Hz.
+    key : int
+        MIDI key (21..108); the stretch is measured against its 12-TET frequency.
+    f1_guess_hz : float, optional
+        Start of the partial search (default: 12-TET).
+    n_partials : int
+        Partials searched for f0 and B (:func:`analysis.find_partials`).
+    n_decay : int
+        Partials whose decay is measured (:func:`analysis.decay_times`).
+    n_two_mode, n_beat : int
+        Partials given a two-mode fit (:func:`fit_two_mode`) and a beat measurement
+        (:func:`analysis.beating`).
+
+    Returns
+    -------
+    NoteAnalysis
+    """
+    xm = A.to_mono(x)
+    n0 = A.detect_onset(xm, fs) if onset is None else int(onset)
+    f_et = float(equal_tempered_hz(key, a4_hz))
+    guess = f_et if f1_guess_hz is None else float(f1_guess_hz)
+    p = A.find_partials(xm, fs, guess, n_partials=n_partials, onset=n0)
+    f0, b = A.fit_f0_B(p)
+    if not np.isfinite(f0):
+        f0, b = guess, 0.0
+    f1 = measure_partial_1(xm, fs, p, f0, b)
+    k = np.arange(1, n_partials + 1)
+    pred = k * f0 * np.sqrt(1.0 + max(b, 0.0) * k * k)
+    pp = np.where(np.isfinite(p), p, pred)
+    pp = np.where(pp < 0.45 * fs, pp, np.nan)
+    nd = min(n_decay, n_partials)
+    dt = A.decay_times(xm, fs, pp[:nd], onset=n0)
+    two, rng, lpk = partial_decays(xm, fs, pp[:nd], dt.t_peak_s, dt.t_end_s, dt.floor_db,
+                                   n_two_mode)
+    beat = None
+    if n_beat:
+        beat = np.full(n_beat, np.nan)
+        for i in range(min(n_beat, nd)):
+            if np.isfinite(dt.t60_whole_s[i]):
+                beat[i] = A.beating(xm, fs, pp[i], onset=n0)[0]
+    return NoteAnalysis(
+        key=int(key), fs=int(fs), onset=n0, f0_hz=float(f0), inharmonicity_b=float(b),
+        f1_hz=f1, stretch_cents=float(1200.0 * math.log2(f1 / f_et)), partials_hz=p,
+        t60_early_s=dt.t60_early_s, t60_late_s=dt.t60_late_s, t60_whole_s=dt.t60_whole_s,
+        t_peak_s=dt.t_peak_s, t_end_s=dt.t_end_s, decay_range_db=rng, level_at_peak_db=lpk,
+        decay_freqs_hz=pp[:nd], floor_db=dt.floor_db, two_mode=two, beat_hz=beat,
+        level_db=A.level_db(xm, fs, onset=n0),
+        centroid_hz=A.spectral_centroid(xm, fs, onset=n0), edt_s=A.edt(xm, fs, onset=n0),
+        duration_s=(xm.size - n0) / fs, noise_rms=noise_rms(xm, fs, n0))
+
+
+# ============================================================================ input checks
+def load_recording(path) -> tuple[np.ndarray, int]:
+    """Read an audio file -> (samples (n, channels) float64, rate Hz).
+
+    Raises
+    ------
+    PianosynthError
+        Missing, unreadable or not an audio file.
+    """
+    import soundfile as sf
+
+    p = Path(path)
+    if not p.exists():
+        raise PianosynthError(f"recording not found: {p}")
+    if p.is_dir():
+        raise PianosynthError(f"recording path is a folder, not an audio file: {p}")
+    try:
+        data, fs = sf.read(str(p), dtype="float64", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError, TypeError, ValueError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise PianosynthError(f"{p}: not an audio file libsndfile can read ({msg})") from None
+    except OSError as e:
+        raise PianosynthError(f"cannot read {p}: {e.strerror or e}") from None
+    return data, int(fs)
+
+
+#: shortest usable note after the onset, s.
+MIN_NOTE_S = 0.5
+#: a recording whose peak is below this is silence, dBFS.
+SILENCE_DBFS = -60.0
+
+
+def check_signal(data: np.ndarray, fs: int, what: str = "recording") -> np.ndarray:
+    """Basic checks of a recorded note; returns it as mono.
+
+    Raises :class:`PianosynthError` for an unsupported rate, silence, clipping or a note
+    shorter than :data:`MIN_NOTE_S`.
+
+    Notes
+    -----
+    Clipping: a run of three or more consecutive samples exactly at the peak magnitude with a
+    peak above -1 dBFS (hard clipping flattens the crest; a piano waveform's crest is sharp).
+    """
+    from .engine.core import Engine  # noqa: F401  (the engine's rate limits)
+
+    if not 44100 <= fs <= 192000:
+        raise PianosynthError(f"{what}: sample rate {fs} Hz is not supported (the engine "
+                              "renders at 44100..192000 Hz; resample the file)")
+    a = np.asarray(data, float)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.shape[0] < int(MIN_NOTE_S * fs):
+        raise PianosynthError(f"{what}: only {a.shape[0] / fs:.2f} s long; a note of at "
+                              f"least {MIN_NOTE_S:g} s is needed")
+    if not np.all(np.isfinite(a)):
+        raise PianosynthError(f"{what}: contains non-finite samples")
+    peak = float(np.max(np.abs(a)))
+    if peak <= 10.0 ** (SILENCE_DBFS / 20.0):
+        lvl = 20.0 * math.log10(peak) if peak > 0 else -math.inf
+        raise PianosynthError(f"{what}: silent (peak {lvl:.0f} dBFS, below "
+                              f"{SILENCE_DBFS:g} dBFS)")
+    if peak >= 10.0 ** (-1.0 / 20.0):
+        for c in range(a.shape[1]):
+            at = np.abs(a[:, c]) >= peak
+            if at.sum() >= 3:
+                runs = np.diff(np.flatnonzero(np.diff(np.concatenate([[0], at, [0]]))))[::2]
+                if runs.size and runs.max() >= 3:
+                    raise PianosynthError(f"{what}: clipped ({int(at.sum())} samples at the "
+                                          f"peak {20 * math.log10(peak):.1f} dBFS, runs up to "
+                                          f"{int(runs.max())} samples); record it again "
+                                          "with less gain")
+    xm = A.to_mono(a)
+    n0 = A.detect_onset(xm, fs)
+    if (xm.size - n0) / fs < MIN_NOTE_S:
+        raise PianosynthError(f"{what}: the note starts {n0 / fs:.2f} s in and lasts only "
+                              f"{(xm.size - n0) / fs:.2f} s; at least {MIN_NOTE_S:g} s needed")
+    return xm
+
+
+def count_attacks(x, fs: int, rise_db: float = 10.0, window_s: float = 0.06,
+                  range_db: float = 15.0, rms_s: float = 0.03) -> list[float]:
+    """Times (s) of the attacks in a signal: the first onset and every later point where the
+    RMS level (``rms_s`` windows, 5 ms hop) rises by more than ``rise_db`` within
+    ``window_s`` while within ``range_db`` of the loudest level. A re-strike or a second note
+    does that; the beating of one decaying note rises far slower."""
+    xm = A.to_mono(x)
+    hop = max(1, int(0.005 * fs))
+    m = max(hop, int(rms_s * fs))
+    if xm.size < 4 * m:
+        return []
+    e = 10.0 * np.log10(np.convolve(xm * xm, np.ones(m) / m, mode="valid")[::hop] + 1e-20)
+    top = float(e.max())
+    w = max(1, int(round(window_s / 0.005)))
+    i0 = int(np.argmax(e >= top - range_db))
+    attacks = [i0 * hop / fs]
+    i = i0 + int(np.argmax(e[i0:i0 + 4 * w])) + w      # past the first attack's rise
+    while i < e.size:
+        mn = float(e[max(0, i - w):i].min())
+        if e[i] > top - range_db and e[i] - mn > rise_db:
+            attacks.append(i * hop / fs)
+            i += int(np.argmax(e[i:i + 4 * w])) + w
+        else:
+            i += 1
+    return attacks
+
+
+def _attack_spectrum(xm, fs, onset, t_start_s=0.05, dur_s=0.5):
+    """dB magnitude (Hann window, zero-padded x4) of ``dur_s`` from ``t_start_s`` after the
+    onset -> (f, mag_db, bin spacing of the unpadded window in Hz) or None."""
+    i0 = onset + int(t_start_s * fs)
+    seg = xm[i0:i0 + int(dur_s * fs)]
+    if seg.size < 256:
+        return None
+    nfft = 4 * seg.size
+    mag = 20.0 * np.log10(np.abs(np.fft.rfft(seg * np.hanning(seg.size), nfft)) + 1e-20)
+    return np.fft.rfftfreq(nfft, 1.0 / fs), mag, fs / seg.size
+
+
+def unexplained_peak(x, fs: int, onset: int, f0_hz: float, b: float,
+                     fmax_hz: float = 10000.0) -> tuple[float, float]:
+    """The strongest spectral peak that is not a partial of f0, B (eq. 12).
+
+    Returns (level in dB relative to the strongest peak, frequency in Hz); (-inf, nan) when
+    every peak is a partial. A peak counts as a partial when it lies within f0/10 (at least
+    3 bins) of k f0 sqrt(1 + B k^2). Window: 0.5 s from 50 ms after the onset; peaks from
+    0.45 f1 (so a fundamental an octave below is seen, room rumble is not) to ``fmax_hz``."""
+    sp = _attack_spectrum(A.to_mono(x), fs, onset)
+    if sp is None:
+        return -math.inf, float("nan")
+    f, mag, df = sp
+    f1 = f0_hz * math.sqrt(1.0 + max(b, 0.0))
+    band = (f >= max(20.0, 0.45 * f1)) & (f <= min(fmax_hz, 0.45 * fs))
+    loc = np.flatnonzero(band[1:-1] & (mag[1:-1] > mag[:-2]) & (mag[1:-1] >= mag[2:])) + 1
+    if loc.size == 0:
+        return -math.inf, float("nan")
+    top = float(mag[loc].max())
+    k = np.arange(1, int(fmax_hz / max(f0_hz, 1.0)) + 2, dtype=float)
+    fk = k * f0_hz * np.sqrt(1.0 + max(b, 0.0) * k * k)
+    tol = max(0.1 * f0_hz, 3.0 * df)
+    d = np.min(np.abs(f[loc][:, None] - fk[None, :]), axis=1)
+    un = loc[d > tol]
+    if un.size == 0:
+        return -math.inf, float("nan")
+    j = un[np.argmax(mag[un])]
+    return float(mag[j] - top), float(f[j])
+
+
+def odd_even_ratio_db(x, fs: int, onset: int, f0_hz: float, b: float, k_max: int = 10) -> float:
+    """Energy of the odd partials 1, 3, 5 ... over that of the even ones 2, 4 ... (k <=
+    ``k_max``, within +-f0/10 of eq. 12), dB. About 0 +- 10 dB for a piano note; far below
+    when the partials of f0 are really those of a note an octave higher (key given an octave
+    too low)."""
+    sp = _attack_spectrum(A.to_mono(x), fs, onset)
+    if sp is None:
+        return float("nan")
+    f, mag, df = sp
+    p = 10.0 ** (mag / 10.0)
+    tol = max(0.1 * f0_hz, 2.0 * df)
+    e = np.zeros(2)
+    for k in range(1, k_max + 1):
+        fk = k * f0_hz * math.sqrt(1.0 + max(b, 0.0) * k * k)
+        if fk > 0.45 * fs:
+            break
+        e[k % 2] += p[np.abs(f - fk) <= tol].sum()
+    return float(10.0 * np.log10((e[1] + 1e-30) / (e[0] + 1e-30)))
+
+
+def harmonic_energy_fraction(x, fs: int, onset: int, partials_hz, f0_hz: float,
+                             t_start_s: float = 0.05, dur_s: float = 0.5) -> float:
+    """Fraction of the spectral energy between 0.5 f0 and the highest found partial + f0/2
+    that lies within +-f0/8 of the found partials (a single note: most of it; a chord or a
+    wrong key: far less)."""
+    xm = A.to_mono(x)
+    i0 = onset + int(t_start_s * fs)
+    seg = xm[i0:i0 + int(dur_s * fs)]
+    p = np.asarray(partials_hz, float)
+    p = p[np.isfinite(p)]
+    if seg.size < 256 or p.size == 0:
+        return 0.0
+    spec = np.abs(np.fft.rfft(seg * np.hanning(seg.size))) ** 2
+    f = np.fft.rfftfreq(seg.size, 1.0 / fs)
+    band = (f >= 0.5 * f0_hz) & (f <= p.max() + 0.5 * f0_hz)
+    near = np.zeros(f.size, bool)
+    hw = max(f0_hz / 8.0, 3.0 * fs / seg.size)
+    for fk in p:
+        near |= np.abs(f - fk) <= hw
+    tot = spec[band].sum()
+    return float(spec[band & near].sum() / tot) if tot > 0 else 0.0
+
+
+#: a recorded partial 1 further than this from the key's target (cents) means another key.
+KEY_TOLERANCE_CENTS = 60.0
+
+
+def key_name(key: int) -> str:
+    names = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+    return f"{names[key % 12]}{key // 12 - 1}"
+
+
+def check_note(xm, fs: int, key: int, rec: NoteAnalysis, f1_target_hz: float,
+               what: str = "recording") -> None:
+    """Check that ``xm`` is one note of ``key`` (after :func:`analyse_note`).
+
+    Raises :class:`PianosynthError` when the note has more than one attack; when its partial 1
+    is more than :data:`KEY_TOLERANCE_CENTS` from the key's target; when the odd partials of
+    f0 hold < 1 % of the energy of the even ones (the key is an octave too low); when the
+    strongest peak that is not a partial is an odd multiple of f0/2 within 20 dB of the
+    strongest partial (an octave too high) or any such peak is within 6 dB of it (another
+    key, or more than one note)."""
+    name = f"{key_name(key)} (MIDI {key})"
+    att = count_attacks(xm, fs)
+    if len(att) > 1:
+        raise PianosynthError(f"{what}: not a single note: {len(att)} attacks (at "
+                              + ", ".join(f"{t:.2f}" for t in att[:4])
+                              + (" ..." if len(att) > 4 else "") + " s)")
+    n_found = int(np.count_nonzero(np.isfinite(rec.partials_hz)))
+    if n_found < 1 or not np.isfinite(rec.f0_hz):
+        raise PianosynthError(f"{what}: no partials of {name} found; wrong key, or not a "
+                              "piano note?")
+    dev = 1200.0 * math.log2(rec.f1_hz / f1_target_hz)
+    if abs(dev) > KEY_TOLERANCE_CENTS:
+        guess = int(round(69 + 12 * math.log2(rec.f1_hz / 440.0)))
+        hint = f"; sounds like {key_name(guess)} (MIDI {guess})?" if KEY_MIN <= guess <= KEY_MAX \
+            else ""
+        raise PianosynthError(f"{what}: partial 1 at {rec.f1_hz:.2f} Hz is {dev:+.0f} cents "
+                              f"from {name} ({f1_target_hz:.2f} Hz): wrong key{hint}")
+    oe = odd_even_ratio_db(xm, fs, rec.onset, rec.f0_hz, rec.inharmonicity_b)
+    if np.isfinite(oe) and oe < -20.0 and key + 12 <= KEY_MAX:
+        raise PianosynthError(f"{what}: the odd partials of {name} are missing ({oe:.0f} dB "
+                              f"below the even ones): the note is {key_name(key + 12)} or "
+                              "higher, not " + key_name(key))
+    u_db, u_hz = unexplained_peak(xm, fs, rec.onset, rec.f0_hz, rec.inharmonicity_b)
+    if np.isfinite(u_db):
+        half = rec.f0_hz * math.sqrt(1.0 + rec.inharmonicity_b) / 2.0
+        m = u_hz / half
+        on_sub = abs(m - round(m)) < 0.1 and int(round(m)) % 2 == 1
+        if on_sub and u_db > -20.0 and key - 12 >= KEY_MIN:
+            raise PianosynthError(f"{what}: a peak at {u_hz:.1f} Hz ({u_db:.0f} dB) is an odd "
+                                  f"multiple of half of {name}'s f0: the note is "
+                                  f"{key_name(key - 12)} or lower, not {key_name(key)}")
+        if u_db > -6.0:
+            raise PianosynthError(f"{what}: a strong peak at {u_hz:.1f} Hz ({u_db:.0f} dB re "
+                                  f"the strongest) is not a partial of {name}: wrong key, or "
+                                  "more than one note")
+
+
+# ============================================================================ rendering
+def render_note(settings: dict, key_overrides: dict, key: int, velocity: int, n_frames: int,
+                fs: int) -> np.ndarray:
+    """One note (struck at sample 0, held) through the engine -> mono float64 (n_frames,)."""
+    from .engine.core import Engine
+    from .engine.events import make_events
+
+    with np.errstate(all="ignore"):
+        eng = Engine(dict(settings), int(fs), {int(k): dict(v) for k, v in key_overrides.items()},
+                     max_voices=2)
+    y = eng.render_frames(int(n_frames), make_events([(0, 0x90, int(key), int(velocity))]),
+                          block_size=4096)
+    return y.mean(axis=1)
+
+
+def key_design(settings: dict, key_overrides: dict, key: int):
+    """(KeyboardParams, index) of ``key`` under ``settings`` and ``key_overrides``."""
+    from .design.keyboard import design_keyboard
+
+    kp = design_keyboard(settings, key_overrides)
+    return kp, int(key) - KEY_MIN
+
+
+def model_partials(settings: dict, key_overrides: dict, key: int, fs: int, n: int) -> np.ndarray:
+    """Resonance frequencies (Hz) of partials 1..n of ``key``'s designed string loop (the
+    frequencies the engine will play, dispersion-filter errors included); nan above 0.45 x
+    the string's rate."""
+    from .design.string import loop_partials_hz
+    from .engine import blockloop as BL
+    from .engine.core import clamp_settings, design_key_table
+
+    kd = design_key_table(clamp_settings(settings), fs,
+                          {int(k): dict(v) for k, v in key_overrides.items()})
+    sd = kd.strings[key]
+    out = np.full(n, np.nan)
+    if sd is None:
+        return out
+    r = int(kd.kt_i[key, BL.K_RATE]) if hasattr(BL, "K_RATE") else 1
+    fs_s = fs / max(r, 1)
+    i = int(key) - KEY_MIN
+    f0, b = kd.kp.f0_hz[i], kd.kp.inharmonicity_b[i]
+    k = np.arange(1, n + 1, dtype=float)
+    guess = k * f0 * np.sqrt(1.0 + b * k * k)
+    m = int(np.count_nonzero(guess < 0.45 * fs_s))
+    if m:
+        out[:m] = loop_partials_hz(fs_s, sd.nut_delay + sd.bridge_delay, sd.thiran_eta,
+                                   sd.disp_sos, sd.loss_g, sd.loss_a1, m, guess[:m])
+    return out
+
+
+# ============================================================================ the fit
+def fit_tuning(partials_hz, n_max: int = 20) -> tuple[float, float]:
+    """f0 and B (eq. 12) minimising the cent errors of partials 1..``n_max`` (equal weights
+    on (f_k/k)^2, which is equal weight per cent); falls back to all found partials."""
+    p = np.asarray(partials_hz, float)
+    k = np.arange(1, p.size + 1)
+    use = np.isfinite(p) & (k <= n_max)
+    if use.sum() < 2:
+        use = np.isfinite(p)
+    f0, b = A.fit_f0_B(p[use], k[use], weights=np.ones(int(use.sum())))
+    if not np.isfinite(f0):
+        f0, b = A.fit_f0_B(p)
+    return float(f0), float(max(b, 0.0)) if np.isfinite(b) else 0.0
+
+
+def fit_tuning_model(settings: dict, keys_with, key: int, fs: int, partials_hz, f0: float,
+                     b: float, n_max: int = 20, iterations: int = 3) -> tuple[float, float, int]:
+    """Refine f0, B so the engine's designed partials (:func:`model_partials`, dispersion
+    allpass errors included) match the measured partials 1..``n_max`` inside the allpass
+    design band in the least-squares sense (cents; Gauss-Newton, numerical Jacobian).
+
+    Returns (f0, B, n_band): partials above the design band are not fitted (the allpass
+    only approximates eq. 12 inside it, Bank et al. §4.2; above it they drift by cents)."""
+    from .design.string import dispersion_band_hz
+
+    meas = np.asarray(partials_hz, float)[:n_max]
+    k = np.arange(1, meas.size + 1)
+    band = dispersion_band_hz(f0, fs)
+    use = np.isfinite(meas) & (meas <= band)
+    if use.sum() < 2:
+        return f0, b, int(use.sum())
+
+    def resid(q):
+        mp = model_partials(settings, keys_with({"f0_hz": q[0], "inharmonicity_b": q[1]}),
+                            key, fs, meas.size)
+        return 1200.0 * np.log2(mp[use] / meas[use])
+
+    q = np.array([f0, b], float)
+    r = resid(q)
+    for _ in range(iterations):
+        steps = np.array([q[0] * 1e-4, max(q[1] * 0.02, 1e-7)])
+        jac = np.empty((r.size, 2))
+        for j in range(2):
+            dq = q.copy()
+            dq[j] += steps[j]
+            jac[:, j] = (resid(dq) - r) / steps[j]
+        ok = np.all(np.isfinite(jac), axis=1) & np.isfinite(r)
+        if ok.sum() < 2:
+            break
+        delta, *_ = np.linalg.lstsq(jac[ok], -r[ok], rcond=None)
+        qn = np.array([q[0] + delta[0], float(np.clip(q[1] + delta[1], 0.0, 0.05))])
+        rn = resid(qn)
+        if np.nanmean(rn ** 2) >= np.nanmean(r ** 2):
+            break
+        q, r = qn, rn
+    return float(q[0]), float(q[1]), int(use.sum())
+
+
+def fit_loss_filter(freqs_hz, t60_s, order: int = 1, weights=None):
+    """Decay-rate regression of the loss filter (Bank et al. 2003 §4.1, eq. 9-10).
+
+    Parameters
+    ----------
+    freqs_hz, t60_s : arrays (m,)
+        Partial frequencies (Hz) and the T60 (s) the string must give them (nan: ignored).
+    order : int
+        1: sigma(f) = c1 + c3 f^2 (the one-pole filter of eq. 8). Higher orders are not
+        supported by the engine's string loop.
+    weights : array (m,), optional
+        Extra weights multiplied into tau^4.
+
+    Returns
+    -------
+    (c1, c3) : floats, decay rate sigma = 1/tau = c1 + c3 f^2 in 1/s with f in Hz.
+
+    Notes
+    -----
+    tau_k = T60_k / ln(1000); least squares on sigma_k with weights w_k = tau_k^4, which
+    minimises the error in tau (§4.1). c3 is clamped at 0 (T60 must not grow with frequency
+    for 0 < g < 1, -1 < a1 <= 0) and c1 kept positive; the engine's
+    :func:`design.string.design_loss_filter` turns two points of the curve into g and a1.
+    """
+    if order != 1:
+        raise PianosynthError(f"--loss-order {order}: the engine's loss filter is the one-pole "
+                              "of Bank et al. eq. 8; only order 1 is supported")
+    f = np.asarray(freqs_hz, float)
+    t = np.asarray(t60_s, float)
+    w = np.ones_like(f) if weights is None else np.asarray(weights, float)
+    ok = np.isfinite(f) & np.isfinite(t) & (t > 0) & np.isfinite(w) & (w > 0)
+    if ok.sum() == 0:
+        raise PianosynthError("no partial with a measurable decay")
+    tau = t[ok] / LN1000
+    sig = 1.0 / tau
+    ww = tau ** 4 * w[ok]
+    x = f[ok] ** 2
+    if ok.sum() >= 2 and np.ptp(x) > 0:
+        sw = np.sqrt(ww)
+        (c1, c3), *_ = np.linalg.lstsq(np.column_stack([np.ones_like(x), x]) * sw[:, None],
+                                       sig * sw, rcond=None)
+    else:
+        c1, c3 = float(np.sum(ww * sig) / np.sum(ww)), 0.0
+    if c3 < 0.0:
+        c1, c3 = float(np.sum(ww * sig) / np.sum(ww)), 0.0
+    if c1 <= 0.0:
+        c1 = float(0.2 * np.min(sig))
+        c3 = max(float(np.sum(ww * (sig - c1) * x) / np.sum(ww * x * x)), 0.0)
+    return float(c1), float(c3)
+
+
+def loss_t60(c1: float, c3: float, f_hz):
+    """T60 (s) of the loss-filter curve sigma = c1 + c3 f^2 at ``f_hz``."""
+    return LN1000 / (c1 + c3 * np.asarray(f_hz, float) ** 2)
+
+
+def _wmedian(values, weights):
+    v = np.asarray(values, float)
+    w = np.asarray(weights, float)
+    ok = np.isfinite(v) & np.isfinite(w) & (w > 0)
+    if not ok.any():
+        return float("nan")
+    v, w = v[ok], w[ok]
+    o = np.argsort(v)
+    c = np.cumsum(w[o])
+    return float(v[o][np.searchsorted(c, 0.5 * c[-1])])
+
+
+@dataclass
+class Errors:
+    """Fitted or default render vs the recording (same analysis on both)."""
+
+    cents: np.ndarray           # partial k = 1.. (render vs recording), nan where unmatched
+    t60_pct: np.ndarray         # overall T60 of partial k, % (nan: < MIN_RANGE_DB of decay)
+    t60_rec_s: np.ndarray
+    t60_ren_s: np.ndarray
+    stft: float                 # multi-resolution STFT distance over STFT_SPAN_S
+    level_db: float             # render minus recording, first 500 ms
+    centroid_ratio: float       # render over recording, first 100 ms
+    edt_ratio: float
+
+    def summary(self, n_cents: int = 20) -> str:
+        c = self.cents[:n_cents]
+        c = c[np.isfinite(c)]
+        t = self.t60_pct[np.isfinite(self.t60_pct)]
+        cents = f"max |{np.max(np.abs(c)):.2f}| cent over {c.size}" if c.size else "n/a"
+        t60 = (f"median |{np.median(np.abs(t)):.0f}| %, max |{np.max(np.abs(t)):.0f}| % over "
+               f"{t.size}" if t.size else "n/a")
+        return (f"partials {cents}; T60 {t60}; STFT distance {self.stft:.3f}; level "
+                f"{self.level_db:+.1f} dB; centroid x{self.centroid_ratio:.2f}; "
+                f"EDT x{self.edt_ratio:.2f}")
+
+
+#: decay range (dB) a recorded partial must show to count in the T60 errors.
+MIN_RANGE_DB = 20.0
+#: span of the STFT distance after the onset, s.
+STFT_SPAN_S = 3.0
+
+
+def stft_eps(rec: NoteAnalysis) -> float:
+    """Magnitude floor of the STFT distance: the recording's background noise per STFT bin
+    (white noise of RMS s gives about 1.2 s / sqrt(N) per bin of an N-point Hann STFT; 0.05 s
+    is between N = 256 and 4096), at least 1e-7 (-140 dB)."""
+    return max(1e-7, 0.05 * rec.noise_rms)
+
+
+def _aligned(x, onset, fs, span_s):
+    i0 = max(0, onset - int(0.01 * fs))
+    return x[i0:i0 + int(span_s * fs)]
+
+
+def compare(rec: NoteAnalysis, xm, y, fs: int, n_cents: int = 20) -> Errors:
+    """Errors of a render ``y`` against the recording ``xm`` analysed as ``rec``.
+
+    Partials: :func:`analysis.find_partials` on the render from the recording's partial 1,
+    cents of render over recording for k = 1..``n_cents``. T60: the single-exponential
+    decay of each partial (:func:`fit_two_mode` on the backward-integrated envelope) over the
+    recording's own span (peak to noise floor) in both signals, for partials whose recorded
+    decay covers at least :data:`MIN_RANGE_DB`. STFT: :func:`analysis.stft_distance` over
+    :data:`STFT_SPAN_S` from 10 ms before each onset, with the magnitude floor at the
+    recording's noise (:func:`stft_eps`): time-frequency cells where the recording holds only
+    background noise, which no model renders, do not count."""
+    y = A.to_mono(y)
+    n0y = A.detect_onset(y, fs)
+    ncp = max(n_cents, rec.partials_hz.size)
+    pr = A.find_partials(y, fs, rec.f1_hz, n_partials=ncp, onset=n0y,
+                         inharmonicity_guess=max(rec.inharmonicity_b, 1e-6))
+    m = min(pr.size, rec.partials_hz.size)
+    cents = 1200.0 * np.log2(pr[:m] / rec.partials_hz[:m])
+    nd = rec.decay_freqs_hz.size
+    shift = (n0y - rec.onset) / fs
+    fy = np.where(np.isfinite(pr[:nd]), pr[:nd], rec.decay_freqs_hz) if pr.size >= nd \
+        else rec.decay_freqs_hz
+    two_y, _, _ = partial_decays(y, fs, fy, rec.t_peak_s + shift, rec.t_end_s + shift, None, 0)
+    t_rec = np.array([tm.t60_single_s if tm is not None else np.nan for tm in rec.two_mode])
+    t_ren = np.array([tm.t60_single_s if tm is not None else np.nan for tm in two_y])
+    pct = 100.0 * (t_ren / t_rec - 1.0)
+    pct[~(rec.decay_range_db >= MIN_RANGE_DB)] = np.nan
+    stft = A.stft_distance(_aligned(y, n0y, fs, STFT_SPAN_S),
+                           _aligned(xm, rec.onset, fs, STFT_SPAN_S), fs, eps=stft_eps(rec))
+    lev = A.level_db(y, fs, onset=n0y) - rec.level_db
+    cen = A.spectral_centroid(y, fs, onset=n0y) / rec.centroid_hz
+    edt = A.edt(y, fs, onset=n0y) / rec.edt_s
+    return Errors(cents, pct, t_rec, t_ren, float(stft), float(lev), float(cen), float(edt))
+
+
+@dataclass
+class FitResult:
+    """Result of :func:`fit_note`."""
+
+    key: int
+    velocity: int
+    overrides: dict             # the key's per-key overrides (fields of params.KEY_OVERRIDES)
+    before: Errors
+    after: Errors
+    recording: NoteAnalysis
+    render_before: np.ndarray
+    render_after: np.ndarray
+    fs: int
+    log: list = field(default_factory=list)
+
+
+def resonator_partials(kp, i: int, settings: dict, fs: int, f_hz) -> np.ndarray:
+    """Indices (k - 1) of the partials the engine gives a resonator (Bank et al. §4.3): keys
+    with two or more strings, the first ``resonator_count`` partials below fs / 32 (the
+    bank runs at fs/8 and uses the lower half of its band)."""
+    from .engine.core import MAX_RESONATORS, RES_FACTOR
+
+    if settings.get("resonators_on", 1) < 0.5 or kp.n_strings[i] < 2:
+        return np.zeros(0, int)
+    n = min(int(settings.get("resonator_count", 8)), MAX_RESONATORS)
+    f = np.asarray(f_hz, float)
+    idx = np.flatnonzero(np.isfinite(f) & (f < fs / (4.0 * RES_FACTOR)))
+    return idx[idx < n][:n]
+
+
+def _velocity_for_centroid(settings, overrides, key, target_hz, fs, lo=1, hi=127):
+    """Smallest MIDI velocity whose attack centroid (first 100 ms) reaches ``target_hz``
+    (bisection; the centroid grows with velocity as the felt stiffens, §3)."""
+    n = int(0.2 * fs)
+
+    def cen(v):
+        y = render_note(settings, overrides, key, v, n, fs)
+        return A.spectral_centroid(y, fs)
+
+    c_lo, c_hi = cen(lo), cen(hi)
+    if target_hz <= c_lo:
+        return lo
+    if target_hz >= c_hi:
+        return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if cen(mid) < target_hz:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool = False,
+             velocity: int | None = None, iterations: int = 2, log=None,
+             max_render_s: float = 30.0, refine_evals: int = 40) -> FitResult:
+    """Fit the per-key parameters of ``key`` to one recorded note.
+
+    Parameters
+    ----------
+    x : array_like, shape (n,) or (n, channels)
+        The recorded note, full-scale units.
+    fs : int
+        Its sample rate (44.1-192 kHz; the fitted note is rendered at this rate).
+    key : int
+        MIDI key it was played on (21..108).
+    base : presets.Preset, optional
+        Preset to start from (default: the default preset); its settings and other keys'
+        overrides are kept, this key's overrides are replaced.
+    loss_order : int
+        Loss filter order (1: one-pole, eq. 8).
+    refine : bool
+        Then minimise the multi-resolution STFT distance (bounded Powell search over T60 at
+        f1 and at the high frequency, second-mode level, late T60 ratio and gain).
+    velocity : int, optional
+        MIDI velocity of the fitted render; default: the one whose attack brightness
+        (centroid of the first 100 ms) matches the recording.
+    iterations : int
+        Render-measure-correct passes after the first estimate.
+    log : callable, optional
+        Progress messages (e.g. ``print``).
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    PianosynthError
+        Bad recording: silence, clipping, too short, not a single note, wrong key.
+    """
+    from .presets import default_preset
+
+    say = log or (lambda *_: None)
+    base = base or default_preset()
+    settings = dict(base.settings)
+    keys0 = {int(k): dict(v) for k, v in base.keys.items()}
+    key = int(key)
+    if not KEY_MIN <= key <= KEY_MAX:
+        raise PianosynthError(f"key {key} is off the piano ({KEY_MIN}..{KEY_MAX})")
+    xm = check_signal(x, fs)
+    kp, i = key_design(settings, keys0, key)
+    f1_target = float(kp.f1_hz[i])
+    nd = 20
+    rec = analyse_note(xm, fs, key, f1_guess_hz=f1_target, n_partials=30, n_decay=nd,
+                       n_two_mode=nd, n_beat=0)
+    check_note(xm, fs, key, rec, f1_target)
+    n_frames = int(min(rec.duration_s, max_render_s) * fs)
+    res_idx = resonator_partials(kp, i, settings, fs, rec.decay_freqs_hz)
+    if res_idx.size:
+        beats = np.full(nd, np.nan)
+        for j in res_idx:
+            beats[j] = A.beating(xm, fs, rec.decay_freqs_hz[j], onset=rec.onset)[0]
+        rec.beat_hz = beats
+    say(f"recording: {key_name(key)} (MIDI {key}), f0 {rec.f0_hz:.3f} Hz, B "
+        f"{rec.inharmonicity_b:.3e}, partial 1 {rec.f1_hz:.3f} Hz ({rec.stretch_cents:+.1f} "
+        f"cents vs 12-TET), level {rec.level_db:.1f} dBFS, EDT {rec.edt_s:.2f} s")
+
+    def keys_with(o):
+        k = {kk: dict(v) for kk, v in keys0.items()}
+        k[key] = {**keys0.get(key, {}), **o}
+        return k
+
+    # 1) tuning and dispersion: f0, B of eq. 12, then matched to the designed loop
+    f0, b = fit_tuning(rec.partials_hz)
+    f0, b, n_tuned = fit_tuning_model(settings, keys_with, key, fs, rec.partials_hz, f0, b)
+    over = {"f0_hz": f0, "inharmonicity_b": b}
+
+    # 2) per-partial decay -> loss filter (§4.1)
+    fk = rec.decay_freqs_hz
+    two = rec.two_mode
+    single = np.array([tm.t60_single_s if tm is not None else np.nan for tm in two])
+    fast = np.array([tm.t60_fast_s if tm is not None else np.nan for tm in two])
+    has2 = np.array([tm is not None and not tm.single for tm in two])
+    use_fast = np.zeros(nd, bool)
+    use_fast[res_idx] = True
+    rng_ok = np.nan_to_num(rec.decay_range_db, nan=0.0) >= 10.0
+    # The loop's loss filter follows every partial's overall decay, except for the two-stage
+    # partials that get a resonator: there it follows the prompt decay (the resonator adds
+    # the aftersound). A one-pole loss cannot give a short T60 at partials 1-2 and a long
+    # one above (T60 falls monotonically with frequency), and the tau^4 weights of §4.1 then
+    # follow the long upper decays; so a few T60s at partial 1 between that fit and the
+    # prompt decay are tried (c3 refitted to the other partials each time) and the one
+    # closest to the recording (STFT distance) kept.
+    target = np.where(rng_ok, np.where(use_fast & has2, fast, single), np.nan)
+    prompt = np.where(rng_ok & use_fast & has2, fast, np.nan)
+    f_hi = float(np.nanmax(np.where(np.isfinite(target), fk, np.nan))) \
+        if np.isfinite(target).any() else max(3000.0, 3.0 * rec.f1_hz)
+    f_hi = max(f_hi, 1.5 * rec.f1_hz)
+
+    def set_loss_c(c1, c3):
+        over["t60_f0_s"] = float(np.clip(loss_t60(c1, c3, rec.f1_hz), 0.05, 120.0))
+        over["t60_high_s"] = float(np.clip(loss_t60(c1, c3, f_hi), 0.02, over["t60_f0_s"]))
+        over["t60_high_hz"] = float(np.clip(f_hi, 100.0, 20000.0))
+        return c1, c3
+
+    def set_loss(targets):
+        return set_loss_c(*fit_loss_filter(fk, targets, order=loss_order))
+
+    candidates = [fit_loss_filter(fk, target, order=loss_order)]
+    if np.isfinite(prompt).any():
+        c1p, _ = fit_loss_filter(fk, prompt, order=loss_order)
+        rest = np.where(np.isnan(prompt), target, np.nan)
+        okr = np.isfinite(rest)
+        for c1 in np.geomspace(candidates[0][0], c1p, 4)[1:] if c1p > candidates[0][0] else []:
+            c3 = 0.0
+            if okr.any():
+                tau = rest[okr] / LN1000
+                w, x2 = tau ** 4, fk[okr] ** 2
+                c3 = max(float(np.sum(w * (1.0 / tau - c1) * x2) / np.sum(w * x2 * x2)), 0.0)
+            candidates.append((float(c1), c3))
+    c1, c3 = set_loss_c(*candidates[0])
+    calibrate_loss = True
+    # 3) second modes of the beating partials -> resonator bank (§4.3, eq. 16)
+    def set_resonators(c1, c3):
+        if res_idx.size == 0:
+            return
+        wgt = 10.0 ** (np.nan_to_num(rec.level_at_peak_db[res_idx], nan=-200.0) / 10.0)
+        lev = np.array([two[j].level_db if (two[j] is not None and not two[j].single)
+                        else -60.0 for j in res_idx])
+        level = 10.0 ** (_wmedian(lev, wgt) / 20.0)
+        wg = loss_t60(c1, c3, fk[res_idx])
+        ratio = np.array([two[j].t60_slow_s / wg[n] if (two[j] is not None and not two[j].single)
+                          else np.nan for n, j in enumerate(res_idx)])
+        r = _wmedian(np.log(ratio), wgt)
+        over["second_mode_level"] = float(np.clip(level, 0.0, 2.0))
+        over["late_t60_ratio"] = float(np.clip(math.exp(r) if np.isfinite(r) else 1.0, 1.0, 50.0))
+        cents = 1200.0 * np.log2(1.0 + np.abs(rec.beat_hz[res_idx]) / fk[res_idx])
+        d = _wmedian(cents, wgt)
+        if np.isfinite(d):
+            over["unison_detune_cents"] = float(np.clip(d, 0.0, 20.0))
+
+    set_resonators(c1, c3)
+
+    # 4) excitation: velocity from the attack brightness, then the level
+    auto_velocity = velocity is None
+    if velocity is None:
+        velocity = _velocity_for_centroid(settings, keys_with(over), key, rec.centroid_hz, fs)
+    velocity = int(np.clip(velocity, 1, 127))
+    gain0 = float(kp.output_gain_db[i])
+    over["output_gain_db"] = gain0
+    y = render_note(settings, keys_with(over), key, velocity, int(0.6 * fs), fs)
+    over["output_gain_db"] = float(np.clip(gain0 + rec.level_db - A.level_db(y, fs), -40, 40))
+    say(f"velocity {velocity} (attack centroid {rec.centroid_hz:.0f} Hz)")
+    if len(candidates) > 1:
+        n_short = int(STFT_SPAN_S * fs) + int(0.05 * fs)
+        xs = _aligned(xm, rec.onset, fs, STFT_SPAN_S)
+        scores = []
+        for cand in candidates:
+            set_resonators(*set_loss_c(*cand))
+            y = render_note(settings, keys_with(over), key, velocity, n_short, fs)
+            scores.append(A.stft_distance(_aligned(y, A.detect_onset(y, fs), fs, STFT_SPAN_S),
+                                          xs, fs, eps=stft_eps(rec)))
+        j = int(np.argmin(scores))
+        say("T60 at partial 1 tried: " + ", ".join(
+            f"{loss_t60(*c, rec.f1_hz):.2f} s ({s_:.3f})" for c, s_ in zip(candidates, scores))
+            + f"; kept {loss_t60(*candidates[j], rec.f1_hz):.2f} s")
+        c1, c3 = set_loss_c(*candidates[j])
+        set_resonators(c1, c3)
+        calibrate_loss = j == 0
+        if auto_velocity:
+            velocity = _velocity_for_centroid(settings, keys_with(over), key, rec.centroid_hz,
+                                              fs)
+        over["output_gain_db"] = gain0
+        y = render_note(settings, keys_with(over), key, velocity, int(0.6 * fs), fs)
+        over["output_gain_db"] = float(np.clip(gain0 + rec.level_db - A.level_db(y, fs),
+                                               -40, 40))
+
+    # 5) render, measure with the same functions, correct (model vs formula differences)
+    for it in range(iterations):
+        y = render_note(settings, keys_with(over), key, velocity, n_frames, fs)
+        err = compare(rec, xm, y, fs)
+        say(f"pass {it + 1}: {err.summary()}")
+        ratio = err.t60_rec_s / err.t60_ren_s
+        ok = np.isfinite(ratio) & np.isfinite(target)
+        ok[res_idx] = False                      # those carry a second mode; see below
+        if ok.any() and calibrate_loss:
+            corr = np.where(ok, ratio, np.nan)
+            target = np.where(ok, target * np.clip(corr, 0.5, 2.0), target)
+            c1, c3 = set_loss(target)
+        set_resonators(c1, c3)
+        over["output_gain_db"] = float(np.clip(over["output_gain_db"] - err.level_db, -40, 40))
+
+    if refine:
+        over = _refine(settings, keys_with, over, rec, xm, key, velocity, fs, refine_evals, say)
+
+    y_after = render_note(settings, keys_with(over), key, velocity, n_frames, fs)
+    y_before = render_note(settings, keys0, key, velocity, n_frames, fs)
+    after = compare(rec, xm, y_after, fs)
+    before = compare(rec, xm, y_before, fs)
+    over = {k: float(v) for k, v in over.items()}
+    return FitResult(key, velocity, over, before, after, rec, y_before, y_after, fs)
+
+
+def _refine(settings, keys_with, over, rec, xm, key, velocity, fs, max_evals, say):
+    """Minimise the multi-resolution STFT distance over the first STFT_SPAN_S (bounded
+    Powell search, at most ``max_evals`` renders) in: log T60 at f1, log T60 high, second-mode
+    level, log late ratio, output gain."""
+    from scipy.optimize import minimize
+
+    names = ["t60_f0_s", "t60_high_s", "second_mode_level", "late_t60_ratio", "output_gain_db"]
+    logs = {"t60_f0_s", "t60_high_s", "late_t60_ratio"}
+    names = [n for n in names if n in over]
+    x0 = np.array([math.log(over[n]) if n in logs else over[n] for n in names])
+    lo = np.array([x0[j] - 1.0 if n in logs else (0.0 if n == "second_mode_level"
+                   else x0[j] - 6.0) for j, n in enumerate(names)])
+    hi = np.array([x0[j] + 1.0 if n in logs else (min(2.0, max(0.3, 3 * x0[j]))
+                   if n == "second_mode_level" else x0[j] + 6.0) for j, n in enumerate(names)])
+    n = int(STFT_SPAN_S * fs) + int(0.05 * fs) + rec.onset
+    target = _aligned(xm, rec.onset, fs, STFT_SPAN_S)
+
+    def unpack(q):
+        o = dict(over)
+        for j, nm in enumerate(names):
+            o[nm] = float(math.exp(q[j]) if nm in logs else q[j])
+        o["t60_high_s"] = min(o["t60_high_s"], o["t60_f0_s"])
+        o["late_t60_ratio"] = float(np.clip(o["late_t60_ratio"], 1.0, 50.0))
+        return o
+
+    def cost(q):
+        y = render_note(settings, keys_with(unpack(q)), key, velocity, n, fs)
+        return A.stft_distance(_aligned(y, A.detect_onset(y, fs), fs, STFT_SPAN_S), target, fs,
+                               eps=stft_eps(rec))
+
+    c0 = cost(x0)
+    r = minimize(cost, x0, method="Powell", bounds=list(zip(lo, hi)),
+                 options={"maxfev": int(max_evals), "xtol": 1e-2, "ftol": 1e-3})
+    if r.fun < c0:
+        say(f"refine: STFT distance {c0:.3f} -> {r.fun:.3f} in {r.nfev} renders")
+        return unpack(r.x)
+    say(f"refine: no improvement over {c0:.3f} in {r.nfev} renders")
+    return over
+
+
+# ============================================================================ realism
+#: keys and dynamic layers of the Yamaha C3 recordings (../shared/data/recordings).
+REALISM_KEYS = (21, 24, 36, 48, 60, 72, 84, 96, 108)
+LAYERS = ("L1", "L3", "L5")
+#: MIDI velocities of the default preset whose RMS level (first 500 ms, averaged over the
+#: recorded keys) matches the recordings' layers L1, L3, L5 (scripts/realism_report.py).
+LAYER_VELOCITY = {"L1": 18, "L3": 70, "L5": 109}
+
+
+def realism_measures(x, fs: int, key: int, decay: bool = True, f1_guess_hz=None) -> dict:
+    """The realism measures of one note (recording or render), all by :mod:`analysis`.
+
+    Returns a dict: ``B`` (:func:`analysis.fit_f0_B` on the partials found by
+    :func:`analysis.find_partials` below :func:`design.string.dispersion_band_hz`, nan with
+    fewer than 3 there), ``stretch_cents`` (partial 1 vs 12-TET, A4 = 440 Hz;
+    ``partial1_found`` False when partial 1 is below the noise and its frequency comes from
+    the fitted series), ``level_db`` (RMS of the first
+    500 ms), ``centroid_hz`` (first 100 ms) and, with ``decay``, ``edt_s`` (the whole note's
+    early decay time, as broadband_decay_headroom.csv) and ``early_t60_s`` / ``late_t60_s`` of
+    partial 1 (:func:`analysis.decay_times`: first second / after it).
+    """
+    from .design.string import dispersion_band_hz
+
+    xm = A.to_mono(x)
+    n0 = A.detect_onset(xm, fs)
+    f_et = float(equal_tempered_hz(key))
+    # B from the partials inside the band where inharmonicity is audible and the model's
+    # dispersion allpass is designed (Bank et al. §4.2; 1.5 kHz at A0 .. 6 kHz from C6 on)
+    n_band = int(np.clip(np.floor(dispersion_band_hz(f_et, fs) / f_et), 2, 30))
+    guess = f_et if f1_guess_hz is None else f1_guess_hz
+    p = A.find_partials(xm, fs, guess, n_partials=max(n_band, 4), onset=n0)
+    f0, b = A.fit_f0_B(p[:n_band]) if np.isfinite(p[:n_band]).sum() >= 3 else (np.nan, np.nan)
+    out = {"B": float(b) if np.isfinite(b) else float("nan"), "n_band": n_band,
+           "level_db": A.level_db(xm, fs, onset=n0),
+           "centroid_hz": A.spectral_centroid(xm, fs, onset=n0),
+           "partial1_found": bool(np.isfinite(p[0]))}
+    f0a, ba = A.fit_f0_B(p)
+    if np.isfinite(f0a):
+        f1 = measure_partial_1(xm, fs, p, f0a, ba)
+        out["stretch_cents"] = float(1200.0 * math.log2(f1 / f_et))
+    else:
+        f1 = f_et
+        out["stretch_cents"] = float("nan")
+    if decay:
+        out["edt_s"] = A.edt(xm, fs, onset=n0)
+        d = A.decay_times(xm, fs, [f1], onset=n0)
+        out["early_t60_s"] = float(d.t60_early_s[0])
+        out["late_t60_s"] = float(d.t60_late_s[0])
+    return out
+
+
+def recording_path(layer: str, key: int, root=None) -> Path:
+    """Path of a Yamaha C3 recording ``L<n>_close_<key>.flac``."""
+    base = Path(root) if root is not None else \
+        Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return base / "recordings" / "headroom_yamahaC3" / f"{layer}_close_{key}.flac"
