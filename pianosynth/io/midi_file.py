@@ -34,8 +34,10 @@ MIDI_EVENT_DTYPE = np.dtype([("time_s", np.float64), ("status", np.uint8),
 KEPT_CONTROLLERS = (CC_SUSTAIN, CC_SOSTENUTO, CC_SOFT, CC_ALL_SOUND_OFF, CC_ALL_NOTES_OFF)
 #: default longest piece accepted, seconds.
 MAX_DURATION_S = 2 * 3600.0
-#: files larger than this are refused before parsing (a 2-hour piece is well under 10 MB).
-MAX_FILE_BYTES = 64 * 1024 * 1024
+#: files larger than this are refused before parsing. A sequenced 2-hour piece is about
+#: 0.5 MB; mido builds one Python object per message, so the worst case (2-byte messages with
+#: running status) costs about 6 s and 260 MB per MB of file: 8 MB bounds that to ~50 s, 2 GB.
+MAX_FILE_BYTES = 8 * 1024 * 1024
 
 
 def _fmt_time(seconds: float) -> str:
@@ -138,7 +140,14 @@ def _open(path):
                                   "file (starting with 'MThd') is needed")
         raise PianosynthError(f"{name} is not a MIDI file (no 'MThd' header)")
     try:
+        from mido.midifiles.meta import KeySignatureError
+    except ImportError:                        # pragma: no cover -- other mido layouts
+        KeySignatureError = ValueError
+    try:
         return mido.MidiFile(path, clip=True)
+    except KeySignatureError as e:             # an Exception of mido's own, not a ValueError
+        raise PianosynthError(f"{name}: corrupt MIDI file (invalid key signature: {e})") \
+            from None
     except EOFError:
         raise PianosynthError(f"{name}: MIDI file is truncated (ends in the middle of a "
                               "track)") from None
