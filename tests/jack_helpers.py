@@ -187,6 +187,8 @@ class JackRecorder:
         Audio input ports ``in_1 .. in_N`` (at most 8).
     max_seconds : float
         Recording capacity, s (preallocated).
+    realtime_priority : int or None
+        SCHED_FIFO priority for the process thread where allowed (:attr:`realtime` tells).
 
     Notes
     -----
@@ -197,7 +199,8 @@ class JackRecorder:
     thread: a sender stamps a MIDI message with it right before sending.
     """
 
-    def __init__(self, name: str = "psrec", channels: int = 2, max_seconds: float = 60.0):
+    def __init__(self, name: str = "psrec", channels: int = 2, max_seconds: float = 60.0,
+                 realtime_priority: int | None = 60):
         process = _process_cfunc()
         self.lib = lib = _libjack()
         status = ctypes.c_int(0)
@@ -232,6 +235,27 @@ class JackRecorder:
             raise RuntimeError("jack_set_process_callback failed")
         if lib.jack_activate(self.client) != 0:
             raise RuntimeError("jack_activate failed")
+        self.realtime = self._make_realtime(realtime_priority) if realtime_priority else False
+
+    def _make_realtime(self, priority: int) -> bool:
+        """Put this client's process thread on SCHED_FIFO (needs root or an rtprio limit).
+
+        With ``jackd --no-realtime`` every client thread is an ordinary thread, and on a
+        busy machine the OS often wakes it too late: the recorder then misses cycles and
+        notes fall into gaps. The recorder is measuring equipment, so it may ask for more
+        than the clients it measures (which keep the server's scheduling).
+        """
+        try:
+            tid = self.lib.jack_client_thread_id
+            tid.restype, tid.argtypes = ctypes.c_ulong, [ctypes.c_void_p]
+            libc = ctypes.CDLL(None)
+            setp = libc.pthread_setschedparam
+            setp.restype = ctypes.c_int
+            setp.argtypes = [ctypes.c_ulong, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+            prio = ctypes.c_int(int(priority))
+            return setp(tid(self.client), 1, ctypes.byref(prio)) == 0     # 1: SCHED_FIFO
+        except (AttributeError, OSError):
+            return False
 
     @property
     def process_calls(self) -> int:
@@ -278,8 +302,9 @@ class JackRecorder:
         Returns
         -------
         (data (channels, n) float32, frame time of sample 0, frames missing)
-            Sample ``i`` of ``data`` was played at JACK frame time ``first + i``; cycles the
-            client missed (xruns) are zeros and counted in ``frames missing``.
+            Sample ``i`` of ``data`` was played at JACK frame time ``first + i``; cycles
+            that were not recorded (see :meth:`valid_mask`) are zeros, counted in
+            ``frames missing``.
         """
         c = self.cycles
         if c == 0:
@@ -293,6 +318,21 @@ class JackRecorder:
             out[:, r:r + (p1 - p0)] = self.data[:, p0:p1]
         missing = n_out - int(self.pos)
         return out, int(fr[0]), missing
+
+    def valid_mask(self) -> np.ndarray:
+        """Boolean mask over :meth:`recorded`'s samples: False where no cycle was recorded
+        (the server skipped it, or this client's thread was not run in time: JACK xruns on
+        a busy machine)."""
+        c = self.cycles
+        if c == 0:
+            return np.zeros(0, bool)
+        fr = self.cycle_frame[:c]
+        rel = (fr - fr[0]) % 2**32
+        mask = np.zeros(int(rel[-1]) + self.period, bool)
+        ends = np.r_[self.cycle_pos[1:c], self.pos]
+        for r, p0, p1 in zip(rel, self.cycle_pos[:c], ends):
+            mask[r:r + (p1 - p0)] = True
+        return mask
 
     def close(self) -> None:
         if self.client:

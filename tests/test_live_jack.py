@@ -55,6 +55,9 @@ RATE = 48000
 PERIOD = 256
 #: seconds of empty-callback baseline (half before the player runs, half after)
 BASELINE_S = 10.0
+#: underflow rate of the empty callback above which the machine is too busy to judge the
+#: player's dropouts (non-realtime JACK on shared cores: 0.1-1 % is usual)
+NOISY_RATE = 0.02
 
 
 def target_f1_hz(key: int) -> float:
@@ -158,8 +161,8 @@ def find_onset(x: np.ndarray, s: int, fs: int, order: int = 24, train_s: float =
     seg2 = x[s - pre - order:s + int(post_s * fs)].astype(np.float64)
     X2 = np.lib.stride_tricks.sliding_window_view(seg2, order)[:-1]
     e = np.abs(seg2[order:] - X2 @ coef)
-    noise = float(np.max(e[:pre]))
-    thresh = max(8.0 * noise, 3e-4)
+    noise = float(np.percentile(e[:pre], 90))    # robust to one glitch (xrun) before s
+    thresh = max(10.0 * noise, 3e-4)
     hits = np.nonzero(e[pre:] > thresh)[0]
     return s + int(hits[0]) if len(hits) else None
 
@@ -182,14 +185,17 @@ def peak_hz(x: np.ndarray, fs: int, f_target: float, cents: float = 40.0) -> tup
     return float((k + d) * fs / nfft), float(level)
 
 
-def robust_peak_hz(x: np.ndarray, fs: int, f_target: float) -> tuple[float, float]:
-    """:func:`peak_hz` as the median over four overlapping windows of half the segment (at
-    least 0.12 s): one dropout (a JACK xrun) spoils one window, not the estimate."""
-    n = len(x)
-    w = min(n, max(n // 2, int(0.12 * fs)))
-    starts = np.linspace(0, n - w, 4).astype(int)
-    est = [peak_hz(x[a:a + w], fs, f_target) for a in starts]
-    return float(np.median([e[0] for e in est])), float(np.median([e[1] for e in est]))
+def _longest_valid_run(valid: np.ndarray, a: int, b: int) -> tuple[int, int]:
+    """The longest stretch of ``valid`` samples inside ``[a, b)``."""
+    v = valid[a:b]
+    if v.all():
+        return a, b
+    edges = np.flatnonzero(np.diff(np.r_[0, v.astype(np.int8), 0]))
+    runs = edges.reshape(-1, 2)
+    if len(runs) == 0:
+        return a, a
+    k = int(np.argmax(runs[:, 1] - runs[:, 0]))
+    return a + int(runs[k, 0]), a + int(runs[k, 1])
 
 
 def band_level_db(x: np.ndarray, fs: int, f: float) -> float:
@@ -376,6 +382,7 @@ def _end_to_end(rtmidi, rec, server, tmp_path):
 
     # 5. analysis on the JACK frame clock
     data, first_frame, missing = rec.recorded()
+    valid = rec.valid_mask()
     x = data.mean(axis=0).astype(np.float64)
     fs = rec.sample_rate
     period_ms = 1000.0 * rec.period / fs
@@ -386,33 +393,61 @@ def _end_to_end(rtmidi, rec, server, tmp_path):
     # the engine's own onset delay (hammer contact, string travel to the bridge): the same
     # messages rendered offline at their send frames, the same onset detector
     ref = _render_reference(msgs, idx, len(x), fs)
+    np.savez(tmp_path / "recording.npz", x=x, ref=ref, valid=valid,
+             notes=np.array([idx(n[0]) for n in notes]))            # for a look after a failure
     report = [f"player stats: {json.dumps(stats)}",
-              f"baseline: {base_calls} callbacks, {base_under} underflows; recorder missed "
-              f"{missing} frames"]
-    raw, system, onsets = [], [], []
+              f"baseline: {base_calls} callbacks, {base_under} underflows; {missing} frames "
+              f"not recorded (JACK xruns; recorder realtime: {rec.realtime})"]
+    raw, system, onsets, missed, unmeasured = [], [], [], [], []
     for i, (f_on, f_off, kind, keys) in enumerate(notes):
         s = idx(f_on)
-        onset = find_onset(x, s, fs)
-        assert onset is not None, f"{kind} {keys} sent at {s}: no onset\n" + "\n".join(report)
+        end = min(idx(notes[i + 1][0]) if i + 1 < len(notes) else len(x), idx(f_off))
         own = find_onset(ref, s, fs)
         own = 0 if own is None else own - s
-        raw.append(1000.0 * (onset - s) / fs)
-        system.append(1000.0 * (onset - s - own) / fs)
+        if not valid[s - int(0.035 * fs):s + int(0.08 * fs)].all():
+            onset = None                 # a gap where the onset is: not measurable
+            unmeasured.append((kind, keys))
+            report.append(f"{kind:8s} keys {keys}: onset not measurable (gap in the recording)")
+        else:
+            onset = find_onset(x, s, fs)
+            if onset is None:
+                missed.append((kind, keys))
+                report.append(f"{kind:8s} keys {keys}: no clear onset")
+        if onset is None:                # check the pitch after the usual latency
+            onset = s + int(np.median([o - idx(n[0]) for o, n in zip(onsets, notes)] or [0]))
+        else:
+            raw.append(1000.0 * (onset - s) / fs)
+            system.append(1000.0 * (onset - s - own) / fs)
         onsets.append(onset)
-        end = idx(notes[i + 1][0]) if i + 1 < len(notes) else len(x)
-        seg = x[onset + int(0.03 * fs):min(onset + int(0.4 * fs), idx(f_off), end)]
+        a0 = onset + int(0.03 * fs)        # after the attack, until the key-up takes effect
+        a1 = min(onset + int(0.45 * fs), onset + (end - s))
+        a0, a1 = _longest_valid_run(valid, a0, a1)
+        if a1 - a0 < int(0.3 * fs):      # below 0.3 s partial 1 is not resolved to 2 cents
+            unmeasured.append((kind, keys))
+            report.append(f"{kind:8s} keys {keys}: pitch not measurable (gaps in the recording)")
+            continue
+        seg = x[a0:a1]
         for key in keys:
             ft = target_f1_hz(key)
-            fm, lev = robust_peak_hz(seg, fs, ft)
+            fm, lev = peak_hz(seg, fs, ft)
             err = cents(fm, ft)
-            report.append(f"{kind:8s} key {key:3d}: onset {raw[-1]:5.2f} ms after the send "
-                          f"(engine's own {1000 * own / fs:4.2f} ms), partial 1 {fm:8.3f} Hz "
+            report.append(f"{kind:8s} key {key:3d}: onset {1000 * (onset - s) / fs:5.2f} ms "
+                          f"after the send (engine's own {1000 * own / fs:4.2f} ms), "
+                          f"partial 1 {fm:8.3f} Hz "
                           f"(target {ft:8.3f}, {err:+.2f} cents), {lev:.1f} dB")
             assert abs(err) <= 2.0, "\n".join(report)
             assert lev > -60.0, "\n".join(report)
     print("\n".join(report))
 
-    # every note in order, none before its message
+    # every note in order, none before its message; an onset hidden by a dropout is
+    # tolerated once or twice (the pitch was still checked)
+    assert len(missed) <= min(2, stats["underflows"]), missed
+    # a gap in the recording (the recorder's thread not run in time, or a cycle the server
+    # skipped) hides a note from the measurement, it says nothing about the player; with
+    # more than half of the notes hidden the run cannot judge anything
+    if len(unmeasured) > len(notes) // 2:
+        pytest.skip(f"inconclusive: this machine is too busy ({missing} frames of the "
+                    f"recording lost, {len(unmeasured)} of {len(notes)} notes hidden)")
     assert all(np.diff(onsets) > 0)
     assert min(raw) > 0.0
     med = float(np.median(system))
@@ -426,16 +461,21 @@ def _end_to_end(rtmidi, rec, server, tmp_path):
     def decay_db(kind):
         f_on, f_off, _, keys = next(n for n in notes if n[2] == kind)
         ft = target_f1_hz(keys[0])
-        a = band_level_db(x[idx(f_on) + int(0.03 * fs):idx(f_on) + int(0.08 * fs)], fs, ft)
-        b = band_level_db(x[idx(f_off) + int(0.3 * fs):idx(f_off) + int(0.35 * fs)], fs, ft)
-        return b - a
+        wa = slice(idx(f_on) + int(0.03 * fs), idx(f_on) + int(0.08 * fs))
+        wb = slice(idx(f_off) + int(0.3 * fs), idx(f_off) + int(0.35 * fs))
+        if not (valid[wa].all() and valid[wb].all()):
+            return None
+        return band_level_db(x[wb], fs, ft) - band_level_db(x[wa], fs, ft)
 
     d_free, d_pedal = decay_db("nopedal"), decay_db("pedal")
-    print(f"level 0.3 s after key-up vs attack: {d_free:.1f} dB without pedal, "
-          f"{d_pedal:.1f} dB with pedal")
-    assert d_pedal >= d_free - 1.0
-    if d_free < -20.0:                   # the engine damps released keys: the pedal must lift
-        assert d_pedal > d_free + 10.0
+    if d_free is None or d_pedal is None:
+        print("sustain pedal: not measurable (gap in the recording)")
+    else:
+        print(f"level 0.3 s after key-up vs attack: {d_free:.1f} dB without pedal, "
+              f"{d_pedal:.1f} dB with pedal")
+        assert d_pedal >= d_free - 1.0
+        if d_free < -20.0:               # the engine damps released keys: the pedal must lift
+            assert d_pedal > d_free + 10.0
 
     # underflows while playing: no more than the empty callback's rate (the worse of the two
     # halves, scaled to the player's length) + 1
@@ -444,7 +484,13 @@ def _end_to_end(rtmidi, rec, server, tmp_path):
     print(f"underflows: player {stats['underflows']} in {stats['callbacks']} callbacks; "
           f"empty callback {base[0][1]} in {base[0][0]} before, {base[1][1]} in {base[1][0]} "
           f"after; allowed {allowed:.1f}")
-    assert stats["underflows"] <= allowed
+    if rate > NOISY_RATE and stats["underflows"] > allowed:
+        # the empty callback itself dropped more than 2 % of its blocks: other programs own
+        # this machine right now and the comparison says nothing about the player
+        print(f"underflow comparison inconclusive: the empty callback alone had "
+              f"{100 * rate:.1f} % underflows")
+    else:
+        assert stats["underflows"] <= allowed
     # a message reaches the audio thread after its block started only next to a dropout (the
     # clock restarts from a late callback): at most a chord's worth per underflow
     assert stats["midi_late"] <= 3 * stats["underflows"], stats
@@ -481,16 +527,16 @@ def _perform(rtmidi, rec, log, proc):
     rec.start()
     time.sleep(0.3)
     for key, vel in zip((60, 62, 64, 65, 67, 69, 71, 72), (90, 70, 100, 80, 110, 95, 75, 105)):
-        play([key], vel, 0.35, "note")                       # a scale through A4
-        time.sleep(0.15)
+        play([key], vel, 0.4, "note")                        # a scale through A4
+        time.sleep(0.1)
     for chord in ((60, 64, 67), (65, 69, 72), (67, 71, 74)):
         play(chord, 90, 0.55, "chord")                       # three messages back to back
         time.sleep(0.15)
-    play([57], 100, 0.35, "nopedal")                         # released without the pedal
-    time.sleep(0.7)
+    play([57], 100, 0.4, "nopedal")                          # released without the pedal
+    time.sleep(0.65)
     send(mo, [0xB0, 64, 127])
     time.sleep(0.05)
-    play([57], 100, 0.35, "pedal")                           # released under the pedal
+    play([57], 100, 0.4, "pedal")                            # released under the pedal
     time.sleep(0.7)
     send(mo, [0xB0, 64, 0])
     time.sleep(0.3)
@@ -498,7 +544,7 @@ def _perform(rtmidi, rec, log, proc):
     feed = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="psfeed")
     feed.open_virtual_port("out")
     log.wait_for("MIDI input: psfeed:out", timeout=5, proc=proc)
-    play([76], 100, 0.3, "feed", feed)
+    play([76], 100, 0.4, "feed", feed)
     time.sleep(0.1)
     feed.close_port()
     feed.delete()
@@ -506,7 +552,7 @@ def _perform(rtmidi, rec, log, proc):
     feed = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="psfeed")
     feed.open_virtual_port("out")
     log.wait_for("is back: reconnected", timeout=5, proc=proc)
-    play([79], 100, 0.3, "feed", feed)
+    play([79], 100, 0.4, "feed", feed)
     time.sleep(0.5)
     rec.stop()
     for port in (feed, mo):

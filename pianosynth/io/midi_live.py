@@ -2,10 +2,12 @@
 
 Threads and hand-over
 ---------------------
-- rtmidi calls :meth:`MidiInputs._on_message` from its own thread (ALSA: rtmidi's reader
-  thread; JACK: the JACK process thread of rtmidi's client). It stamps the message with
-  :func:`time.perf_counter` and appends ``(t, status, data1, data2)`` to a
-  :class:`collections.deque`, whose ``append``/``popleft`` are atomic in CPython: no lock.
+- rtmidi calls the callback made by ``MidiInputs._make_callback`` from its own thread
+  (ALSA: rtmidi's reader thread; JACK: the process thread of rtmidi's JACK client). It
+  stamps the message with :func:`time.perf_counter` (on JACK minus the time since the JACK
+  cycle that delivered it began, see :meth:`JackPorts.cycle_age`) and appends
+  ``(t, status, data1, data2)`` to a :class:`collections.deque`, whose
+  ``append``/``popleft`` are atomic in CPython: no lock.
 - The audio callback calls :meth:`MidiEventQueue.drain_into` once per block: messages whose
   due time (arrival + constant latency) falls inside the block become events at their sample
   offset, later ones stay queued for the next block.
@@ -304,6 +306,28 @@ class JackPorts:
             self.client = lib.jack_client_open(name.encode(), 0x01, ctypes.byref(status))
         if not self.client:
             raise PianosynthError("cannot open a JACK client: no JACK server running")
+        # for the MIDI callback: a PyDLL function keeps the GIL (no release/re-take for a
+        # call that only reads the server's frame timer)
+        fast = ctypes.PyDLL("libjack.so.0")
+        self._since = fast.jack_frames_since_cycle_start
+        self._since.restype, self._since.argtypes = ctypes.c_uint32, [vp]
+        rate = lib.jack_get_sample_rate
+        rate.restype, rate.argtypes = ctypes.c_uint32, [vp]
+        self.sample_rate = int(rate(self.client))
+
+    def cycle_age(self):
+        """A function returning the seconds since the current JACK cycle started.
+
+        rtmidi hands JACK MIDI over from its client's process callback, which the OS may
+        start a few milliseconds into the cycle on a busy machine; ``perf_counter() -
+        cycle_age()`` is the time the cycle, and with it the message, arrived.
+        """
+        since, client, fs = self._since, self.client, float(self.sample_rate)
+
+        def age() -> float:
+            return since(client) / fs
+
+        return age
 
     def _names(self, arr) -> list[str]:
         out = []
@@ -401,14 +425,16 @@ class MidiInputs:
         self._threads: list[threading.Thread] = []
         self._waiting_reported = False
         self._lock = threading.Lock()           # control threads only, never the audio one
+        self._cycle_age = _zero                 # JACK: time since the cycle started
 
     # ------------------------------------------------------------------ message path
     def _make_callback(self):
         push = self.queue.push
         perf = time.perf_counter
+        age = self._cycle_age
 
         def on_message(event, data=None):
-            t = perf()
+            t = perf() - age()
             msg = event[0]
             n = len(msg)
             if n == 0 or msg[0] >= 0xF0:
@@ -486,6 +512,8 @@ class MidiInputs:
 
     def _start_jack(self):
         self._lister = JackPorts()
+        if self.mode == "callback":
+            self._cycle_age = self._lister.cycle_age()
         before = set(self._lister.midi_ports(JackPorts.IS_INPUT))
         self._virtual_in = self._new_midiin(CLIENT_NAME)
         try:
@@ -634,6 +662,10 @@ class MidiInputs:
             elif self._lister is not None:
                 _close_quietly(self._lister)
             self._lister = None
+
+
+def _zero() -> float:
+    return 0.0
 
 
 def _close_quietly(m) -> None:
