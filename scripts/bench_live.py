@@ -4,9 +4,10 @@
 For each JACK period (128 and 256 frames at 48 kHz by default; a dummy JACK server is
 started for each unless one already runs, in which case only its period is measured) a
 child process opens the audio stream with whatever :class:`pianosynth.engine.core.Engine`
-is installed (polyphony raised to its maximum), holds the sustain pedal and brings the
-number of held keys up in steps (8, 16, 32, 48, 64, 88), re-striking them every second so
-they keep sounding. Each step is measured for ``--seconds``:
+is installed (polyphony raised to its maximum) and brings the number of held keys up in
+steps (8, 16, 32, 48, 64, 88), re-striking them every second so they keep sounding. No
+pedal: with the pedal down an engine with sympathetic resonance keeps all 88 strings
+undamped, i.e. 88 voices whatever is played. Each step is measured for ``--seconds``:
 
 - ``voices``: the engine's ``active_voices``, mean over the step;
 - ``underflows``: JACK xruns during the step (every client sees all of them), next to an
@@ -67,10 +68,9 @@ def child(args) -> dict:
         engine = Engine(None, fs)
     order = _key_order()
     strikes = [np.array([(0, 0x90, k, 80)], EVENT_DTYPE) for k in order]
-    pedal = np.array([(0, 0xB0, 64, 127)], EVENT_DTYPE)
-    release = np.array([(0, 0xB0, 64, 0)] + [(0, 0x80, k, 0) for k in order], EVENT_DTYPE)
+    release = np.array([(0, 0x80, k, 0) for k in order], EVENT_DTYPE)
     scratch = np.zeros((args.period, 2), np.float32)
-    engine.render(scratch, pedal)
+    engine.render(scratch, NO_EVENTS)
     engine.render(scratch, NO_EVENTS)
     q = collections.deque()
     st = dict(n=0, under=0)
@@ -91,7 +91,7 @@ def child(args) -> dict:
                          callback=callback) as stream:
         time.sleep(0.5)
         for step, n_keys in enumerate((0,) + STEPS + (0,)):
-            if step and not n_keys:                  # last idle step: pedal up, keys up
+            if step and not n_keys:                  # last idle step: keys up
                 q.append(release)
             t_next = 0.0
             t_settle = time.perf_counter() + (1.0 if n_keys or not step else 2.0)
@@ -148,7 +148,6 @@ def child(args) -> dict:
         except (ValueError, TypeError):
             e = Engine(None, fs)
         out = np.zeros((args.period, 2), np.float32)
-        e.render(out, pedal)
         for a in strikes[:nv]:
             e.render(out, a)
         t = time.perf_counter()
