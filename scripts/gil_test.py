@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -221,7 +220,8 @@ def main(argv=None) -> int:
                     rows.append(r)
                     print(f"{cb:8s} {sc:11s} rep {rep}: {r['callbacks']:5d} callbacks "
                           f"{r['underflows']:4d} underflows {r['late_2ms']:4d} late>2ms "
-                          f"p99 late {r['late_p99_ms']:6.2f} ms, longest {r['max_callback_ms']:6.2f} ms",
+                          f"p99 late {r['late_p99_ms']:6.2f} ms, "
+                          f"longest {r['max_callback_ms']:6.2f} ms",
                           flush=True)
     finally:
         if server is not None:

@@ -4,7 +4,7 @@
 
     MIDI ports --rtmidi thread--> MidiEventQueue (deque, timestamps) --+
     --midi-file --> FileEvents (sample frames, read ahead) ------------+--> audio callback:
-                                                                            EventBlock -> Engine.render
+                                                              EventBlock -> Engine.render
     watcher thread: port list every 0.5 s (vanished ports, reconnects)
     main thread: signals, status, stop fade, statistics
 
@@ -59,8 +59,8 @@ import time
 
 import numpy as np
 
-from ..engine.events import EVENT_DTYPE, NO_EVENTS
-from .audio_out import FADE_S, AudioOutput, import_sounddevice, list_output_devices, \
+from ..engine.events import NO_EVENTS
+from .audio_out import AudioOutput, import_sounddevice, list_output_devices, \
     select_output_device
 from .midi_live import API_NAMES, LATENCY_MARGIN_S, EventBlock, JackPorts, MidiEventQueue, \
     MidiInputs, choose_api, is_hardware_port, is_own_port, list_input_ports, no_midi_text
