@@ -275,8 +275,8 @@ class LivePlayer:
             if file is not None:
                 k0 = k
                 k = file.fill(block, k, frame0, n)
-                if k0 and k > k0:
-                    arr[:k].sort(order="offset", kind="stable")
+                if k0 and k > k0:        # live and file events in one block: merge (rare;
+                    arr[:k].sort(order="offset", kind="stable")   # numpy's sort scratch)
             return arr[:k]
 
         return fill
