@@ -127,7 +127,7 @@ def _open(path):
     if os.path.isdir(path):
         raise PianosynthError(f"{name} is a folder, not a MIDI file")
     if size > MAX_FILE_BYTES:
-        raise PianosynthError(f"{name}: {size / 2**20:.0f} MB is too large for a MIDI file "
+        raise PianosynthError(f"{name}: {size / 2**20:.1f} MB is too large for a MIDI file "
                               f"(limit {MAX_FILE_BYTES // 2**20} MB)")
     try:
         with open(path, "rb") as f:
