@@ -7,6 +7,7 @@ Commands::
     pianosynth note KEY [-o OUT.wav] [--velocity 1-127] [--duration S] ...
     pianosynth presets [--template | --check FILE ...]
     pianosynth play | devices | gui ...     (when pianosynth.io.live / pianosynth.gui exist)
+    pianosynth fit RECORDING --key KEY -o PRESET.toml [--base PRESET] [--refine]
 
 Bad input (files, presets, values) ends with one line ``pianosynth: error: <message>`` on
 stderr and exit status 2, never a traceback; a traceback means a bug.
@@ -288,6 +289,8 @@ OPTIONAL_COMMANDS = (
      "list audio outputs and MIDI inputs"),
     ("gui", "pianosynth.gui", "add_gui_arguments", "cmd_gui",
      "open the control panel"),
+    ("fit", "pianosynth.fit", "add_fit_arguments", "cmd_fit",
+     "fit one key's parameters to a recorded note and write a preset"),
 )
 
 

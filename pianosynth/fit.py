@@ -570,8 +570,8 @@ def check_note(xm, fs: int, key: int, rec: NoteAnalysis, f1_target_hz: float,
     oe = odd_even_ratio_db(xm, fs, rec.onset, rec.f0_hz, rec.inharmonicity_b)
     if np.isfinite(oe) and oe < -20.0 and key + 12 <= KEY_MAX:
         raise PianosynthError(f"{what}: the odd partials of {name} are missing ({oe:.0f} dB "
-                              f"below the even ones): the note is {key_name(key + 12)} or "
-                              "higher, not " + key_name(key))
+                              f"below the even ones): wrong key (the note may be "
+                              f"{key_name(key + 12)} or higher)")
     u_db, u_hz = unexplained_peak(xm, fs, rec.onset, rec.f0_hz, rec.inharmonicity_b)
     if np.isfinite(u_db):
         half = rec.f0_hz * math.sqrt(1.0 + rec.inharmonicity_b) / 2.0
@@ -579,8 +579,8 @@ def check_note(xm, fs: int, key: int, rec: NoteAnalysis, f1_target_hz: float,
         on_sub = abs(m - round(m)) < 0.1 and int(round(m)) % 2 == 1
         if on_sub and u_db > -20.0 and key - 12 >= KEY_MIN:
             raise PianosynthError(f"{what}: a peak at {u_hz:.1f} Hz ({u_db:.0f} dB) is an odd "
-                                  f"multiple of half of {name}'s f0: the note is "
-                                  f"{key_name(key - 12)} or lower, not {key_name(key)}")
+                                  f"multiple of half of {name}'s f0: wrong key (the note "
+                                  f"may be {key_name(key - 12)} or lower)")
         if u_db > -6.0:
             raise PianosynthError(f"{what}: a strong peak at {u_hz:.1f} Hz ({u_db:.0f} dB re "
                                   f"the strongest) is not a partial of {name}: wrong key, or "
@@ -895,7 +895,7 @@ def _velocity_for_centroid(settings, overrides, key, target_hz, fs, lo=1, hi=127
 
 
 def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool = False,
-             velocity: int | None = None, iterations: int = 2, log=None,
+             velocity: int | None = None, iterations: int = 1, log=None,
              max_render_s: float = 30.0, refine_evals: int = 40) -> FitResult:
     """Fit the per-key parameters of ``key`` to one recorded note.
 
@@ -983,8 +983,9 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     # the aftersound). A one-pole loss cannot give a short T60 at partials 1-2 and a long
     # one above (T60 falls monotonically with frequency), and the tau^4 weights of §4.1 then
     # follow the long upper decays; so a few T60s at partial 1 between that fit and the
-    # prompt decay are tried (c3 refitted to the other partials each time) and the one
-    # closest to the recording (STFT distance) kept.
+    # fastest prompt decay are tried (c3 refitted to the other partials each time) and the
+    # one closest to the recording kept: multi-resolution STFT distance over the first
+    # STFT_SPAN_S plus |ln(EDT ratio)| (the whole note's energy decay).
     target = np.where(rng_ok, np.where(use_fast & has2, fast, single), np.nan)
     prompt = np.where(rng_ok & use_fast & has2, fast, np.nan)
     f_hi = float(np.nanmax(np.where(np.isfinite(target), fk, np.nan))) \
@@ -1002,10 +1003,12 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
 
     candidates = [fit_loss_filter(fk, target, order=loss_order)]
     if np.isfinite(prompt).any():
-        c1p, _ = fit_loss_filter(fk, prompt, order=loss_order)
+        # down to the fastest prompt decay of the two-stage partials (the tau^4 weights
+        # would pick the slowest)
+        c1p = LN1000 / float(np.nanmin(prompt))
         rest = np.where(np.isnan(prompt), target, np.nan)
         okr = np.isfinite(rest)
-        for c1 in np.geomspace(candidates[0][0], c1p, 4)[1:] if c1p > candidates[0][0] else []:
+        for c1 in np.geomspace(candidates[0][0], c1p, 5)[1:] if c1p > candidates[0][0] else []:
             c3 = 0.0
             if okr.any():
                 tau = rest[okr] / LN1000
@@ -1046,17 +1049,19 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     over["output_gain_db"] = float(np.clip(gain0 + rec.level_db - A.level_db(y, fs), -40, 40))
     say(f"velocity {velocity} (attack centroid {rec.centroid_hz:.0f} Hz)")
     if len(candidates) > 1:
-        n_short = int(STFT_SPAN_S * fs) + int(0.05 * fs)
         xs = _aligned(xm, rec.onset, fs, STFT_SPAN_S)
         scores = []
         for cand in candidates:
             set_resonators(*set_loss_c(*cand))
-            y = render_note(settings, keys_with(over), key, velocity, n_short, fs)
-            scores.append(A.stft_distance(_aligned(y, A.detect_onset(y, fs), fs, STFT_SPAN_S),
-                                          xs, fs, eps=stft_eps(rec)))
+            y = render_note(settings, keys_with(over), key, velocity, n_frames, fs)
+            n0y = A.detect_onset(y, fs)
+            d = A.stft_distance(_aligned(y, n0y, fs, STFT_SPAN_S), xs, fs, eps=stft_eps(rec))
+            e = A.edt(y, fs, onset=n0y) / rec.edt_s
+            scores.append(d + (abs(math.log(e)) if np.isfinite(e) and e > 0 else 1.0))
         j = int(np.argmin(scores))
         say("T60 at partial 1 tried: " + ", ".join(
             f"{loss_t60(*c, rec.f1_hz):.2f} s ({s_:.3f})" for c, s_ in zip(candidates, scores))
+            + " (STFT distance + |ln EDT ratio|)"
             + f"; kept {loss_t60(*candidates[j], rec.f1_hz):.2f} s")
         c1, c3 = set_loss_c(*candidates[j])
         set_resonators(c1, c3)
@@ -1083,6 +1088,19 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
             c1, c3 = set_loss(target)
         set_resonators(c1, c3)
         over["output_gain_db"] = float(np.clip(over["output_gain_db"] - err.level_db, -40, 40))
+        # tuning as measured on the render (the second modes pull the measured peaks):
+        # one Gauss-Newton step on f0 and B over the partials inside the allpass band
+        kk = np.arange(1, err.cents.size + 1)
+        okc = np.isfinite(err.cents) & (kk <= n_tuned)
+        if okc.sum() >= 2:
+            bb = over["inharmonicity_b"]
+            jac = np.column_stack([np.full(okc.sum(), 1200.0 / math.log(2.0) / over["f0_hz"]),
+                                   600.0 / math.log(2.0) * kk[okc] ** 2
+                                   / (1.0 + bb * kk[okc] ** 2)])
+            wt = np.where(kk[okc] == 1, 2.0, 1.0)            # partial 1 sets the pitch
+            step, *_ = np.linalg.lstsq(jac * wt[:, None], -err.cents[okc] * wt, rcond=None)
+            over["f0_hz"] = float(over["f0_hz"] + step[0])
+            over["inharmonicity_b"] = float(np.clip(bb + step[1], 0.0, 0.05))
 
     if refine:
         over = _refine(settings, keys_with, over, rec, xm, key, velocity, fs, refine_evals, say)
@@ -1191,3 +1209,94 @@ def recording_path(layer: str, key: int, root=None) -> Path:
     base = Path(root) if root is not None else \
         Path(__file__).resolve().parents[1].parent / "shared" / "data"
     return base / "recordings" / "headroom_yamahaC3" / f"{layer}_close_{key}.flac"
+
+
+# ============================================================================ command line
+def add_fit_arguments(p) -> None:
+    """Arguments of ``pianosynth fit`` (registered lazily by :mod:`pianosynth.cli`)."""
+    p.add_argument("recording", metavar="RECORDING",
+                   help="one recorded piano note (wav, flac, ogg ...; 44.1-192 kHz)")
+    p.add_argument("--key", required=True, metavar="KEY",
+                   help="the key it was played on: MIDI number 21..108 or name (C4, F#5 ...)")
+    p.add_argument("-o", "--output", required=True, metavar="PRESET.toml",
+                   help="preset file to write (the base preset plus this key's overrides)")
+    p.add_argument("--base", default="default", metavar="PRESET",
+                   help="preset to start from (name or .toml file; default: default)")
+    p.add_argument("--loss-order", type=int, default=1, metavar="N",
+                   help="loss filter order (1: the one-pole of Bank et al. eq. 8, the only "
+                        "one the engine plays)")
+    p.add_argument("--refine", action="store_true",
+                   help="then minimise the multi-resolution STFT distance (bounded search, "
+                        "about 40 renders)")
+    p.add_argument("--velocity", type=int, default=None, metavar="1-127",
+                   help="MIDI velocity of the fitted render (default: matched to the "
+                        "recording's attack brightness)")
+    p.add_argument("--render", metavar="OUT.wav", default=None,
+                   help="also write the fitted note (and OUT-default.wav with the base preset)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the error table")
+
+
+def error_table(res: FitResult, n_cents: int = 20) -> str:
+    """Errors before (base preset) and after (fitted) as text."""
+    rec, b, a = res.recording, res.before, res.after
+    lines = [f"{'partial':>7} {'recorded Hz':>12} {'default':>9} {'fitted':>9}   (cents)"]
+    for k in range(min(n_cents, rec.partials_hz.size)):
+        if np.isfinite(rec.partials_hz[k]):
+            lines.append(f"{k + 1:>7} {rec.partials_hz[k]:12.3f} {b.cents[k]:+9.2f} "
+                         f"{a.cents[k]:+9.2f}")
+    lines.append(f"{'partial':>7} {'recorded T60':>12} {'default':>9} {'fitted':>9}   (% of the "
+                 f"recorded T60; partials with >= {MIN_RANGE_DB:g} dB of decay)")
+    for k in range(a.t60_pct.size):
+        if np.isfinite(a.t60_pct[k]):
+            lines.append(f"{k + 1:>7} {a.t60_rec_s[k]:11.2f}s {b.t60_pct[k]:+8.0f}% "
+                         f"{a.t60_pct[k]:+8.0f}%")
+    lines.append(f"multi-resolution STFT distance (first {STFT_SPAN_S:g} s): default "
+                 f"{b.stft:.3f} -> fitted {a.stft:.3f}")
+    lines.append(f"level {b.level_db:+.1f} -> {a.level_db:+.1f} dB, attack centroid "
+                 f"x{b.centroid_ratio:.2f} -> x{a.centroid_ratio:.2f}, EDT x{b.edt_ratio:.2f} -> "
+                 f"x{a.edt_ratio:.2f} (render vs recording)")
+    return "\n".join(lines)
+
+
+def cmd_fit(args) -> int:
+    """``pianosynth fit RECORDING --key KEY -o PRESET.toml``: fit one key to a recorded note."""
+    from .cli import key_name as _kn
+    from .cli import parse_key
+    from .presets import Preset, load_preset, save_preset
+
+    key = parse_key(args.key)
+    out = Path(args.output)
+    if out.suffix.lower() != ".toml":
+        raise PianosynthError(f"output {out} must be a .toml preset file")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise PianosynthError(f"cannot write {out}: folder {folder} does not exist")
+    if args.velocity is not None and not 1 <= args.velocity <= 127:
+        raise PianosynthError(f"velocity must be 1..127, not {args.velocity}")
+    if args.loss_order != 1:
+        fit_loss_filter([1.0], [1.0], order=args.loss_order)      # raises the clear error
+    if args.render:
+        from .io.audio_file import check_output_path
+        check_output_path(args.render)
+    base = load_preset(args.base)
+    data, fs = load_recording(args.recording)
+    say = (lambda *_: None) if args.quiet else print
+    res = fit_note(data, fs, key, base=base, loss_order=args.loss_order, refine=args.refine,
+                   velocity=args.velocity, log=say)
+    keys = {int(k): dict(v) for k, v in base.keys.items()}
+    keys[key] = {**keys.get(key, {}), **res.overrides}
+    name = out.stem
+    preset = Preset(name=name, settings=dict(base.settings), keys=keys,
+                    description=f"{base.name} with {_kn(key)} (MIDI {key}) fitted to "
+                                f"{Path(args.recording).name} by pianosynth fit")
+    save_preset(preset, out)
+    print(error_table(res))
+    if args.render:
+        from .io.audio_file import write_audio
+        r = Path(args.render)
+        write_audio(r, np.column_stack([res.render_after] * 2), fs, None)
+        write_audio(r.with_name(r.stem + "-default" + r.suffix),
+                    np.column_stack([res.render_before] * 2), fs, None)
+    print(f"{out}: {_kn(key)} (MIDI {key}) fitted at velocity {res.velocity}: "
+          + ", ".join(f"{k} = {v:.6g}" for k, v in res.overrides.items()))
+    return 0

@@ -1,0 +1,240 @@
+"""pianosynth fit: the analysis recovers what our own engine was given; fits of recorded notes;
+bad recordings end in one clear error.
+
+Synthetic notes are rendered by the engine with known parameters and measured with the same
+functions the fit uses on recordings (Bank et al. 2003 §4.1-4.3): B against the design value
+(eq. 12), T60 against the loss filter's exact loop decay (eq. 8-10), the beat against the
+resonator bank's second-mode detuning (eq. 16). The recordings are the Yamaha C3 notes in
+../shared/data (tests skip without them).
+"""
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from pianosynth import analysis as A
+from pianosynth import fit as F
+from pianosynth.cli import main
+from pianosynth.design.string import loop_group_delay, t60_of_loop
+from pianosynth.engine.core import Engine
+from pianosynth.engine.events import make_events
+from pianosynth.errors import PianosynthError
+
+from conftest import SHARED_DATA
+
+FS = 44100
+
+
+def _render(key, velocity, dur_s, settings=None, overrides=None):
+    eng = Engine(settings, FS, overrides, max_voices=2)
+    y = eng.render_frames(int(dur_s * FS), make_events([(0, 0x90, key, velocity)]),
+                          block_size=4096)
+    return y.mean(axis=1), eng
+
+
+# ------------------------------------------------------------ analysis on our own renders
+@pytest.mark.parametrize("key,b", [(36, 1.2e-4), (60, 4.0e-4), (72, 1.5e-3)])
+def test_B_of_engine_render_within_2_percent(key, b):
+    """B fitted (eq. 12) to the partials inside the dispersion design band of a render with
+    a known B is within 2 % of it."""
+    over = {key: {"inharmonicity_b": b}}
+    y, eng = _render(key, 90, 3.0, {"resonators_on": 0}, over)
+    sd = eng.keys.strings[key]
+    kp = eng.keys.kp
+    p = A.find_partials(y, FS, kp.f1_hz[key - 21], n_partials=sd.n_band)
+    _, b_fit = A.fit_f0_B(p)
+    assert np.isfinite(p).sum() >= min(sd.n_band, 6)
+    assert abs(b_fit / b - 1) < 0.02, f"B {b_fit:.4e} vs {b:.4e}"
+
+
+def test_T60_of_engine_render_within_5_percent():
+    """Single-exponential decay (fit_two_mode on the backward-integrated envelope) of
+    partials 1-10 of a one-string render within 5 % of the loss filter's loop T60."""
+    key = 45
+    y, eng = _render(key, 100, 6.0, {"resonators_on": 0})
+    kp, sd = eng.keys.kp, eng.keys.strings[key]
+    i = key - 21
+    k = np.arange(1, 11)
+    fk = k * kp.f0_hz[i] * np.sqrt(1 + kp.inharmonicity_b[i] * k * k)
+    design = t60_of_loop(sd.loss_g, sd.loss_a1, loop_group_delay(kp.f0_hz[i],
+                         kp.inharmonicity_b[i], k, FS), 2 * np.pi * fk / FS, FS)
+    n0 = A.detect_onset(y, FS)
+    t0 = np.full(k.size, n0 / FS + 0.1)
+    two, _, _ = F.partial_decays(y, FS, fk, t0, t0 + 4.0, None, 0)
+    t60 = np.array([tm.t60_single_s for tm in two])
+    rel = t60 / design - 1
+    assert np.all(np.abs(rel[np.isfinite(rel)]) < 0.05), np.round(rel, 3)
+    assert np.isfinite(rel).sum() >= 8
+
+
+def test_beat_of_engine_render_within_5_percent():
+    """The beat of partial 1 with its resonator (second mode detuned by the unison detuning,
+    §4.3) within 5 % of the designed |f_2 - f_1|."""
+    key, cents = 60, 3.0
+    over = {key: {"unison_detune_cents": cents, "second_mode_level": 0.5,
+                  "late_t60_ratio": 2.0, "t60_f0_s": 4.0, "t60_high_s": 2.0}}
+    y, eng = _render(key, 90, 6.0, None, over)
+    f1 = float(eng.keys.strings[key].partials_hz[0])
+    beat, depth = A.beating(y, FS, f1)
+    design = f1 * (2 ** (cents / 1200) - 1)
+    assert beat == pytest.approx(design, rel=0.05)
+    assert depth > 3.0
+
+
+# ------------------------------------------------------------ analysis on the recordings
+def _b_table():
+    with open(SHARED_DATA / "tables" / "B_f0_headroom_yamahaC3.csv", newline="") as fh:
+        return {int(r["midi"]): float(r["B_median"]) for r in csv.DictReader(fh) if r["B_median"]}
+
+
+@pytest.mark.parametrize("name", ["L1_close_21", "L5_close_21", "L1_close_24", "L5_close_24",
+                                  "L1_close_36", "L1_close_48", "L1_close_60", "L1_close_72",
+                                  "L1_close_84", "L3_close_84", "L5_close_84"])
+def test_recording_B_agrees_with_table(shared_data, name):
+    """Layers and keys tests/test_analysis.py leaves out: B (find_partials + fit_f0_B, 30
+    partials) within 10 % of B_f0_headroom_yamahaC3.csv (median over layers)."""
+    key = int(name.rsplit("_", 1)[1])
+    x, fs = A.load_audio(shared_data / "recordings" / "headroom_yamahaC3" / f"{name}.flac")
+    p = A.find_partials(x, fs, float(F.equal_tempered_hz(key)), n_partials=30)
+    _, b = A.fit_f0_B(p)
+    assert abs(b / _b_table()[key] - 1) < 0.10, f"B {b:.3e} vs {_b_table()[key]:.3e}"
+
+
+# ------------------------------------------------------------ the fit
+@pytest.fixture(scope="module")
+def fits(shared_data):
+    out = {}
+    for name in ("L3_close_60", "L3_close_84"):
+        data, fs = F.load_recording(shared_data / "recordings" / "headroom_yamahaC3"
+                                    / f"{name}.flac")
+        out[name] = F.fit_note(data, fs, int(name.rsplit("_", 1)[1]))
+    return out
+
+
+@pytest.mark.parametrize("name", ["L3_close_60", "L3_close_84"])
+def test_fit_improves_on_default(fits, name):
+    """The fitted note is closer to the recording than the default preset's at the same
+    velocity (multi-resolution STFT distance over 3 s), at its level (+-0.5 dB) and
+    brightness (attack centroid within 10 %), and its early decay time within x1.5."""
+    r = fits[name]
+    assert r.after.stft < r.before.stft
+    assert abs(r.after.level_db) < 0.5
+    assert abs(r.after.centroid_ratio - 1) < 0.10
+    assert 1 / 1.5 < r.after.edt_ratio < 1.5
+
+
+@pytest.mark.parametrize("name", ["L3_close_60", "L3_close_84"])
+def test_fit_partials_inside_the_dispersion_band(fits, name):
+    """Partials inside the dispersion allpass's design band (where the model follows eq. 12)
+    within 2 cents of the recording's, partial 1 within 1.5 cents."""
+    from pianosynth.design.string import dispersion_band_hz
+
+    r = fits[name]
+    band = dispersion_band_hz(r.recording.f0_hz, r.fs)
+    inside = (r.recording.partials_hz[:r.after.cents.size] <= band) & np.isfinite(r.after.cents)
+    assert inside.sum() >= 4
+    assert np.max(np.abs(r.after.cents[inside])) < 2.0, np.round(r.after.cents[inside], 2)
+    assert abs(r.after.cents[0]) < 1.5
+
+
+@pytest.mark.xfail(strict=True, reason="partials above the dispersion allpass's design band "
+                   "drift by several cents and beating pairs read +-1-2 cents; the engine "
+                   "designs the allpass for the perceptual band only (design/string.py)")
+def test_fit_partials_1_to_20_within_1_cent(fits):
+    for r in fits.values():
+        c = r.after.cents[:20]
+        assert np.max(np.abs(c[np.isfinite(c)])) < 1.0
+
+
+@pytest.mark.xfail(strict=True, reason="a one-pole loss filter (T60 falling monotonically "
+                   "with frequency) plus one second-mode level and ratio per key cannot "
+                   "follow the recorded per-partial decays (C4: 1.8 s prompt decay of "
+                   "partials 1-2, 10-13 s for 3-5, 4-7 s above)")
+def test_fit_T60_within_20_percent(fits):
+    for r in fits.values():
+        p = r.after.t60_pct[np.isfinite(r.after.t60_pct)]
+        assert np.all(np.abs(p) < 20.0)
+
+
+def test_fit_cli_writes_a_loadable_preset(shared_data, tmp_path, capsys):
+    """``pianosynth fit`` end to end on a short treble note: the preset loads, holds the
+    key's overrides and the error table is printed."""
+    from pianosynth.presets import load_preset
+
+    out = tmp_path / "fitted.toml"
+    rc = main(["fit", str(shared_data / "recordings" / "headroom_yamahaC3" / "L3_close_96.flac"),
+               "--key", "C7", "-o", str(out), "-q"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "STFT distance" in text and "cents" in text
+    preset = load_preset(out)
+    assert {"f0_hz", "inharmonicity_b", "t60_f0_s", "output_gain_db"} <= set(preset.keys[96])
+
+
+# ------------------------------------------------------------ bad recordings
+def _write(path, x, fs=FS):
+    import soundfile as sf
+    sf.write(str(path), np.asarray(x, float), fs, subtype="PCM_16")
+    return path
+
+
+def _fit_cli(tmp_path, rec, key, capsys):
+    out = tmp_path / "out.toml"
+    rc = main(["fit", str(rec), "--key", str(key), "-o", str(out), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    return rc, err, out
+
+
+def test_bad_recordings_give_one_clear_line(tmp_path, capsys):
+    """Silence, clipping, not an audio file, too short: exit 2, one line, no preset."""
+    t = np.arange(2 * FS) / FS
+    note = 0.3 * np.exp(-t) * np.sin(2 * np.pi * 261.6 * t)
+    cases = {
+        "silent": (_write(tmp_path / "silent.wav", np.zeros(2 * FS)), "silent"),
+        "clipped": (_write(tmp_path / "clip.wav", np.clip(4 * note, -1, 1)), "clipped"),
+        "short": (_write(tmp_path / "short.wav", note[:FS // 10]), "long"),
+        "text": ((tmp_path / "notes.wav"), "not an audio file"),
+        "missing": ((tmp_path / "nothere.flac"), "not found"),
+    }
+    (tmp_path / "notes.wav").write_text("this is not audio\n")
+    for what, (path, needle) in cases.items():
+        rc, err, out = _fit_cli(tmp_path, path, 60, capsys)
+        assert rc == 2, what
+        assert len(err) == 1 and err[0].startswith("pianosynth: error:"), (what, err)
+        assert needle in err[0], (what, err[0])
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("given,needle", [(61, "sounds like C4"), (48, "may be C4 or higher"),
+                                          (72, "may be C4 or lower"), (67, "wrong key")])
+def test_wrong_key_is_refused(shared_data, tmp_path, capsys, given, needle):
+    """A C4 recording fitted as C#4, C3, C5 or G4 is refused with a hint."""
+    rec = shared_data / "recordings" / "headroom_yamahaC3" / "L3_close_60.flac"
+    rc, err, out = _fit_cli(tmp_path, rec, given, capsys)
+    assert rc == 2 and len(err) == 1 and needle in err[0], err
+    assert not out.exists()
+
+
+def test_two_notes_are_refused(shared_data, tmp_path, capsys):
+    """A note struck twice, and a chord (C4 + E4), are not single notes."""
+    x, fs = A.load_audio(shared_data / "recordings" / "headroom_yamahaC3" / "L3_close_60.flac")
+    x = x[:3 * fs]
+    twice = x.copy()
+    twice[fs:] += x[:2 * fs]
+    rc, err, _ = _fit_cli(tmp_path, _write(tmp_path / "twice.wav", 0.5 * twice, fs), 60, capsys)
+    assert rc == 2 and "not a single note" in err[0], err
+    t = np.arange(3 * fs) / fs
+    e4 = 0.1 * np.exp(-t / 2) * np.sin(2 * np.pi * 329.6 * t)
+    rc, err, _ = _fit_cli(tmp_path, _write(tmp_path / "chord.wav", 0.5 * (x + e4), fs), 60,
+                          capsys)
+    assert rc == 2 and len(err) == 1, err
+
+
+def test_loss_order_other_than_one_is_refused(tmp_path, capsys):
+    rc = main(["fit", str(tmp_path / "x.wav"), "--key", "60", "-o", str(tmp_path / "o.toml"),
+               "--loss-order", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "only order 1" in err
