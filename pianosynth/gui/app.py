@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from ..errors import PianosynthError
@@ -162,12 +163,21 @@ def cmd_gui(args) -> int:
             QTimer.singleShot(STEADY_AFTER_S * 1000, mark)
 
         QTimer.singleShot(0, start)
+
+        def stop(*_):
+            panel.force_close = True
+            panel.close()
         if args.duration:
-            def stop():
-                panel.force_close = True
-                panel.close()
             QTimer.singleShot(int(args.duration * 1000), stop)
-        app.exec()
+        # Ctrl-C / SIGTERM close the panel (and fade the audio out) as they stop `play`;
+        # the meter timer runs Python often enough for the handler to be called
+        old = {sig: signal.signal(sig, lambda *_: QTimer.singleShot(0, stop))
+               for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            app.exec()
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
     finally:
         stats = session.stats()
         stats.update(marks)

@@ -246,9 +246,9 @@ class ParamPanel(QWidget):
                            (f" (the {group} parameters acting at other times are in the "
                             "box next to this one)" if group in split else ""))
             grid = QGridLayout(box)
-            grid.setContentsMargins(6, 2, 4, 3)
+            grid.setContentsMargins(6, 1, 4, 2)
             grid.setHorizontalSpacing(6)
-            grid.setVerticalSpacing(2)
+            grid.setVerticalSpacing(1)
             grid.setColumnStretch(1, 1)
             for row, p in enumerate(params):
                 c = ParamControl(p, self)

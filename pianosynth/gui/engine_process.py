@@ -365,6 +365,7 @@ class RemoteSession:
             m = dict(self._meters)
             m.update(error=str(exc), active=False)
         m.setdefault("voices", self.tap.voices)
+        m.setdefault("sympathetic", self.tap.sympathetic)
         m["polyphony"] = int(self.settings.get("polyphony", 64))
         for k, v in (("cpu_load", 0.0), ("underflows", 0), ("callbacks", 0), ("error", None),
                      ("midi", self.midi_status)):

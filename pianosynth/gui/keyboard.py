@@ -42,7 +42,7 @@ class PianoKeyboard(QWidget):
         self.selected = 60
         self.setMinimumHeight(70)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
-        self.setFixedHeight(96)
+        self.setFixedHeight(86)
         self.setMouseTracking(False)
         self.setToolTip("Click to play: near the front edge is loud, near the back soft. "
                         "Drag for a glissando. Right-click selects a key for analysis "

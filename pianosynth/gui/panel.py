@@ -1,10 +1,14 @@
 """The control panel window: presets, devices, parameters, plots, keyboard, meters.
 
-Threads (DESIGN.md): this window lives on the GUI thread. It writes the desired settings to
-the :class:`~pianosynth.gui.session.LiveSession` (its applier thread calls the engine), pushes
-keyboard notes into the same timestamped queue as MIDI, and reads what the audio thread left
-in the session's :class:`~pianosynth.gui.session.Tap` from a ``QTimer``. The selected key is
-rendered and measured with a private engine on a worker thread.
+Threads (DESIGN.md): this window lives on the GUI thread and never calls the live engine.
+It writes the desired settings to its session (an applier thread brings the engine there),
+sends keyboard notes into the same timestamped queue as MIDI, and reads what the audio
+callback left in the session's :class:`~pianosynth.gui.session.Tap` from a ``QTimer``. The
+session is a :class:`~pianosynth.gui.engine_process.RemoteSession` (engine, audio and MIDI
+in their own process; the default of ``pianosynth gui``) or a
+:class:`~pianosynth.gui.session.LiveSession` (same process: tests, ``--in-process``). The
+selected key is rendered and measured with a private engine on a low-priority worker
+thread.
 """
 from __future__ import annotations
 
@@ -66,7 +70,7 @@ def apply_style(app) -> None:
     f = QFont(app.font())
     f.setPointSizeF(9.0)
     app.setFont(f)
-    app.setStyleSheet("QGroupBox { font-weight: bold; margin-top: 5px; padding-top: 7px; "
+    app.setStyleSheet("QGroupBox { font-weight: bold; margin-top: 4px; padding-top: 7px; "
                       "border: 1px solid #44474c; border-radius: 4px; } "
                       "QGroupBox::title { subcontrol-origin: margin; left: 8px; padding: 0 3px; }"
                       "QToolBar { spacing: 4px; padding: 2px; }"
@@ -93,11 +97,11 @@ class _RefreshCombo(QComboBox):
 
 
 class ControlPanel(QMainWindow):
-    """The panel around a :class:`LiveSession`.
+    """The panel around a session (:class:`LiveSession` or ``RemoteSession``).
 
     Parameters
     ----------
-    session : LiveSession
+    session : LiveSession or RemoteSession
         Engine and I/O (its output may already run).
     preset : pianosynth.presets.Preset, optional
         What ``session.settings`` came from (default: the built-in default).
@@ -247,7 +251,8 @@ class ControlPanel(QMainWindow):
         self.meter_labels = {}
         for name, tip in (("audio", "Audio output"),
                           ("cpu", "Audio callback time / block time (PortAudio's estimate)"),
-                          ("voices", "Sounding voices / polyphony"),
+                          ("voices", "Struck voices sounding / polyphony, + unstruck "
+                                     "strings ringing in sympathy (pedal down)"),
                           ("underflows", "Audio blocks that arrived late at the device "
                                          "(audible clicks)"),
                           ("midi", "MIDI inputs")):
@@ -612,7 +617,9 @@ class ControlPanel(QMainWindow):
             lab["audio"].setStyleSheet("color: #f0a030;")
         lab["audio"].setToolTip(audio)
         lab["cpu"].setText(f"CPU {100 * m['cpu_load']:.0f}%")
-        lab["voices"].setText(f"voices {m['voices']}/{m['polyphony']}")
+        symp = int(m.get("sympathetic", 0))
+        lab["voices"].setText(f"voices {m['voices'] - symp}/{m['polyphony']}" +
+                              (f" + {symp} sympathetic" if symp else ""))
         u = m["underflows"]
         lab["underflows"].setText(f"underflows {u}")
         lab["underflows"].setStyleSheet("color: #ff7b72;" if u else "")

@@ -46,11 +46,13 @@ RING_FRAMES = 1 << 16
 SILENT_BLOCK = 256
 #: voice slots: enough for the largest polyphony of the parameter table, so that changing
 #: polyphony acts at once (the block loop caps allocation at ``polyphony``).
-MAX_VOICES = int(PARAM_BY_NAME["polyphony"].max) + 8
+MAX_VOICES = int(PARAM_BY_NAME["polyphony"].max) + 8 + 88   # + one sympathetic string a key
+#: voice flag of an unstruck string ringing in sympathy (absent in older engines)
+_I_SYMP = getattr(V, "I_SYMP", None)
 
 
 _META = ("written", "force_len", "force_seq", "force_key", "force_velocity", "voices",
-         "sustain", "trace_voice", "trace_strikes")
+         "sustain", "trace_voice", "trace_strikes", "sympathetic")
 
 
 def _meta_property(i: int, doc: str):
@@ -79,7 +81,9 @@ class Tap:
         (Bank et al. 2003, Fig. 2); ``force_seq`` grows when it changed, ``force_key`` is
         its MIDI key, ``force_velocity`` the velocity of the last note-on.
     voices : int
-        Sounding voices after the last block.
+        Sounding voices after the last block, sympathetic strings included.
+    sympathetic : int
+        Of these, unstruck strings ringing in sympathy (pedal down, §4.3).
     keys_down : ndarray, uint8, shape (128,)
         1 for keys held by a note-on that has not been released (MIDI or on-screen).
     sustain : int
@@ -104,6 +108,7 @@ class Tap:
         off += RING_FRAMES * 4
         self.keys_down = np.ndarray((128,), np.uint8, buf, off)
         self._mono = np.zeros(MAX_BLOCK_FRAMES, np.float32)
+        self._busy = np.zeros(0, bool)
         if buffer is None:
             self.trace_voice = -1
             self.trace_strikes = -1
@@ -118,6 +123,7 @@ class Tap:
     sustain = _meta_property(6, "sustain pedal down (0/1)")
     trace_voice = _meta_property(7, "engine voice of the trace (audio side)")
     trace_strikes = _meta_property(8, "strike count of that voice (audio side)")
+    sympathetic = _meta_property(9, "sympathetic strings among the voices")
 
     def reset_meta(self) -> None:
         self.meta[:] = 0
@@ -156,7 +162,14 @@ class Tap:
         if k < n:
             self.ring[:n - k] = m[k:]
         self.meta[0] = written + n
-        self.meta[5] = np.count_nonzero(engine.iv[:, V.I_STATE])
+        state = engine.iv[:, V.I_STATE]
+        self.meta[5] = np.count_nonzero(state)
+        if _I_SYMP is not None and engine.iv.shape[1] > _I_SYMP:
+            if self._busy.shape[0] != state.shape[0]:
+                self._busy = np.zeros(state.shape[0], bool)     # once per engine
+            np.not_equal(state, V.FREE, out=self._busy)
+            np.logical_and(self._busy, engine.iv[:, _I_SYMP], out=self._busy)
+            self.meta[9] = np.count_nonzero(self._busy)
         nf = int(engine.trace_info[0])
         tv = int(engine.gi[B.G_TRACE_VOICE])
         strikes = int(engine.iv[tv, V.I_STRIKES]) if tv >= 0 else -1
@@ -338,6 +351,7 @@ class ParamApplier:
         return not self._idle.is_set()
 
     def _run(self):
+        lower_thread_priority()
         while True:
             self._wake.wait()
             if self._stop:
@@ -671,6 +685,8 @@ class LiveSession:
         self.settings = dict(settings)
         self.keys = {int(k): dict(v) for k, v in keys.items()}
         eng = self.engine
+        if eng is None:                     # no engine yet: open_audio builds it from these
+            return []
         if design is None or design_fs != eng.sample_rate:
             return sync_engine(eng, self.settings, self.keys)
         want = {p.name: self.settings.get(p.name, p.default) for p in PARAMETERS}
@@ -711,7 +727,7 @@ class LiveSession:
     def meters(self) -> dict:
         out = self.output
         err = getattr(out, "error", None)
-        return dict(voices=self.tap.voices,
+        return dict(voices=self.tap.voices, sympathetic=self.tap.sympathetic,
                     polyphony=int(self.settings.get("polyphony", 64)),
                     cpu_load=float(out.cpu_load) if out is not None else 0.0,
                     render_load_max=float(out.render_load_max) if out is not None else 0.0,
