@@ -503,6 +503,40 @@ def error_category(message: str) -> str:
     return m.strip()[:60]
 
 
+def worst_case_file(n_bytes: int) -> bytes:
+    """A file of ``n_bytes`` made of 2-byte messages (delta 0 + running-status program
+    change): the most mido objects per byte, the slowest file the reader accepts."""
+    head = b"\x00\x90\x3c\x40\x00\xc0\x01"
+    tail = b"\x00\xff\x2f\x00"
+    n = (n_bytes - 22 - len(head) - len(tail)) // 2
+    return _file_of(head + b"\x00\x01" * n + tail)
+
+
+def _file_of(track: bytes) -> bytes:
+    return header(0, 1, 96) + chunk(b"MTrk", track)
+
+
+def run_extremes(tmp: Path, timeout_s: float) -> list[tuple[str, str, str, float]]:
+    """The extreme cases, each once: (name, outcome, detail, seconds)."""
+    from pianosynth.io.midi_file import MAX_FILE_BYTES
+    rows = []
+    src = tmp / "extreme.mid"
+    out_dir = tmp / "out"
+    out_dir.mkdir(exist_ok=True)
+    for name, data in [("largest accepted file, 2-byte messages", worst_case_file(MAX_FILE_BYTES)),
+                       ("one byte over the size limit", worst_case_file(MAX_FILE_BYTES + 1))]:
+        src.write_bytes(data)
+        rows.append((name,) + parse_case(src, max(timeout_s, 300.0)))
+    src.write_bytes(many_notes_file(random.Random(0)))
+    rows.append(("10 000 notes never released, render --tail auto (not capped)",)
+                + render_case(src, out_dir, tail="auto", cap_s=None, timeout_s=max(timeout_s, 600)))
+    src.write_bytes(_file_of(b"\x00\xb0\x40\x7f" + b"".join(
+        b"\x00\x90" + bytes([k, 100]) for k in range(21, 109)) + b"\x00\xff\x2f\x00"))
+    rows.append(("88 keys held under the pedal, never released, --tail auto",)
+                + render_case(src, out_dir, tail="auto", cap_s=None, timeout_s=max(timeout_s, 600)))
+    return rows
+
+
 # --------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -517,6 +551,8 @@ def main(argv=None) -> int:
     ap.add_argument("--auto-tail-every", type=int, default=50)
     ap.add_argument("--timeout-s", type=float, default=120.0)
     ap.add_argument("--save-failures", type=Path, default=None)
+    ap.add_argument("--no-extremes", action="store_true",
+                    help="skip the extreme cases (largest file, stuck notes with auto tail)")
     args = ap.parse_args(argv)
 
     seeds = [args.case] if args.case is not None else \
@@ -559,6 +595,8 @@ def main(argv=None) -> int:
             if (n + 1) % 500 == 0:
                 print(f"... {n + 1}/{len(seeds)} cases, {time.perf_counter() - t_start:.0f} s",
                       file=sys.stderr, flush=True)
+        extremes = [] if args.no_extremes or args.case is not None else \
+            run_extremes(tmp, args.timeout_s)
 
     import numpy as np
     print(f"# MIDI fuzz: {len(seeds)} cases (seeds {seeds[0]}..{seeds[-1]}), "
@@ -583,6 +621,12 @@ def main(argv=None) -> int:
         print("most common errors:")
         for cat, n in categories[level].most_common(12):
             print(f"  {n:>6}  {cat}")
+    if extremes:
+        print("\n## extreme cases")
+        for name, outcome, detail, dt in extremes:
+            print(f"  {name}: {outcome} in {dt:.1f} s ({detail.strip().splitlines()[-1][:90]})")
+            if outcome == "fail":
+                failures.append(("extreme", name, -1, detail))
     if failures:
         print(f"\n{len(failures)} FAILURES (rerun one with --case SEED --kind KIND):")
         for level, kind, seed, detail in failures[:50]:

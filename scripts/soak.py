@@ -25,7 +25,8 @@ Usage::
 
 ``--segment-s S`` plays only the first S seconds of each piece (then pedals up and all notes
 off), so short runs still loop over all pieces; the CI version (tests/test_reliability.py)
-plays 30 s this way.
+plays 30 s this way. A run that ends inside a piece ends it the same way (pedals up, all
+notes off), so "silence after the last note" is silence.
 """
 from __future__ import annotations
 
@@ -78,12 +79,16 @@ def load_piece(path: Path, fs: int, segment_s: float | None):
     for f in ("status", "data1", "data2"):
         out[f] = ev[f]
     if segment_s is not None:
-        end = int(round(segment_s * fs))
-        stop = np.array([(end, 0xB0, c, 0) for c in (64, 66, 67)] + [(end, 0xB0, 123, 0)],
-                        EVENT_DTYPE)
-        out = np.concatenate([out, stop])
+        out = np.concatenate([out, _stop_events(int(round(segment_s * fs)))])
     n = int(out["offset"][-1]) + fs if len(out) else fs
     return out, n
+
+
+def _stop_events(offset: int) -> np.ndarray:
+    """Pedals up and all notes off at ``offset``: the end of a cut piece."""
+    from pianosynth.engine.events import EVENT_DTYPE
+    return np.array([(offset, 0xB0, c, 0) for c in (64, 66, 67)] + [(offset, 0xB0, 123, 0)],
+                    EVENT_DTYPE)
 
 
 @dataclass
@@ -163,7 +168,10 @@ def soak(minutes: float = 10.0, sample_rate: int = 48000, block_size: int = 256,
     i_piece = 0
     while pos_total < total:
         events, n = pieces[i_piece % len(pieces)]
-        n = min(n, total - pos_total)
+        if n > total - pos_total:             # time is up within this piece: end it here
+            n = total - pos_total
+            events = np.concatenate([events[events["offset"] < n - 1],
+                                     _stop_events(n - 1)])
         res.notes += int(np.count_nonzero(((events["status"] & 0xF0) == 0x90)
                                           & (events["data2"] > 0) & (events["offset"] < n)))
         starts = events["offset"]

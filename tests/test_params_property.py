@@ -45,7 +45,8 @@ def pattern_events(fs: int) -> np.ndarray:
     """0.4 s that exercise the whole instrument: pedals down, fortissimo notes over the
     compass and a pianissimo one, re-strikes, releases with and without the pedal,
     sostenuto and una corda, all notes off."""
-    t = lambda s: int(s * fs)  # noqa: E731
+    def t(seconds):
+        return int(seconds * fs)
     keys = (21, 28, 40, 52, 60, 67, 79, 91, 100, 108)
     rows = [(0, 0xB0, 64, 127), (0, 0xB0, 67, 127)]
     rows += [(t(0.002 * i), 0x90, k, 127) for i, k in enumerate(keys)]

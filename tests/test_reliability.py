@@ -236,7 +236,7 @@ def test_newer_schema_version_is_refused_with_one_clear_line(tmp_path, capsys):
     with pytest.raises(PianosynthError, match=f"schema_version {SCHEMA_VERSION + 1} is newer"):
         load_preset(path)
     assert main(["presets", "--check", str(path)]) == 2
-    out, err = capsys.readouterr()
+    err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("pianosynth: error: ")
     assert "upgrade pianosynth" in lines[0] and "Traceback" not in err
