@@ -652,6 +652,17 @@ def fit_tuning(partials_hz, n_max: int = 20) -> tuple[float, float]:
     return float(f0), float(max(b, 0.0)) if np.isfinite(b) else 0.0
 
 
+def design_band(settings: dict, key_overrides: dict, key: int, fs: int) -> int:
+    """Number of partials inside ``key``'s dispersion allpass design band (``n_band`` of
+    :class:`design.string.StringDesign`): the partials the model places on eq. 12."""
+    from .engine.core import clamp_settings, design_key_table
+
+    kd = design_key_table(clamp_settings(settings), fs,
+                          {int(k): dict(v) for k, v in key_overrides.items()})
+    sd = kd.strings[key]
+    return int(sd.n_band) if sd is not None else 0
+
+
 def fit_tuning_model(settings: dict, keys_with, key: int, fs: int, partials_hz, f0: float,
                      b: float, n_max: int = 20, iterations: int = 3) -> tuple[float, float, int]:
     """Refine f0, B so the engine's designed partials (:func:`model_partials`, dispersion
@@ -854,6 +865,7 @@ class FitResult:
     render_before: np.ndarray
     render_after: np.ndarray
     fs: int
+    n_band: int = 0             # partials inside the fitted string's dispersion design band
     log: list = field(default_factory=list)
 
 
@@ -1002,7 +1014,12 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         return set_loss_c(*fit_loss_filter(fk, targets, order=loss_order))
 
     candidates = [fit_loss_filter(fk, target, order=loss_order)]
-    if np.isfinite(prompt).any():
+    if not np.isfinite(prompt).any():
+        # no two-stage partial with a resonator: the same curve with T60 x 4/3 .. x 0.42
+        # (the tau^4 weights follow the longest decays; the whole note's EDT may not)
+        c1o, c3o = candidates[0]
+        candidates += [(c1o * f, c3o * f) for f in (0.75, 1.33, 1.78, 2.37)]
+    else:
         # down to the fastest prompt decay of the two-stage partials (the tau^4 weights
         # would pick the slowest)
         c1p = LN1000 / float(np.nanmin(prompt))
@@ -1110,7 +1127,8 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     after = compare(rec, xm, y_after, fs)
     before = compare(rec, xm, y_before, fs)
     over = {k: float(v) for k, v in over.items()}
-    return FitResult(key, velocity, over, before, after, rec, y_before, y_after, fs)
+    return FitResult(key, velocity, over, before, after, rec, y_before, y_after, fs,
+                     n_band=design_band(settings, keys_with(over), key, fs))
 
 
 def _refine(settings, keys_with, over, rec, xm, key, velocity, fs, max_evals, say):
