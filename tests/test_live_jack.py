@@ -23,6 +23,7 @@ warm numba cache on a shared two-core machine.
 """
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import math
@@ -398,15 +399,27 @@ def _end_to_end(rtmidi, rec, server, tmp_path):
     report = [f"player stats: {json.dumps(stats)}",
               f"baseline: {base_calls} callbacks, {base_under} underflows; {missing} frames "
               f"not recorded (JACK xruns; recorder realtime: {rec.realtime})"]
+    # note-ons that reached the player (JACK drops the MIDI of a cycle lost to an xrun)
+    got = collections.Counter(m[1] for m in stats.get("midi_recent", [])
+                              if m[0] & 0xF0 == 0x90 and m[2] > 0)
     raw, system, onsets, missed, unmeasured = [], [], [], [], []
     for i, (f_on, f_off, kind, keys) in enumerate(notes):
         s = idx(f_on)
+        if "midi_recent" in stats and not all(got[k] > 0 for k in keys):
+            unmeasured.append(i)
+            report.append(f"{kind:8s} keys {keys}: note-on never reached the player (lost "
+                          "in the JACK graph)")
+            onsets.append(s + int(np.median([o - idx(n[0]) for o, n in zip(onsets, notes)]
+                                            or [0])))
+            continue
+        for k in keys:
+            got[k] -= 1
         end = min(idx(notes[i + 1][0]) if i + 1 < len(notes) else len(x), idx(f_off))
         own = find_onset(ref, s, fs)
         own = 0 if own is None else own - s
         if not valid[s - int(0.035 * fs):s + int(0.08 * fs)].all():
             onset = None                 # a gap where the onset is: not measurable
-            unmeasured.append((kind, keys))
+            unmeasured.append(i)
             report.append(f"{kind:8s} keys {keys}: onset not measurable (gap in the recording)")
         else:
             onset = find_onset(x, s, fs)
@@ -423,7 +436,7 @@ def _end_to_end(rtmidi, rec, server, tmp_path):
         a1 = min(onset + int(0.45 * fs), onset + (end - s))
         a0, a1 = _longest_valid_run(valid, a0, a1)
         if a1 - a0 < int(0.3 * fs):      # below 0.3 s partial 1 is not resolved to 2 cents
-            unmeasured.append((kind, keys))
+            unmeasured.append(i)
             report.append(f"{kind:8s} keys {keys}: pitch not measurable (gaps in the recording)")
             continue
         seg = x[a0:a1]
@@ -445,9 +458,10 @@ def _end_to_end(rtmidi, rec, server, tmp_path):
     # a gap in the recording (the recorder's thread not run in time, or a cycle the server
     # skipped) hides a note from the measurement, it says nothing about the player; with
     # more than half of the notes hidden the run cannot judge anything
-    if len(unmeasured) > len(notes) // 2:
+    hidden = len(set(unmeasured))
+    if hidden > len(notes) // 2:
         pytest.skip(f"inconclusive: this machine is too busy ({missing} frames of the "
-                    f"recording lost, {len(unmeasured)} of {len(notes)} notes hidden)")
+                    f"recording lost, {hidden} of {len(notes)} notes hidden)")
     assert all(np.diff(onsets) > 0)
     assert min(raw) > 0.0
     med = float(np.median(system))
@@ -481,9 +495,15 @@ def _end_to_end(rtmidi, rec, server, tmp_path):
     # halves, scaled to the player's length) + 1
     rate = max(u / max(c, 1) for c, u in base)
     allowed = rate * stats["callbacks"] + 1.0
+    if stats["underflows"] > allowed:
+        # the noise of a shared machine comes in bursts of seconds: before calling the player
+        # guilty, measure the empty callback once more, as long as the player ran
+        base.append(run_empty_callback_baseline(stats["duration_s"]))
+        rate = max(u / max(c, 1) for c, u in base)
+        allowed = rate * stats["callbacks"] + 1.0
     print(f"underflows: player {stats['underflows']} in {stats['callbacks']} callbacks; "
-          f"empty callback {base[0][1]} in {base[0][0]} before, {base[1][1]} in {base[1][0]} "
-          f"after; allowed {allowed:.1f}")
+          "empty callback " + ", ".join(f"{u} in {c}" for c, u in base) +
+          f"; allowed {allowed:.1f}")
     if rate > NOISY_RATE and stats["underflows"] > allowed:
         # the empty callback itself dropped more than 2 % of its blocks: other programs own
         # this machine right now and the comparison says nothing about the player
@@ -506,9 +526,17 @@ def _perform(rtmidi, rec, log, proc):
     notes : list of (frame on, frame off, kind, keys)
         The notes and chords to look for in the recording.
     """
-    mo = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="pssend")
-    names = mo.get_ports()
-    mo.open_port([i for i, p in enumerate(names) if "pianosynth:midi_in" in p][0])
+    def sender():
+        m = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="pssend")
+        m.open_port([i for i, p in enumerate(m.get_ports()) if "pianosynth:midi_in" in p][0])
+        return m
+
+    def feeder():
+        m = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="psfeed")
+        m.open_virtual_port("out")
+        return m
+
+    mo = sender()
     msgs, notes = [], []
 
     def send(port, *messages):
@@ -541,16 +569,14 @@ def _perform(rtmidi, rec, log, proc):
     send(mo, [0xB0, 64, 0])
     time.sleep(0.3)
     # a port that goes away and comes back (the player runs with --midi-in psfeed)
-    feed = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="psfeed")
-    feed.open_virtual_port("out")
+    feed = feeder()
     log.wait_for("MIDI input: psfeed:out", timeout=5, proc=proc)
     play([76], 100, 0.4, "feed", feed)
     time.sleep(0.1)
     feed.close_port()
     feed.delete()
     log.wait_for("disappeared", timeout=5, proc=proc)
-    feed = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="psfeed")
-    feed.open_virtual_port("out")
+    feed = feeder()
     log.wait_for("is back: reconnected", timeout=5, proc=proc)
     play([79], 100, 0.4, "feed", feed)
     time.sleep(0.5)

@@ -60,7 +60,7 @@ import time
 import numpy as np
 
 from ..engine.events import NO_EVENTS
-from .audio_out import AudioOutput, import_sounddevice, list_output_devices, \
+from .audio_out import AudioOutput, freeze_gc, import_sounddevice, list_output_devices, \
     select_output_device
 from .midi_live import API_NAMES, LATENCY_MARGIN_S, EventBlock, JackPorts, MidiEventQueue, \
     MidiInputs, choose_api, is_hardware_port, is_own_port, list_input_ports, no_midi_text
@@ -333,6 +333,7 @@ class LivePlayer:
             self.midi.start()                # before the audio: see midi_live.JackPorts
         self.audio.engine = self.engine
         self.audio.fill_events = self._make_fill()
+        freeze_gc()
         self.audio.start()
         self.t_start = time.perf_counter()
         t_wait = self.t_start + 2.0
@@ -424,7 +425,8 @@ class LivePlayer:
             s.update(callbacks=0, underflows=0, render_load_mean=0.0, render_load_max=0.0)
         if self.queue is not None:
             s.update(midi_received=self.queue.received, midi_delivered=self.queue.delivered,
-                     midi_late=self.queue.late, midi_latency_s=self.queue.latency_s)
+                     midi_late=self.queue.late, midi_latency_s=self.queue.latency_s,
+                     midi_recent=[list(m) for m in self.queue.recent])
         if self.midi is not None:
             s.update(midi_api=self.midi.api, midi_mode=self.midi.mode,
                      midi_ports=self.midi.connected,

@@ -186,6 +186,8 @@ class MidiEventQueue:
     ----------
     received : int
         Messages pushed.
+    recent : collections.deque
+        The last 256 messages pushed, ``(status, data1, data2)``, for diagnostics.
     late : int
         Messages that reached the audio thread after their due time (played at offset 0).
     """
@@ -194,12 +196,15 @@ class MidiEventQueue:
         self._dq = collections.deque(maxlen=maxlen)
         self.latency_s = float(latency_s)
         self.received = 0
+        #: the last 256 messages pushed, ``(status, data1, data2)`` (diagnostics)
+        self.recent = collections.deque(maxlen=256)
         self.late = 0
         self.delivered = 0
 
     def push(self, t: float, status: int, data1: int = 0, data2: int = 0) -> None:
         """Append one message that arrived at perf_counter() time ``t`` (any thread)."""
         self._dq.append((t, status, data1, data2))
+        self.recent.append((status, data1, data2))
         self.received += 1
 
     def clear(self) -> None:
