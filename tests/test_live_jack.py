@@ -403,6 +403,10 @@ def _end_to_end(rtmidi, rec, server, tmp_path):
     got = collections.Counter(m[1] for m in stats.get("midi_recent", [])
                               if m[0] & 0xF0 == 0x90 and m[2] > 0)
     raw, system, onsets, missed, unmeasured = [], [], [], [], []
+    # a message plays the player's fixed latency after it arrived (less the clock estimate's
+    # error, under a millisecond, and the onset detector's): an "onset" 2.5 ms earlier than
+    # that is a dropout's click, not the note
+    floor = (stats.get("midi_latency_s", 0.0) - 0.0025) * fs
     for i, (f_on, f_off, kind, keys) in enumerate(notes):
         s = idx(f_on)
         if "midi_recent" in stats and not all(got[k] > 0 for k in keys):
@@ -423,6 +427,8 @@ def _end_to_end(rtmidi, rec, server, tmp_path):
             report.append(f"{kind:8s} keys {keys}: onset not measurable (gap in the recording)")
         else:
             onset = find_onset(x, s, fs)
+            if onset is not None and onset - s - own < floor:
+                onset = None             # earlier than the player can be: a glitch, not a note
             if onset is None:
                 missed.append((kind, keys))
                 report.append(f"{kind:8s} keys {keys}: no clear onset")
@@ -444,17 +450,21 @@ def _end_to_end(rtmidi, rec, server, tmp_path):
             ft = target_f1_hz(key)
             fm, lev = peak_hz(seg, fs, ft)
             err = cents(fm, ft)
+            # pedal down: every string of the (sympathetic) engine rings along, the partials
+            # of A2 and D2 sit within a few cents of A3's partial 1
+            tol = 5.0 if kind == "pedal" else 2.0
             report.append(f"{kind:8s} key {key:3d}: onset {1000 * (onset - s) / fs:5.2f} ms "
                           f"after the send (engine's own {1000 * own / fs:4.2f} ms), "
                           f"partial 1 {fm:8.3f} Hz "
                           f"(target {ft:8.3f}, {err:+.2f} cents), {lev:.1f} dB")
-            assert abs(err) <= 2.0, "\n".join(report)
+            assert abs(err) <= tol, "\n".join(report)
             assert lev > -60.0, "\n".join(report)
     print("\n".join(report))
 
-    # every note in order, none before its message; an onset hidden by a dropout is
-    # tolerated once or twice (the pitch was still checked)
-    assert len(missed) <= min(2, stats["underflows"]), missed
+    # every note in order, none before its message. A dropout near a send can hide the
+    # onset or fake an early one; with dropouts in the run a quarter of the notes may go
+    # without a latency figure (their pitch was still checked)
+    assert len(missed) <= (max(2, len(notes) // 4) if stats["underflows"] else 0), missed
     # a gap in the recording (the recorder's thread not run in time, or a cycle the server
     # skipped) hides a note from the measurement, it says nothing about the player; with
     # more than half of the notes hidden the run cannot judge anything

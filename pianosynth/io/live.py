@@ -24,7 +24,7 @@ A message plays ``one block + LATENCY_MARGIN_S`` after it arrived, on the output
 clock (:class:`~pianosynth.io.audio_out.BlockClock`): fixed latency instead of block
 jitter. Measured by ``tests/test_live_jack.py`` (JACK dummy server, 256 frames at 48 kHz,
 send stamped on JACK's frame clock, onset found in a recording on the same clock, the
-engine's own hammer-to-sound delay of 3-5 ms taken out): median 8.6-9.7 ms, max 13-16 ms,
+engine's own hammer-to-sound delay of 3-5 ms taken out): median 8.6-9.8 ms, max 11-16 ms,
 against 2 periods + 1 ms = 11.7 ms.
 
 Threads and the GIL
