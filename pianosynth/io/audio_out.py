@@ -47,6 +47,8 @@ JACK_HOSTAPI = "JACK Audio Connection Kit"
 MAX_BLOCK_FRAMES = 16384
 #: default length of the stop fade, seconds.
 FADE_S = 0.08
+#: underflows whose time (perf_counter) is kept for the statistics.
+MAX_UNDERFLOW_TIMES = 1024
 
 _INSTALL_HINT = ("install it with `apt-get install libportaudio2` (Debian/Ubuntu) or "
                  "`brew install portaudio` (macOS)")
@@ -286,6 +288,9 @@ class AudioOutput:
     ----------
     underflows : int
         Callbacks that reported ``status.output_underflow``.
+    underflow_times : numpy.ndarray
+        :func:`time.perf_counter` of the first :data:`MAX_UNDERFLOW_TIMES` of them
+        (CLOCK_MONOTONIC on Linux: comparable between processes).
     callbacks, frames : int
         Callbacks so far, frames rendered so far.
     block_frames : int
@@ -322,6 +327,8 @@ class AudioOutput:
         self.fill_events = fill_events
         self.clock = BlockClock(rate)
         self.underflows = 0
+        #: perf_counter() of the first MAX_UNDERFLOW_TIMES underflows (preallocated)
+        self.underflow_times = np.zeros(MAX_UNDERFLOW_TIMES)
         self.callbacks = 0
         self.frames = 0
         self.block_frames = 0
@@ -342,6 +349,8 @@ class AudioOutput:
         t0 = time.perf_counter()
         try:
             if status.output_underflow:
+                if self.underflows < MAX_UNDERFLOW_TIMES:
+                    self.underflow_times[self.underflows] = t0
                 self.underflows += 1
                 self.clock.reset()
             frame0 = self.frames
@@ -429,6 +438,9 @@ class AudioOutput:
                     sample_rate=self.sample_rate, block_frames=self.block_frames,
                     callbacks=self.callbacks, frames=self.frames,
                     underflows=self.underflows,
+                    underflow_times=[round(float(t), 4) for t in
+                                     self.underflow_times[:min(self.underflows,
+                                                               MAX_UNDERFLOW_TIMES)]],
                     render_load_mean=round(self.render_load_mean, 4),
                     render_load_max=round(self.render_load_max, 4))
 
