@@ -442,9 +442,11 @@ class MidiInputs:
             t = perf() - age()
             msg = event[0]
             n = len(msg)
-            if n == 0 or msg[0] >= 0xF0:
+            if n == 0 or not 0x80 <= msg[0] < 0xF0:
                 return
-            push(t, msg[0], msg[1] if n > 1 else 0, msg[2] if n > 2 else 0)
+            # data bytes are 7-bit by the protocol; a broken device must not reach the engine
+            # with more (a CC value of 254 gave NaN there)
+            push(t, msg[0], msg[1] & 0x7F if n > 1 else 0, msg[2] & 0x7F if n > 2 else 0)
 
         return on_message
 
@@ -482,9 +484,9 @@ class MidiInputs:
                     break
                 got = True
                 msg = item[0]
-                if msg and msg[0] < 0xF0:
-                    push(perf(), msg[0], msg[1] if len(msg) > 1 else 0,
-                         msg[2] if len(msg) > 2 else 0)
+                if msg and 0x80 <= msg[0] < 0xF0:
+                    push(perf(), msg[0], msg[1] & 0x7F if len(msg) > 1 else 0,
+                         msg[2] & 0x7F if len(msg) > 2 else 0)
         return got
 
     # ------------------------------------------------------------------ ports
