@@ -289,6 +289,10 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
             if a > level:
                 level = a
         out_s *= fade
+        if not (abs(out_s) < 1e6):          # a non-finite voice is silenced and freed
+            iv[v, I_STATE] = FREE
+            iv[v, I_HAMMER_ON] = 0
+            break
         mix[i] += out_s
         if not symp:
             drive[t & dmask] += out_s

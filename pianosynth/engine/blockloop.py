@@ -316,6 +316,8 @@ def all_sound_off(iv, fv, gf):
 def apply_event(status, d1, d2, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                 kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf):
     kind = status & 0xF0
+    d1 = d1 & 127          # data bytes are 7-bit; anything else is masked, never trusted
+    d2 = d2 & 127
     if kind == 0x90 and d2 > 0:
         note_on(d1 & 127, d2 & 127, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                 kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf)
@@ -425,7 +427,10 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
         acc = interpolate_tick(resbuf[i], (t & fmask) == 0, taps, ring, ist, factor)
         acc += interpolate_tick(mix2[i], (t & 1) == 0, taps2, ring2, ist2, 2)
         acc += interpolate_tick(mix4[i], (t & 3) == 0, taps4, ring4, ist4, 4)
-        mono[i] += acc
+        x = mono[i] + acc
+        if not (abs(x) < 1e6):     # NaN/inf or runaway never reaches the soundboard
+            x = 0.0
+        mono[i] = x
     gi[G_T] = t0 + n
 
 
