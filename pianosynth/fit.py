@@ -906,6 +906,43 @@ def _velocity_for_centroid(settings, overrides, key, target_hz, fs, lo=1, hi=127
     return hi
 
 
+def _velocity_for_level(settings, overrides, key, target_db, fs, lo=1, hi=127):
+    """MIDI velocity whose RMS level (first 500 ms) is closest to ``target_db`` (bisection)."""
+    n = int(0.6 * fs)
+
+    def lev(v):
+        return A.level_db(render_note(settings, overrides, key, v, n, fs), fs)
+
+    if lev(hi) <= target_db:
+        return hi
+    if lev(lo) >= target_db:
+        return lo
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if lev(mid) < target_db:
+            lo = mid
+        else:
+            hi = mid
+    return lo if abs(lev(lo) - target_db) < abs(lev(hi) - target_db) else hi
+
+
+def estimate_velocity(settings, overrides, key, rec: NoteAnalysis, fs, say=None) -> int:
+    """Velocity of the recorded note: the one matching its attack brightness; when that
+    lands on the end of the range (the model cannot be as dark or as bright, e.g. the bass at
+    forte, or its brightness hardly changes with velocity, as at C7), the one matching its
+    level with the key's gain unchanged."""
+    v = _velocity_for_centroid(settings, overrides, key, rec.centroid_hz, fs)
+    if 3 <= v <= 125:
+        if say:
+            say(f"velocity {v} (attack centroid {rec.centroid_hz:.0f} Hz)")
+        return v
+    v2 = _velocity_for_level(settings, overrides, key, rec.level_db, fs)
+    if say:
+        say(f"velocity {v2} from the level {rec.level_db:.1f} dBFS (the attack centroid "
+            f"{rec.centroid_hz:.0f} Hz asks for {v}, the end of the range)")
+    return v2
+
+
 def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool = False,
              velocity: int | None = None, iterations: int = 1, log=None,
              max_render_s: float = 30.0, refine_evals: int = 40) -> FitResult:
@@ -928,8 +965,8 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         Then minimise the multi-resolution STFT distance (bounded Powell search over T60 at
         f1 and at the high frequency, second-mode level, late T60 ratio and gain).
     velocity : int, optional
-        MIDI velocity of the fitted render; default: the one whose attack brightness
-        (centroid of the first 100 ms) matches the recording.
+        MIDI velocity of the fitted render; default: :func:`estimate_velocity` (attack
+        brightness, else level).
     iterations : int
         Render-measure-correct passes after the first estimate.
     log : callable, optional
@@ -1018,7 +1055,7 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         # no two-stage partial with a resonator: the same curve with T60 x 4/3 .. x 0.42
         # (the tau^4 weights follow the longest decays; the whole note's EDT may not)
         c1o, c3o = candidates[0]
-        candidates += [(c1o * f, c3o * f) for f in (0.75, 1.33, 1.78, 2.37)]
+        candidates += [(c1o * f, c3o * f) for f in (0.75, 1.33, 1.78, 2.37, 3.16, 4.22)]
     else:
         # down to the fastest prompt decay of the two-stage partials (the tau^4 weights
         # would pick the slowest)
@@ -1032,6 +1069,11 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
                 w, x2 = tau ** 4, fk[okr] ** 2
                 c3 = max(float(np.sum(w * (1.0 / tau - c1) * x2) / np.sum(w * x2 * x2)), 0.0)
             candidates.append((float(c1), c3))
+    # and the base preset's own curve for this key
+    sb = (LN1000 / kp.t60_f0_s[i], LN1000 / kp.t60_high_s[i])
+    fb = (rec.f1_hz, max(kp.t60_high_hz[i], 1.01 * rec.f1_hz))
+    c3b = max((sb[1] - sb[0]) / (fb[1] ** 2 - fb[0] ** 2), 0.0)
+    candidates.append((sb[0] - c3b * fb[0] ** 2, c3b))
     c1, c3 = set_loss_c(*candidates[0])
     calibrate_loss = True
     # 3) second modes of the beating partials -> resonator bank (§4.3, eq. 16)
@@ -1057,14 +1099,13 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
 
     # 4) excitation: velocity from the attack brightness, then the level
     auto_velocity = velocity is None
-    if velocity is None:
-        velocity = _velocity_for_centroid(settings, keys_with(over), key, rec.centroid_hz, fs)
-    velocity = int(np.clip(velocity, 1, 127))
     gain0 = float(kp.output_gain_db[i])
     over["output_gain_db"] = gain0
+    if velocity is None:
+        velocity = estimate_velocity(settings, keys_with(over), key, rec, fs, say)
+    velocity = int(np.clip(velocity, 1, 127))
     y = render_note(settings, keys_with(over), key, velocity, int(0.6 * fs), fs)
     over["output_gain_db"] = float(np.clip(gain0 + rec.level_db - A.level_db(y, fs), -40, 40))
-    say(f"velocity {velocity} (attack centroid {rec.centroid_hz:.0f} Hz)")
     if len(candidates) > 1:
         xs = _aligned(xm, rec.onset, fs, STFT_SPAN_S)
         scores = []
@@ -1083,10 +1124,9 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         c1, c3 = set_loss_c(*candidates[j])
         set_resonators(c1, c3)
         calibrate_loss = j == 0
-        if auto_velocity:
-            velocity = _velocity_for_centroid(settings, keys_with(over), key, rec.centroid_hz,
-                                              fs)
         over["output_gain_db"] = gain0
+        if auto_velocity:
+            velocity = estimate_velocity(settings, keys_with(over), key, rec, fs, say)
         y = render_note(settings, keys_with(over), key, velocity, int(0.6 * fs), fs)
         over["output_gain_db"] = float(np.clip(gain0 + rec.level_db - A.level_db(y, fs),
                                                -40, 40))

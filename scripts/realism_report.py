@@ -292,7 +292,16 @@ def markdown(rows, velocities, rec, mod) -> str:
         t = by[("two-stage", 60, layer)]
         lines.append(f"| {layer} | {t[3]:.1f} | {t[4]:.1f} {mark[t[5]]} |")
     lines += ["", "Plots: `B_vs_key.png`, `stretch_vs_key.png`, `edt_vs_key.png`, "
-              "`centroid_level_vs_key.png`, `spectrogram_*.png` (recording left, model right)."]
+              "`centroid_level_vs_key.png`, `spectrogram_*.png` (recording left, model right).",
+              "", "Known differences the bands do not cover: the model's bass is darker than "
+              "the recording at mezzo and forte (attack centroid at C2 about half the "
+              "recording's; the soft-to-loud ratio is inside the band but below the "
+              "recording's 2.5-2.8), and its upper partials decay faster than the recorded "
+              "ones in the middle register (the one-pole loss filter follows the prompt decay "
+              "of partials 1-2, and its T60 can only fall with frequency). At C7 and C8 fewer "
+              "than three partials lie inside the dispersion band, so B is not compared there.",
+              "", "`fit_all.md`: `pianosynth fit` on all 27 recordings "
+              "(`python scripts/fit_all.py`)."]
     return "\n".join(lines) + "\n"
 
 
