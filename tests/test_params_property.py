@@ -325,15 +325,18 @@ def test_random_midi_event_streams_stay_finite():
         assert np.all(np.isfinite(engine.fv)) and np.max(np.abs(out)) <= CEILING
 
 
-@pytest.mark.xfail(reason="engine bug (reported): apply_event passes a CC value > 127 on "
-                          "unmasked; CC 67 = 254 gives s = 2 in _una_corda, so a two-string "
-                          "key (33..47) gets hammer impedance and felt stiffness 0 -> NaN, "
-                          "and the NaN stays in the soundboard (silent until reset)",
-                   strict=False)
 def test_event_bytes_above_127_stay_finite():
-    """Event fields are uint8: a caller may pass data bytes 128..255 (MIDI never does)."""
+    """Event fields are uint8: a caller may pass data bytes 128..255 (MIDI never does).
+    Regression: CC 67 = 254 gave s = 2 in the una corda, hammer impedance and felt
+    stiffness 0 on the two-string keys, NaN, and a soundboard silent until reset (fixed in
+    the engine by masking data bytes to 7 bits)."""
     engine = Engine({}, FS)
     y = engine.render_frames(4 * core.CHUNK, make_events([(0, 0xB0, 67, 254),
                                                          (10, 0x90, 36, 100)]))
     assert np.all(np.isfinite(engine.stereo)) and np.all(np.isfinite(engine.fv))
     assert np.max(np.abs(y)) > 0.0
+    out = np.zeros((core.CHUNK, 2))
+    for i, ev in enumerate(_random_blocks(np.random.default_rng(8), 300, 255)):
+        engine.render(out, ev)
+        assert np.all(np.isfinite(engine.stereo)), f"block {i}"
+        assert np.all(np.isfinite(engine.fv)) and np.max(np.abs(out)) <= CEILING
