@@ -31,7 +31,6 @@ strings", JASA 62, 1977 (two-stage decay, beating).
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -506,29 +505,6 @@ def odd_even_ratio_db(x, fs: int, onset: int, f0_hz: float, b: float, k_max: int
             break
         e[k % 2] += p[np.abs(f - fk) <= tol].sum()
     return float(10.0 * np.log10((e[1] + 1e-30) / (e[0] + 1e-30)))
-
-
-def harmonic_energy_fraction(x, fs: int, onset: int, partials_hz, f0_hz: float,
-                             t_start_s: float = 0.05, dur_s: float = 0.5) -> float:
-    """Fraction of the spectral energy between 0.5 f0 and the highest found partial + f0/2
-    that lies within +-f0/8 of the found partials (a single note: most of it; a chord or a
-    wrong key: far less)."""
-    xm = A.to_mono(x)
-    i0 = onset + int(t_start_s * fs)
-    seg = xm[i0:i0 + int(dur_s * fs)]
-    p = np.asarray(partials_hz, float)
-    p = p[np.isfinite(p)]
-    if seg.size < 256 or p.size == 0:
-        return 0.0
-    spec = np.abs(np.fft.rfft(seg * np.hanning(seg.size))) ** 2
-    f = np.fft.rfftfreq(seg.size, 1.0 / fs)
-    band = (f >= 0.5 * f0_hz) & (f <= p.max() + 0.5 * f0_hz)
-    near = np.zeros(f.size, bool)
-    hw = max(f0_hz / 8.0, 3.0 * fs / seg.size)
-    for fk in p:
-        near |= np.abs(f - fk) <= hw
-    tot = spec[band].sum()
-    return float(spec[band & near].sum() / tot) if tot > 0 else 0.0
 
 
 #: a recorded partial 1 further than this from the key's target (cents) means another key.
@@ -1163,8 +1139,24 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         over = _refine(settings, keys_with, over, rec, xm, key, velocity, fs, refine_evals, say)
 
     y_after = render_note(settings, keys_with(over), key, velocity, n_frames, fs)
-    y_before = render_note(settings, keys0, key, velocity, n_frames, fs)
     after = compare(rec, xm, y_after, fs)
+    # guard: the base preset's decay and second modes with the fitted tuning and level,
+    # kept when closer to the recording (the default curves were tuned on these notes)
+    alt = dict(over)
+    for name in ("t60_f0_s", "t60_high_s", "t60_high_hz", "second_mode_level",
+                 "late_t60_ratio", "unison_detune_cents"):
+        if name in alt:
+            alt[name] = float(getattr(kp, name)[i])
+    y_alt = render_note(settings, keys_with(alt), key, velocity, n_frames, fs)
+    err_alt = compare(rec, xm, y_alt, fs)
+    if err_alt.stft < after.stft:
+        alt["output_gain_db"] = float(np.clip(alt["output_gain_db"] - err_alt.level_db, -40, 40))
+        say(f"the base preset's decay fits better (STFT distance {err_alt.stft:.3f} vs "
+            f"{after.stft:.3f}); kept it with the fitted tuning and level")
+        over = alt
+        y_after = render_note(settings, keys_with(over), key, velocity, n_frames, fs)
+        after = compare(rec, xm, y_after, fs)
+    y_before = render_note(settings, keys0, key, velocity, n_frames, fs)
     before = compare(rec, xm, y_before, fs)
     over = {k: float(v) for k, v in over.items()}
     return FitResult(key, velocity, over, before, after, rec, y_before, y_after, fs,

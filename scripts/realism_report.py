@@ -117,7 +117,8 @@ def measure_all(velocities, settings=None, keys=None, log=print):
                 f"{r['stretch_cents']:+5.1f}/{m['stretch_cents']:+5.1f} EDT {r['edt_s']:6.2f}/"
                 f"{m['edt_s']:6.2f} level {r['level_db']:6.1f}/{m['level_db']:6.1f} centroid "
                 f"{r['centroid_hz']:5.0f}/{m['centroid_hz']:5.0f} two-stage "
-                f"{r['late_t60_s'] / r['early_t60_s']:5.1f}/{m['late_t60_s'] / m['early_t60_s']:5.1f}")
+                f"{r['late_t60_s'] / r['early_t60_s']:5.1f}/"
+                f"{m['late_t60_s'] / m['early_t60_s']:5.1f}")
     return rec, mod, sigs
 
 
@@ -332,7 +333,8 @@ def main(argv=None):
     if not args.no_plots:
         for p in plot_curves(rec, mod, out, velocities) + plot_spectrograms(sigs, out, velocities):
             print("wrote", p)
-    print(f"{len(rows) - len(bad)} of {len(rows)} inside (or not applied); {time.time() - t0:.0f} s")
+    print(f"{len(rows) - len(bad)} of {len(rows)} inside (or not applied); "
+          f"{time.time() - t0:.0f} s")
     return 0
 
 

@@ -10,7 +10,6 @@ resonator bank's second-mode detuning (eq. 16). The recordings are the Yamaha C3
 from __future__ import annotations
 
 import csv
-import math
 
 import numpy as np
 import pytest
@@ -21,7 +20,6 @@ from pianosynth.cli import main
 from pianosynth.design.string import loop_group_delay, t60_of_loop
 from pianosynth.engine.core import Engine
 from pianosynth.engine.events import make_events
-from pianosynth.errors import PianosynthError
 
 from conftest import SHARED_DATA
 

@@ -203,7 +203,8 @@ def stretch_cents(key, stretch_scale: float = 1.0):
     return stretch_scale * np.interp(np.asarray(key, float), _STRETCH_KEYS, _STRETCH_CENTS)
 
 
-def design_keyboard(settings: dict | None = None, key_overrides: dict | None = None) -> KeyboardParams:
+def design_keyboard(settings: dict | None = None,
+                    key_overrides: dict | None = None) -> KeyboardParams:
     """Per-key physical parameters for all 88 keys from the global settings.
 
     Parameters
