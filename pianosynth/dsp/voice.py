@@ -56,7 +56,8 @@ I_STRIKES = 10
 I_SOST = 11          # 1 when the sostenuto pedal holds this voice's damper
 I_RATE = 12          # the string runs at fs / I_RATE (1, 2 or 4; multirate strings, §4.2)
 I_SYMP = 13          # 1: an unstruck string ringing in sympathy (driven through the bridge)
-N_IVARS = 14
+I_DORMANT = 14       # 1: a sympathetic string at exactly zero, skipped while its drive is zero
+N_IVARS = 15
 
 # ---- fvars columns ------------------------------------------------------------------------
 F_G = 0
@@ -86,7 +87,8 @@ F_FORCE = 23          # force of the current sample (for the resonators and the 
 F_RES_DAMP = 24       # resonator pole radius factor per low-rate sample when fully damped
 F_DAMP_SPEED = 25     # damper speed factor from the key's release velocity (1 = 64)
 F_KNOCK = 26          # hammer knock: force -> soundboard input gain (0 = off)
-N_FVARS = 27
+F_DRIVE_SEEN = 27     # sympathetic drive seen since the last 64-sample check (0/1)
+N_FVARS = 28
 
 HAMMER_IMPLICIT_MULTIRATE = 0
 HAMMER_FICTITIOUS_SINGLE_RATE = 1
@@ -212,6 +214,7 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
     fade_step = fv[v, F_FADE_STEP] * r
     tracing = trace_voice == v
     symp = iv[v, I_SYMP] != 0
+    dq = fv[v, F_DRIVE_SEEN]
     dmask = drive.shape[0] - 1
     cpl = coupling * r
     start = n0 + ((r - (t0 + n0) % r) % r)
@@ -245,7 +248,11 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
         thy1 = th
         u_bn = -th
         if symp:
-            u_bn += cpl * drive[(t - drive_delay) & dmask]
+            dr = drive[(t - drive_delay) & dmask]
+            if dr != 0.0:
+                iv[v, I_DORMANT] = 0
+                dq = 1.0
+            u_bn += cpl * dr
         # hammer
         f = 0.0
         if iv[v, I_HAMMER_ON] != 0:
@@ -306,11 +313,26 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
                 fade = 0.0
                 iv[v, I_STATE] = FREE
                 break
-        if (t & 63) == 0 and level < free_level and iv[v, I_HAMMER_ON] == 0 \
-                and (not symp or damp_t >= 0.99 or iv[v, I_SYMP] == 2):
-            iv[v, I_STATE] = FREE
-            break
+        if (t & 63) == 0 and level < free_level and iv[v, I_HAMMER_ON] == 0:
+            if not symp or damp_t >= 0.99 or iv[v, I_SYMP] == 2:
+                iv[v, I_STATE] = FREE
+                break
+            if dq == 0.0 and iv[v, I_DORMANT] == 0:
+                # a silent sympathetic string with no drive for 64 samples: set it to
+                # exactly zero so the block loop may skip it until its drive returns
+                # (rendering zero state with zero input gives exactly zero: no change)
+                nut[v, :] = 0.0
+                bridge[v, :] = 0.0
+                dstate[v, :, :] = 0.0
+                rstate[v, :, :] = 0.0
+                ly1 = 0.0
+                thx1 = 0.0
+                thy1 = 0.0
+                level = 0.0
+                iv[v, I_DORMANT] = 1
+            dq = 0.0
     iv[v, I_WIDX] = w
+    fv[v, F_DRIVE_SEEN] = dq
     fv[v, F_LOSS_Y1] = ly1
     fv[v, F_TH_X1] = thx1
     fv[v, F_TH_Y1] = thy1

@@ -10,10 +10,10 @@ import numpy as np
 
 from ..dsp.jit import JIT, njit
 from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMMER_AGE,
-                         I_HAMMER_ON, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_RATE, I_SOST, I_STATE, I_SYMP, I_STRIKES,
+                         I_HAMMER_ON, I_DORMANT, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_RATE, I_SOST, I_STATE, I_SYMP, I_STRIKES,
                          I_WIDX, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
                          F_FADE_STEP, F_FPREV, F_G, F_GAIN, F_GD, F_K, F_LEVEL, F_LOSS_Y1,
-                         F_MASS, F_P, F_RES_DAMP, F_DAMP_SPEED, F_KNOCK, F_TH_X1, F_TH_Y1, F_TWOZ, F_UPREV, F_VH, F_YH, F_YS,
+                         F_MASS, F_P, F_RES_DAMP, F_DAMP_SPEED, F_DRIVE_SEEN, F_KNOCK, F_TH_X1, F_TH_Y1, F_TWOZ, F_UPREV, F_VH, F_YH, F_YS,
                          STEALING, SUSTAINED, render_voice)
 
 # key table columns
@@ -99,6 +99,9 @@ def _update_dampers(iv, fv, gi):
             # a sympathetic string of an undamped treble key: let it go once silent
             if iv[v, I_SYMP] != 0 and iv[v, I_DAMPED_KEY] == 0:
                 iv[v, I_SYMP] = 2 if contact >= 0.99 else 1
+            # a dormant (exactly silent) sympathetic string whose damper lands: free it
+            if iv[v, I_DORMANT] != 0 and (fv[v, F_DAMP_TARGET] >= 0.99 or iv[v, I_SYMP] == 2):
+                iv[v, I_STATE] = FREE
 
 
 @njit(**JIT)
@@ -123,6 +126,7 @@ def _una_corda(v, key, fv, rcoef, kt_i, kt_f, kt_res, gi):
 def _strike(v, hammer_v, iv, fv):
     """Start the hammer on voice ``v`` touching the string, moving at ``hammer_v`` m/s."""
     iv[v, I_HAMMER_ON] = 1
+    iv[v, I_DORMANT] = 0
     iv[v, I_HAMMER_AGE] = 0
     iv[v, I_STRIKES] += 1
     fv[v, F_YH] = fv[v, F_YS]
@@ -141,6 +145,8 @@ def _init_voice(v, key, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
     iv[v, I_STRIKES] = 0
     iv[v, I_HAMMER_ON] = 0
     iv[v, I_SOST] = 0
+    iv[v, I_DORMANT] = 0
+    fv[v, F_DRIVE_SEEN] = 1.0
     fv[v, F_LOSS_Y1] = 0.0
     fv[v, F_TH_X1] = 0.0
     fv[v, F_TH_Y1] = 0.0
@@ -407,8 +413,15 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
         seg1 = n
         if ei < ne and ev_off[ei] < n:
             seg1 = ev_off[ei]
+        quiet = True        # no sympathetic drive arrives in this segment
+        for i in range(seg0, seg1):
+            if drive[(t0 + i - DRIVE_DELAY) & dmask] != 0.0:
+                quiet = False
+                break
         for v in range(iv.shape[0]):
             if iv[v, I_STATE] != FREE:
+                if quiet and iv[v, I_DORMANT] != 0:
+                    continue        # exactly zero in, exactly zero state: nothing to do
                 r = iv[v, I_RATE]
                 dest = mono if r == 1 else (mix2 if r == 2 else mix4)
                 render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, seg0, seg1,

@@ -40,7 +40,7 @@ CEILING = 10.0 ** (-0.3 / 20.0)
 
 try:  # the shared soundboard (Bank et al. §5); a pass-through until it is available
     from ..design.soundboard import design_soundboard
-    from ..dsp.soundboard import make_soundboard_state, render_soundboard
+    from ..dsp.soundboard import make_soundboard_state, render_soundboard, reset_soundboard
     HAVE_SOUNDBOARD = True
 except ImportError:  # pragma: no cover
     HAVE_SOUNDBOARD = False
@@ -269,6 +269,7 @@ class Engine:
         self.gf[B.GF_STEAL_STEP] = 1.0 / (0.005 * fs)
         self.gf[B.GF_GAIN_ALPHA] = 1.0 - math.exp(-1.0 / (0.02 * fs))
         self.gf[B.GF_CEILING] = CEILING
+        self._sb_quiet = 0
         self._apply_live()
         self.gf[B.GF_GAIN] = self.gf[B.GF_GAIN_TARGET]   # snap: no fade-in at start
         self.keys = cached_call(design_key_table, self.settings, fs, self.key_overrides,
@@ -408,6 +409,16 @@ class Engine:
             if HAVE_SOUNDBOARD:
                 render_soundboard(self.sb_state, self.sb_coeffs, self.mono[:m],
                                   self.stereo[:m], m)
+                # silence: once input and output have stayed below -300 dB, set the
+                # soundboard to exactly zero (its decaying state would otherwise end in
+                # slow denormal numbers); decided at fixed 4096-sample marks of the clock
+                t_end = int(self.gi[B.G_T])
+                if t_end // 4096 != (t_end - m) // 4096:
+                    quiet = (np.max(np.abs(self.mono[:m])) < 1e-15
+                             and np.max(np.abs(self.stereo[:m])) < 1e-15)
+                    self._sb_quiet = self._sb_quiet + 1 if quiet else 0
+                    if self._sb_quiet >= 2:
+                        reset_soundboard(self.sb_state)
             else:
                 self.stereo[:m, 0] = self.mono[:m]
                 self.stereo[:m, 1] = self.mono[:m]

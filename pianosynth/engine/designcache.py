@@ -54,6 +54,16 @@ def _freeze(x):
     return repr(x)
 
 
+#: designs kept on disk (about 120 kB each); the least recently written go first
+MAX_FILES = 200
+
+
+def _prune(d: Path) -> None:
+    files = sorted(d.glob("*.pkl"), key=lambda f: f.stat().st_mtime)
+    for f in files[:max(0, len(files) - MAX_FILES)]:
+        f.unlink(missing_ok=True)
+
+
 def cached_call(fn, *args, **kwargs):
     """``fn(*args, **kwargs)``, from the disk cache when the same call was made before."""
     d = cache_dir()
@@ -73,6 +83,7 @@ def cached_call(fn, *args, **kwargs):
         with os.fdopen(fd, "wb") as f:
             pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
+        _prune(d)
     except Exception:  # noqa: BLE001 -- cache is an optimisation only
         try:
             os.unlink(tmp)
