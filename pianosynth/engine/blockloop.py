@@ -349,6 +349,25 @@ def apply_event(status, d1, d2, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate
 
 
 @njit(**JIT)
+def peak(a):
+    """max |a| of a 1-D array (no temporary arrays)."""
+    m = 0.0
+    for i in range(a.shape[0]):
+        x = abs(a[i])
+        if x > m:
+            m = x
+    return m
+
+
+@njit(**JIT)
+def _all_zero(a):
+    for i in range(a.shape[0]):
+        if a[i] != 0.0:
+            return False
+    return True
+
+
+@njit(**JIT)
 def interpolate_tick(x_low, push, taps, ring, st, factor):
     """Polyphase interpolation of a zero-stuffed sum, one fs sample (state ``st`` = [q, idx]).
 
@@ -434,16 +453,32 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
         apply_event(ev_st[ei], ev_d1[ei], ev_d2[ei], iv, fv, nut, bridge, dsos, dstate,
                     rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf)
         ei += 1
+    # an interpolator whose history and input are all zero outputs exactly zero: skip it,
+    # keeping its phase as if it had run (the result is identical for any block size)
+    run_res = not (_all_zero(ring) and _all_zero(resbuf[:n]))
+    run2 = not (_all_zero(ring2) and _all_zero(mix2[:n]))
+    run4 = not (_all_zero(ring4) and _all_zero(mix4[:n]))
     fmask = factor - 1
     for i in range(n):
         t = t0 + i
-        acc = interpolate_tick(resbuf[i], (t & fmask) == 0, taps, ring, ist, factor)
-        acc += interpolate_tick(mix2[i], (t & 1) == 0, taps2, ring2, ist2, 2)
-        acc += interpolate_tick(mix4[i], (t & 3) == 0, taps4, ring4, ist4, 4)
+        acc = 0.0
+        if run_res:
+            acc += interpolate_tick(resbuf[i], (t & fmask) == 0, taps, ring, ist, factor)
+        if run2:
+            acc += interpolate_tick(mix2[i], (t & 1) == 0, taps2, ring2, ist2, 2)
+        if run4:
+            acc += interpolate_tick(mix4[i], (t & 3) == 0, taps4, ring4, ist4, 4)
         x = mono[i] + acc
         if not (abs(x) < 1e6):     # NaN/inf or runaway never reaches the soundboard
             x = 0.0
         mono[i] = x
+    tl = t0 + n - 1
+    if not run_res:
+        ist[0] = (tl & fmask) + 1
+    if not run2:
+        ist2[0] = (tl & 1) + 1
+    if not run4:
+        ist4[0] = (tl & 3) + 1
     gi[G_T] = t0 + n
 
 

@@ -369,6 +369,7 @@ class Engine:
         self.gi[B.G_TRACE_VOICE] = -1
         if HAVE_SOUNDBOARD:
             self.sb_state = make_soundboard_state(self.sb_coeffs)
+        self._sb_quiet = 0
 
     def all_notes_off(self) -> None:
         """Fade every voice out within 5 ms."""
@@ -406,7 +407,12 @@ class Engine:
                              self._ev_d1[:ne], self._ev_d2[:ne], m, self.mono, self.resbuf,
                              self.mix2, self.mix4, self.taps2, self.ring2, self.ist2,
                              self.taps4, self.ring4, self.ist4, self.drive)
-            if HAVE_SOUNDBOARD:
+            if HAVE_SOUNDBOARD and self._sb_quiet >= 2 and B.peak(self.mono[:m]) == 0.0:
+                self.stereo[:m] = 0.0      # zero state, zero input: exactly zero out
+            elif HAVE_SOUNDBOARD:
+                if self._sb_quiet >= 2:    # waking from silence: start from a clean state
+                    reset_soundboard(self.sb_state)
+                    self._sb_quiet = 0
                 render_soundboard(self.sb_state, self.sb_coeffs, self.mono[:m],
                                   self.stereo[:m], m)
                 # silence: once input and output have stayed below -300 dB, set the
@@ -414,10 +420,10 @@ class Engine:
                 # slow denormal numbers); decided at fixed 4096-sample marks of the clock
                 t_end = int(self.gi[B.G_T])
                 if t_end // 4096 != (t_end - m) // 4096:
-                    quiet = (np.max(np.abs(self.mono[:m])) < 1e-15
-                             and np.max(np.abs(self.stereo[:m])) < 1e-15)
+                    quiet = (B.peak(self.mono[:m]) < 1e-15
+                             and B.peak(self.stereo[:m].reshape(-1)) < 1e-15)
                     self._sb_quiet = self._sb_quiet + 1 if quiet else 0
-                    if self._sb_quiet >= 2:
+                    if self._sb_quiet == 2:
                         reset_soundboard(self.sb_state)
             else:
                 self.stereo[:m, 0] = self.mono[:m]
