@@ -20,7 +20,6 @@ _SOURCES = sorted((_PKG / "design").glob("*.py")) + [_PKG / "engine" / "core.py"
                                                       _PKG / "engine" / "params.py"]
 
 
-@lru_cache(maxsize=1)
 def _sources_hash() -> str:
     h = hashlib.sha256()
     for f in _SOURCES:
@@ -29,6 +28,11 @@ def _sources_hash() -> str:
         except OSError:
             pass
     return h.hexdigest()[:16]
+
+
+#: hashed at import, together with the code this process actually runs (a later edit of a
+#: design file must not store old designs under the new hash)
+_HASH = _sources_hash()
 
 
 @lru_cache(maxsize=1)
@@ -70,7 +74,7 @@ def cached_call(fn, *args, **kwargs):
     if d is None:
         return fn(*args, **kwargs)
     key = hashlib.sha256(repr((fn.__module__, fn.__qualname__, _freeze(args),
-                               _freeze(kwargs), _sources_hash())).encode()).hexdigest()[:32]
+                               _freeze(kwargs), _HASH)).encode()).hexdigest()[:32]
     path = d / f"{fn.__name__}-{key}.pkl"
     try:
         with open(path, "rb") as f:
