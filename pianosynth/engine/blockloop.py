@@ -46,8 +46,13 @@ def _reset_voice_buffers(v, nut, bridge, dstate, rstate):
 
 
 @njit(**JIT)
-def _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res):
+def _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res, row=-1):
+    """Copy key ``key``'s coefficients (table row ``row``, default the key itself; rows
+    128 + key hold the cheaper design of sympathetic strings) into voice ``v``."""
     iv[v, I_KEY] = key
+    if row < 0:
+        row = key
+    key = row
     iv[v, I_NUT_LEN] = kt_i[key, K_NUT_LEN]
     iv[v, I_BRIDGE_LEN] = kt_i[key, K_BRIDGE_LEN]
     iv[v, I_N_SEC] = kt_i[key, K_N_SEC]
@@ -137,9 +142,9 @@ def _strike(v, hammer_v, iv, fv):
 
 @njit(**JIT)
 def _init_voice(v, key, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
-                kt_i, kt_f, kt_sos, kt_res):
+                kt_i, kt_f, kt_sos, kt_res, row=-1):
     _reset_voice_buffers(v, nut, bridge, dstate, rstate)
-    _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res)
+    _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res, row)
     iv[v, I_STATE] = HELD
     iv[v, I_WIDX] = 0
     iv[v, I_STRIKES] = 0
@@ -157,6 +162,15 @@ def _init_voice(v, key, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
     fv[v, F_LEVEL] = 0.0
     fv[v, F_FADE] = 1.0
     fv[v, F_FADE_STEP] = 0.0
+
+
+@njit(**JIT)
+def _symp_row(key, kt_i):
+    """Table row of a sympathetic string: the cheap design at 128 + key when present."""
+    r = 128 + key
+    if r < kt_i.shape[0] and kt_i[r, K_VALID] != 0:
+        return r
+    return key
 
 
 @njit(**JIT)
@@ -199,6 +213,10 @@ def note_on(key, vel, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
             iv[v, I_STATE] = HELD
             fv[v, F_DAMP_TARGET] = 0.0
             if not silent:
+                if iv[v, I_SYMP] != 0 and _symp_row(key, kt_i) != key:
+                    # a sympathetic string struck: the full design takes over
+                    _init_voice(v, key, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
+                                kt_i, kt_f, kt_sos, kt_res)
                 iv[v, I_SYMP] = 0
                 _una_corda(v, key, fv, rcoef, kt_i, kt_f, kt_res, gi)
                 _strike(v, hv, iv, fv)
@@ -229,11 +247,13 @@ def note_on(key, vel, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                 ql = fv[v, F_FADE]
                 slot = v
     v = slot
-    _init_voice(v, key, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
-                kt_i, kt_f, kt_sos, kt_res)
     if silent:
+        _init_voice(v, key, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
+                    kt_i, kt_f, kt_sos, kt_res, _symp_row(key, kt_i))
         iv[v, I_SYMP] = 1
         return
+    _init_voice(v, key, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
+                kt_i, kt_f, kt_sos, kt_res)
     _una_corda(v, key, fv, rcoef, kt_i, kt_f, kt_res, gi)
     _strike(v, hv, iv, fv)
     gi[G_TRACE_VOICE] = v
@@ -265,7 +285,7 @@ def _sympathetic_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
         if v < 0:
             return
         _init_voice(v, key, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
-                    kt_i, kt_f, kt_sos, kt_res)
+                    kt_i, kt_f, kt_sos, kt_res, _symp_row(key, kt_i))
         iv[v, I_SYMP] = 1
         iv[v, I_STATE] = SUSTAINED
         fv[v, F_DAMP_TARGET] = contact if kt_i[key, K_HAS_DAMPER] != 0 else 0.0

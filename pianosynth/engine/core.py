@@ -182,6 +182,26 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
     return KeyDesign(kp, kt_i, kt_f, kt_sos, kt_res, vel, strings)
 
 
+#: quality of the sympathetic strings' design (rows 128 + key of the key table): they add
+#: a quiet bloom of low partials, so the cheapest string rates serve (fs/4)
+SYMPATHETIC_QUALITY = "eco"
+
+
+def design_tables(settings: dict, fs: float, key_overrides=None, quality: str = "high",
+                  cache: bool = True) -> KeyDesign:
+    """The engine's key table: rows 0..127 the played strings at ``quality``, rows 128..255
+    the sympathetic strings at :data:`SYMPATHETIC_QUALITY` (omitted when equal)."""
+    call = cached_call if cache else (lambda fn, *a: fn(*a))
+    main = call(design_key_table, settings, fs, key_overrides, quality)
+    if quality == SYMPATHETIC_QUALITY:
+        return main
+    symp = call(design_key_table, settings, fs, key_overrides, SYMPATHETIC_QUALITY)
+    return KeyDesign(main.kp, np.concatenate([main.kt_i, symp.kt_i]),
+                     np.concatenate([main.kt_f, symp.kt_f]),
+                     np.concatenate([main.kt_sos, symp.kt_sos]),
+                     np.concatenate([main.kt_res, symp.kt_res]), main.vel_m_s, main.strings)
+
+
 class Engine:
     """The instrument: voices, resonator bank, soundboard and output stage, one block at a time.
 
@@ -272,8 +292,7 @@ class Engine:
         self._sb_quiet = 0
         self._apply_live()
         self.gf[B.GF_GAIN] = self.gf[B.GF_GAIN_TARGET]   # snap: no fade-in at start
-        self.keys = cached_call(design_key_table, self.settings, fs, self.key_overrides,
-                                quality)
+        self.keys = design_tables(self.settings, fs, self.key_overrides, quality)
         self._soundboard_design()
 
     # -- parameters ------------------------------------------------------------------------
@@ -309,8 +328,8 @@ class Engine:
         elif p.apply == "live":
             self._apply_live()
         elif p.apply == "note":
-            self.keys = cached_call(design_key_table, self.settings, self.sample_rate,
-                                    self.key_overrides, self.quality)
+            self.keys = design_tables(self.settings, self.sample_rate, self.key_overrides,
+                                      self.quality)
         elif name == "polyphony":
             self.gi[B.G_POLYPHONY] = min(int(new[name]), self.max_voices)
 
@@ -335,7 +354,8 @@ class Engine:
             b = float(kp.inharmonicity_b[key - KEY_MIN])
             over.setdefault(key, {})["f0_hz"] = float(f) / math.sqrt(1.0 + b)
         self.key_overrides = over
-        self.keys = design_key_table(self.settings, self.sample_rate, over, self.quality)
+        self.keys = design_tables(self.settings, self.sample_rate, over, self.quality,
+                                  cache=False)
 
     # -- state -----------------------------------------------------------------------------
     @property
