@@ -27,7 +27,8 @@ BLOCK = 256
 def start_voices(eng, n):
     keys = [int(k) for k in np.linspace(21, 108, min(n, 88)).round()]
     keys = list(dict.fromkeys(keys))
-    ev = make_events([(0, 0xB0, 64, 127)] + [(0, 0x90, k, 100) for k in keys])
+    ev = make_events([(0, 0x90, k, 100) for k in keys])     # held keys, no pedal:
+    # full struck strings only (the pedal would add cheap sympathetic strings)
     eng.render_frames(BLOCK, ev, block_size=BLOCK)
     live = np.nonzero(eng.iv[:, V.I_STATE] != V.FREE)[0]
     free = np.nonzero(eng.iv[:, V.I_STATE] == V.FREE)[0]
