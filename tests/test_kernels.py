@@ -1,5 +1,4 @@
 """Kernels against slow, obviously correct references; block-size invariance; extremes."""
-import math
 
 import numpy as np
 import pytest

@@ -28,9 +28,7 @@ velocity. Mode 1 is the straightforward single-rate scheme with a fictitious del
 """
 from __future__ import annotations
 
-import math
 
-import numpy as np
 
 from .jit import JIT, JIT_INLINE, njit
 
@@ -83,12 +81,11 @@ F_GAIN = 19
 F_LEVEL = 20
 F_FADE = 21
 F_FADE_STEP = 22
-F_FORCE = 23          # force of the current sample (for the resonators and the trace)
-F_RES_DAMP = 24       # resonator pole radius factor per low-rate sample when fully damped
-F_DAMP_SPEED = 25     # damper speed factor from the key's release velocity (1 = 64)
-F_KNOCK = 26          # hammer knock: force -> soundboard input gain (0 = off)
-F_DRIVE_SEEN = 27     # sympathetic drive seen since the last 64-sample check (0/1)
-N_FVARS = 28
+F_RES_DAMP = 23       # resonator pole radius factor per low-rate sample when fully damped
+F_DAMP_SPEED = 24     # damper speed factor from the key's release velocity (1 = 64)
+F_KNOCK = 25          # hammer knock: force -> soundboard input gain (0 = off)
+F_DRIVE_SEEN = 26     # sympathetic drive seen since the last 64-sample check (0/1)
+N_FVARS = 27
 
 HAMMER_IMPLICIT_MULTIRATE = 0
 HAMMER_FICTITIOUS_SINGLE_RATE = 1

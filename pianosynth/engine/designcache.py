@@ -16,8 +16,10 @@ from functools import lru_cache
 from pathlib import Path
 
 _PKG = Path(__file__).resolve().parents[1]
+# blockloop.py defines the key-table column layout the designs are written in
 _SOURCES = sorted((_PKG / "design").glob("*.py")) + [_PKG / "engine" / "core.py",
-                                                      _PKG / "engine" / "params.py"]
+                                                      _PKG / "engine" / "params.py",
+                                                      _PKG / "engine" / "blockloop.py"]
 
 
 def _sources_hash() -> str:
