@@ -193,7 +193,7 @@ def _fmt_duration(seconds: float) -> str:
     return f"{int(m)}:{s:04.1f}" if m else f"{s:.1f} s"
 
 
-def _render_and_write(args, events, label: str) -> int:
+def _render_and_write(args, events, label: str, retunes=None) -> int:
     """Shared tail of ``render`` and ``note``: engine, block loop, normalise, write, summary."""
     from .engine.core import Engine
     from .io.audio_file import write_audio
@@ -207,7 +207,7 @@ def _render_and_write(args, events, label: str) -> int:
         raise PianosynthError(f"cannot set up the engine: {e}") from None
     cpu0, wall0 = time.process_time(), time.perf_counter()
     audio = render_midi(events, engine, args.sample_rate, block_size=args.block_size,
-                        tail=args.tail, progress=not args.quiet)
+                        tail=args.tail, progress=not args.quiet, retunes=retunes)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     if args.normalize:
         normalize(audio, NORMALIZE_PEAK_DB)
@@ -237,14 +237,22 @@ def _prepare_output(args) -> None:
 
 def cmd_render(args) -> int:
     """``pianosynth render IN.mid -o OUT.wav``: a MIDI file through the engine to a file."""
-    from .io.midi_file import read_midi_file
+    from .io.midi_file import read_midi_content
 
     if args.output is None:
         args.output = Path(args.input).with_suffix(".wav").name
     _prepare_output(args)
-    events = read_midi_file(args.input)
+    content = read_midi_content(args.input)
+    warning = content.warning(str(args.input))
+    if warning:
+        _warn(warning)
+    events = content.events
     n_notes = int((((events["status"] & 0xF0) == 0x90) & (events["data2"] > 0)).sum())
-    return _render_and_write(args, events, f"{n_notes} notes from {Path(args.input).name}")
+    label = f"{n_notes} notes from {Path(args.input).name}"
+    if content.retunes:
+        n = len(content.retunes)
+        label += f", {n} MTS retuning{'s' if n > 1 else ''}"
+    return _render_and_write(args, events, label, retunes=content.retunes)
 
 
 def cmd_note(args) -> int:

@@ -5,7 +5,14 @@ time division) and keeps, in file order, the messages the engine acts on:
 
 - note on / note off (every channel plays the one piano);
 - control changes 64 (sustain), 66 (sostenuto), 67 (soft), 120 (all sound off) and
-  123 (all notes off).
+  123 (all notes off);
+- MIDI Tuning Standard SysEx (single-note tuning change, bulk tuning dump, scale/octave
+  tuning; :mod:`pianosynth.io.mts`), returned by :func:`read_midi_content` as timed retunings
+  ``(time_s, {key: f1_hz})`` for :func:`pianosynth.io.render.render_midi`. Every device ID,
+  tuning program and bank is accepted and applies at its time. Other SysEx (GM/GS/XG resets,
+  manufacturer messages) is ignored silently; MTS messages that cannot be used (malformed,
+  bad checksum, a form that does not retune keys) are counted and the first reason kept,
+  for one warning.
 
 Several channels or overlapping notes may hold the same key at once. The piano has one
 string set per key, so a note-on always strikes (re-strike), but a note-off is passed on only
@@ -19,6 +26,7 @@ file name and the reason.
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,6 +46,36 @@ MAX_DURATION_S = 2 * 3600.0
 #: 0.5 MB; mido builds one Python object per message, so the worst case (2-byte messages with
 #: running status) costs about 6 s and 260 MB per MB of file: 8 MB bounds that to ~50 s, 2 GB.
 MAX_FILE_BYTES = 8 * 1024 * 1024
+
+
+class MidiContent(NamedTuple):
+    """What :func:`read_midi_content` takes from a file.
+
+    Attributes
+    ----------
+    events : numpy.ndarray of MIDI_EVENT_DTYPE
+        As returned by :func:`read_midi_file`.
+    retunes : list of (float, dict[int, float])
+        ``(time_s, {midi_key: f1_hz})`` from MTS SysEx, sorted by time; messages at the same
+        time are merged in file order (a later change of a key wins).
+    ignored_mts : int
+        MTS messages that could not be used.
+    ignored_reason : str
+        Why the first of them was refused ("" if none).
+    """
+
+    events: np.ndarray
+    retunes: list
+    ignored_mts: int = 0
+    ignored_reason: str = ""
+
+    def warning(self, name: str) -> str | None:
+        """One line about the ignored MTS messages, or None."""
+        if not self.ignored_mts:
+            return None
+        n = self.ignored_mts
+        return (f"{name}: {n} MIDI Tuning Standard message{'s' if n > 1 else ''} ignored "
+                f"(first: {self.ignored_reason})")
 
 
 def _fmt_time(seconds: float) -> str:
@@ -76,6 +114,21 @@ def read_midi_file(path: str | os.PathLike, max_duration_s: float = MAX_DURATION
     Types 0 and 1 share one tempo map (tempo events of any track apply to all); in type 2
     each track is its own sequence with its own tempo map, all starting at time 0.
     """
+    return read_midi_content(path, max_duration_s).events
+
+
+def read_midi_content(path: str | os.PathLike,
+                      max_duration_s: float = MAX_DURATION_S) -> MidiContent:
+    """Read a standard MIDI file: piano events and MIDI Tuning Standard retunings.
+
+    Parameters and errors as :func:`read_midi_file`; a SysEx message never raises.
+
+    Returns
+    -------
+    MidiContent
+        ``events`` (as :func:`read_midi_file`), ``retunes`` ``[(time_s, {key: f1_hz})]``
+        and the count and first reason of ignored MTS messages.
+    """
     mid = _open(path)
     name = str(path)
     division = mid.ticks_per_beat & 0xFFFF     # mido reads it as a signed 16-bit number
@@ -96,6 +149,7 @@ def read_midi_file(path: str | os.PathLike, max_duration_s: float = MAX_DURATION
         sequences = [[(t, i) for i, t in enumerate(mid.tracks)]]
 
     chunks = []
+    tunings = _Tunings()
     for seq in sequences:
         merged = []
         for track, ti in seq:
@@ -104,14 +158,44 @@ def read_midi_file(path: str | os.PathLike, max_duration_s: float = MAX_DURATION
                 tick += msg.time
                 merged.append((tick, ti, mi, msg))
         merged.sort(key=lambda r: (r[0], r[1], r[2]))
-        chunks.append(_to_seconds(merged, division, smpte_tick_s, max_duration_s, name))
+        chunks.append(_to_seconds(merged, division, smpte_tick_s, max_duration_s, name,
+                                  tunings))
     rows = [r for c in chunks for r in c]
     if len(chunks) > 1:
         rows.sort(key=lambda r: r[0])          # stable: keeps track order on ties
     events = _hold_counting(rows)
     if not np.any(((events["status"] & 0xF0) == NOTE_ON) & (events["data2"] > 0)):
         raise PianosynthError(f"{name}: contains no notes")
-    return events
+    return MidiContent(events, tunings.merged(), tunings.ignored, tunings.reason)
+
+
+class _Tunings:
+    """Collects the MTS retunings of a file while its tracks are walked."""
+
+    def __init__(self):
+        self.found = []                        # (time_s, order, {key: f})
+        self.ignored = 0
+        self.reason = ""
+
+    def add(self, t: float, data) -> None:
+        from .mts import decode_tuning_message, is_mts_message
+        msg = decode_tuning_message(data)
+        if msg.ok:
+            if msg.changes:
+                self.found.append((t, len(self.found), dict(msg.changes)))
+        elif is_mts_message(data):
+            self.ignored += 1
+            if not self.reason:
+                self.reason = f"at {t:.3f} s: {msg.reason}"
+
+    def merged(self) -> list:
+        out = []
+        for t, _, changes in sorted(self.found, key=lambda r: (r[0], r[1])):
+            if out and out[-1][0] == t:
+                out[-1][1].update(changes)
+            else:
+                out.append((t, dict(changes)))
+        return out
 
 
 def _open(path):
@@ -158,8 +242,9 @@ def _open(path):
         raise PianosynthError(f"{name}: corrupt MIDI file ({type(e).__name__}: {e})") from None
 
 
-def _to_seconds(merged, division, smpte_tick_s, max_duration_s, name):
-    """Walk (tick, track, index, msg) in order; return [(time_s, status, d1, d2)]."""
+def _to_seconds(merged, division, smpte_tick_s, max_duration_s, name, tunings=None):
+    """Walk (tick, track, index, msg) in order; return [(time_s, status, d1, d2)] (SysEx
+    goes to ``tunings``)."""
     tempo = 500_000
     tick_s = smpte_tick_s if smpte_tick_s is not None else tempo * 1e-6 / division
     last_tick, t = 0, 0.0
@@ -186,6 +271,8 @@ def _to_seconds(merged, division, smpte_tick_s, max_duration_s, name):
             rows.append((t, NOTE_OFF | msg.channel, msg.note, msg.velocity))
         elif kind == "control_change" and msg.control in KEPT_CONTROLLERS:
             rows.append((t, CONTROL_CHANGE | msg.channel, msg.control, msg.value))
+        elif kind == "sysex" and tunings is not None and t <= max_duration_s:
+            tunings.add(t, msg.data)
     return rows
 
 

@@ -1,9 +1,11 @@
-"""MIDI Tuning Standard (MTS): single-note tuning change messages, decoded to (key, Hz).
+"""MIDI Tuning Standard (MTS): tuning SysEx messages, decoded to (key, Hz).
 
 Pure functions, no I/O: the live MIDI input hands each System Exclusive message to
 :func:`decode_single_note_tuning` (or :func:`parse_single_note_tuning`) and applies the
-result to the engine. Nothing here raises on bad input from the wire: a message that is not
-a valid single-note tuning change decodes to ``changes == []`` with a ``reason``.
+result to the engine; MIDI-file rendering uses :func:`decode_tuning_message`, which also
+understands the bulk tuning dump and the scale/octave tuning messages. Nothing here raises
+on bad input from the wire: a message that is not a valid tuning message decodes to
+``changes == []`` with a ``reason``.
 
 Byte format
 -----------
@@ -33,6 +35,24 @@ notes alone)::
   for "no change" and such an entry is skipped.
 - ``F7`` end of SysEx.
 
+Bulk tuning dump (non-real-time; ``08 04`` with a bank byte, CA-020)::
+
+    F0 7E <dev> 08 01 tt <name: 16 ASCII bytes> [xx yy zz] x 128 cs F7
+    F0 7E <dev> 08 04 bb tt <name: 16 ASCII bytes> [xx yy zz] x 128 cs F7
+
+the frequencies of keys 0..127 in order, ``cs`` the checksum: XOR of every byte from ``7E``
+to the last data byte, masked to 7 bits.
+
+Scale/octave tuning (CA-020), real-time ``7F`` or non-real-time ``7E``, 1-byte and 2-byte
+forms::
+
+    F0 7x <dev> 08 08 ff gg hh [ss] x 12 F7        ss: 00..7F = -64..+63 cent (40 = 0)
+    F0 7x <dev> 08 09 ff gg hh [ss tt] x 12 F7     14-bit, 2000h = 0, step 100/8192 cent
+
+``ff gg hh`` is a MIDI channel mask (ignored: every channel plays the one piano); the 12
+values, C first, are offsets from 12-TET (A4 = 440 Hz) applied to every key of that pitch
+class.
+
 A non-real-time ``08 02`` is not defined by the standard (its non-real-time single-note
 form is the ``08 07`` message with a bank byte) and is refused with that reason.
 
@@ -53,6 +73,8 @@ from typing import NamedTuple
 
 __all__ = ["SingleNoteTuning", "decode_single_note_tuning", "parse_single_note_tuning",
            "encode_single_note_tuning", "mts_frequency_hz", "mts_frequency_bytes",
+           "TuningMessage", "decode_tuning_message", "is_mts_message",
+           "encode_bulk_dump", "encode_scale_octave",
            "ALL_DEVICES", "MTS_MIN_HZ", "MTS_MAX_HZ"]
 
 log = logging.getLogger(__name__)
@@ -305,5 +327,240 @@ def encode_single_note_tuning(changes, program: int = 0, device_id: int = ALL_DE
         if not 0 <= int(key) <= 127:
             raise ValueError(f"key must be 0..127, got {key}")
         out += [int(key), *mts_frequency_bytes(f)]
+    out.append(0xF7)
+    return bytes(out)
+
+
+# ------------------------------------------------------------------ every tuning message
+_SUB_BULK_DUMP, _SUB_BULK_DUMP_BANK = 0x01, 0x04
+_SUB_SCALE_1BYTE, _SUB_SCALE_2BYTE = 0x08, 0x09
+_NAME_LEN = 16
+
+
+class TuningMessage(NamedTuple):
+    """A decoded MTS message that retunes keys (any of the forms in the module doc).
+
+    Attributes
+    ----------
+    changes : list of (int, float)
+        ``(midi_key 0..127, f_hz)``; empty when the message is refused.
+    reason : str
+        Why the message was refused ("" for a valid one).
+    kind : str
+        "single_note", "bulk_dump" or "scale_octave" ("" if unknown).
+    realtime : bool
+        True for the real-time header 7F.
+    device_id, bank, program : int
+        As in :class:`SingleNoteTuning` (-1 where the form has none).
+    name : str
+        The tuning's name (bulk dump only).
+    """
+
+    changes: list
+    reason: str = ""
+    kind: str = ""
+    realtime: bool = True
+    device_id: int = -1
+    bank: int = -1
+    program: int = -1
+    name: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True if the message was a valid tuning message."""
+        return not self.reason
+
+
+def _data_bytes(message):
+    """Bytes without the F0/F7 framing, or a reason string."""
+    try:
+        d = [int(b) for b in message]
+    except (TypeError, ValueError):
+        return "not a byte sequence"
+    if d and d[0] == 0xF0:
+        if d[-1] != 0xF7:
+            return "SysEx does not end with F7"
+        d = d[1:-1]
+    elif d and d[-1] == 0xF7:
+        d = d[:-1]
+    bad = next((b for b in d if not 0 <= b <= 0x7F), None)
+    if bad is not None:
+        return f"byte {bad:#04x} inside the message is not a 7-bit data byte"
+    return d
+
+
+def is_mts_message(message) -> bool:
+    """True if ``message`` is a universal SysEx with sub-ID#1 08 (MIDI Tuning Standard),
+    valid or not; other SysEx (GM/GS/XG resets, manufacturer messages) gives False."""
+    try:
+        d = [int(b) for b in message]
+    except (TypeError, ValueError):
+        return False
+    if d and d[0] == 0xF0:
+        d = d[1:]
+    return len(d) >= 3 and d[0] in (_REALTIME, _NON_REALTIME) and d[2] == _SUB_MTS
+
+
+def decode_tuning_message(message, device_id: int | None = None) -> TuningMessage:
+    """Decode any MTS message that retunes keys; never raises.
+
+    Parameters
+    ----------
+    message : bytes, bytearray or sequence of int
+        The SysEx message, with or without the framing F0 ... F7 (mido's
+        ``Message('sysex').data`` has none).
+    device_id : int, optional
+        This receiver's device ID; messages for another device (not 0x7F) are refused.
+        Default: accept every device ID.
+
+    Returns
+    -------
+    TuningMessage
+        ``changes`` as ``(key, f_hz)``: single-note changes (08 02, 08 07), all 128 keys of a
+        bulk dump (08 01, 08 04; entries 7F 7F 7F skipped), or every key of the retuned pitch
+        classes of a scale/octave message (08 08, 08 09; f = 440 Hz 2^((key - 69) / 12 +
+        offset / 1200)). Tuning programs and banks are not kept: every message applies at
+        once (as if its program were selected).
+
+    Examples
+    --------
+    >>> m = decode_tuning_message(encode_scale_octave([0.0] * 9 + [25.0] + [0.0] * 2))
+    >>> m.kind, dict(m.changes)[69] == 440.0 * 2 ** (25 / 1200)
+    ('scale_octave', True)
+    """
+    d = _data_bytes(message)
+    if isinstance(d, str):
+        return TuningMessage([], d)
+    if len(d) < 4:
+        return TuningMessage([], "too short for an MTS message")
+    header, dev, sub1, sub2 = d[:4]
+    if header not in (_REALTIME, _NON_REALTIME) or sub1 != _SUB_MTS:
+        r = decode_single_note_tuning(message, device_id)     # gives the precise reason
+        return TuningMessage([], r.reason or "not a MIDI Tuning Standard message")
+    realtime = header == _REALTIME
+    kw = {"realtime": realtime, "device_id": dev}
+    if device_id is not None and dev not in (ALL_DEVICES, int(device_id)):
+        return TuningMessage([], f"addressed to device {dev}, this is device "
+                                 f"{int(device_id)}", **kw)
+    if sub2 in (_SUB_NOTE_CHANGE, _SUB_NOTE_CHANGE_BANK):
+        r = decode_single_note_tuning(message, device_id)
+        return TuningMessage(r.changes, r.reason, "single_note", realtime, dev, r.bank,
+                             r.program)
+    if sub2 in (_SUB_BULK_DUMP, _SUB_BULK_DUMP_BANK):
+        kw["kind"] = "bulk_dump"
+        if realtime:
+            return TuningMessage([], "the bulk tuning dump is a non-real-time message (7E)",
+                                 **kw)
+        off = 4
+        if sub2 == _SUB_BULK_DUMP_BANK:
+            if len(d) < 5:
+                return TuningMessage([], "too short for a bulk tuning dump (bank)", **kw)
+            kw["bank"], off = d[4], 5
+        else:
+            kw["bank"] = 0
+        want = off + 1 + _NAME_LEN + 3 * 128 + 1
+        if len(d) != want:
+            return TuningMessage([], f"a bulk tuning dump has {want} data bytes, this one "
+                                     f"{len(d)}", **kw)
+        kw["program"] = d[off]
+        kw["name"] = bytes(d[off + 1:off + 1 + _NAME_LEN]).decode("ascii").rstrip()
+        cs = 0
+        for b in d[:-1]:
+            cs ^= b
+        if (cs & 0x7F) != d[-1]:
+            return TuningMessage([], f"bulk tuning dump checksum {d[-1]:#04x} does not "
+                                     f"match the data ({cs & 0x7F:#04x})", **kw)
+        data = d[off + 1 + _NAME_LEN:-1]
+        changes = []
+        for key in range(128):
+            f = mts_frequency_hz(*data[3 * key:3 * key + 3])
+            if f is not None:
+                changes.append((key, f))
+        return TuningMessage(changes, "", **kw)
+    if sub2 in (_SUB_SCALE_1BYTE, _SUB_SCALE_2BYTE):
+        kw["kind"] = "scale_octave"
+        width = 1 if sub2 == _SUB_SCALE_1BYTE else 2
+        want = 4 + 3 + 12 * width
+        if len(d) != want:
+            return TuningMessage([], f"a scale/octave tuning ({width}-byte form) has {want} "
+                                     f"data bytes, this one {len(d)}", **kw)
+        vals = d[7:]
+        if width == 1:
+            offs = [v - 0x40 for v in vals]
+        else:
+            offs = [(((vals[2 * i] << 7) | vals[2 * i + 1]) - 0x2000) * 100.0 / 8192.0
+                    for i in range(12)]
+        changes = [(key, 440.0 * 2.0 ** ((key - 69) / 12.0 + offs[key % 12] / 1200.0))
+                   for key in range(128)]
+        return TuningMessage(changes, "", **kw)
+    return TuningMessage([], f"MTS sub-ID#2 {sub2:#04x} does not retune keys (supported: "
+                             "02, 07 single note; 01, 04 bulk dump; 08, 09 scale/octave)",
+                         **kw)
+
+
+def encode_bulk_dump(f_hz, program: int = 0, name: str = "", device_id: int = ALL_DEVICES,
+                     bank: int | None = None) -> bytes:
+    """Build a bulk tuning dump (08 01, or 08 04 with ``bank``), non-real-time.
+
+    Parameters
+    ----------
+    f_hz : dict[int, float] or sequence of 128 floats
+        Frequency (Hz) of each key 0..127; keys missing from a dict are sent as "no change".
+    program, device_id, bank : int
+        0..127.
+    name : str
+        ASCII name, at most 16 characters (padded with spaces).
+
+    Returns
+    -------
+    bytes
+        F0 ... F7 with the checksum.
+    """
+    table = dict(f_hz) if isinstance(f_hz, dict) else dict(enumerate(f_hz))
+    text = name.encode("ascii")
+    if len(text) > _NAME_LEN:
+        raise ValueError(f"name is longer than {_NAME_LEN} characters")
+    body = [_NON_REALTIME, int(device_id), _SUB_MTS]
+    body += [_SUB_BULK_DUMP] if bank is None else [_SUB_BULK_DUMP_BANK, int(bank)]
+    body += [int(program)] + list(text.ljust(_NAME_LEN, b" "))
+    for key in range(128):
+        body += list(mts_frequency_bytes(table[key])) if key in table else list(_NO_CHANGE)
+    cs = 0
+    for b in body:
+        cs ^= b
+    return bytes([0xF0] + body + [cs & 0x7F, 0xF7])
+
+
+def encode_scale_octave(cents, two_byte: bool = True, realtime: bool = True,
+                        device_id: int = ALL_DEVICES) -> bytes:
+    """Build a scale/octave tuning message (08 09, or 08 08 with ``two_byte=False``).
+
+    Parameters
+    ----------
+    cents : sequence of 12 floats
+        Offsets from 12-TET of C, C#, ... B, cents: -100..+99.98 (2-byte, step 0.0122 cent)
+        or -64..+63 (1-byte, whole cents).
+
+    Returns
+    -------
+    bytes
+        F0 ... F7, for all 16 channels.
+    """
+    cents = [float(c) for c in cents]
+    if len(cents) != 12:
+        raise ValueError("give 12 offsets, C to B")
+    out = [0xF0, _REALTIME if realtime else _NON_REALTIME, int(device_id), _SUB_MTS,
+           _SUB_SCALE_2BYTE if two_byte else _SUB_SCALE_1BYTE, 0x03, 0x7F, 0x7F]
+    for c in cents:
+        if two_byte:
+            v = round(c * 8192.0 / 100.0) + 0x2000
+            if not 0 <= v <= 0x3FFF:
+                raise ValueError(f"offset {c} cent is outside -100..+99.98")
+            out += [v >> 7, v & 0x7F]
+        else:
+            v = round(c) + 0x40
+            if not 0 <= v <= 0x7F:
+                raise ValueError(f"offset {c} cent is outside -64..+63")
+            out.append(v)
     out.append(0xF7)
     return bytes(out)

@@ -10,6 +10,13 @@ Length of the result (``t_last`` = time of the last event):
 - ``tail="auto"``: blocks continue after the last event until
   ``engine.is_silent(-90 dB)`` or :data:`AUTO_TAIL_MAX_S` after it; trailing samples below
   -90 dBFS are then trimmed, so the length does not depend on the block size.
+
+Retuning (MIDI Tuning Standard SysEx in a file): the render is split at each retuning's
+sample (its time rounded like the events') and ``engine.retune_keys`` is called between the
+two blocks, before the events of that sample. The engine redesigns the retuned keys and
+publishes the new key table: notes struck from then on sound at the new pitch, strings that
+are already sounding keep theirs until struck again (:meth:`Engine.retune_keys`). Retunings
+with no note-on between them are merged into one redesign at the time of the last.
 """
 from __future__ import annotations
 
@@ -80,8 +87,27 @@ def _progress_bar(total_s: float, enabled: bool):
                            "[{elapsed}<{remaining}]", leave=False)
 
 
+def _retune_schedule(retunes, note_on_offsets: np.ndarray, sr: int) -> list:
+    """``[(sample, {key: f1_hz})]`` sorted, with retunings between the same two note-ons
+    merged at the sample of the last (a later change of a key wins)."""
+    groups: list = []
+    last_count = None
+    for t, changes in sorted(((float(t), c) for t, c in retunes), key=lambda r: r[0]):
+        if not math.isfinite(t) or t < 0:
+            raise ValueError(f"retune time must be finite and >= 0, not {t}")
+        s = int(np.rint(t * sr))
+        count = int(np.searchsorted(note_on_offsets, s, side="left"))
+        if groups and count == last_count:
+            groups[-1] = (s, {**groups[-1][1], **{int(k): float(f) for k, f in changes.items()}})
+        else:
+            groups.append((s, {int(k): float(f) for k, f in changes.items()}))
+        last_count = count
+    return groups
+
+
 def render_midi(events: np.ndarray, engine, sample_rate: int, block_size: int = 512,
-                tail: float | str = "auto", progress: bool = False) -> np.ndarray:
+                tail: float | str = "auto", progress: bool = False,
+                retunes=None) -> np.ndarray:
     """Render timestamped MIDI events through ``engine``, block by block.
 
     Parameters
@@ -100,6 +126,11 @@ def render_midi(events: np.ndarray, engine, sample_rate: int, block_size: int = 
         :data:`AUTO_TAIL_MAX_S`).
     progress : bool
         Show a tqdm bar on stderr (only when stderr is a terminal).
+    retunes : sequence of (float, dict[int, float]), optional
+        ``(time_s, {midi_key: f1_hz})``: partial-1 frequencies (Hz) applied with
+        ``engine.retune_keys`` at that time (see the module doc); e.g. the ``retunes`` of
+        :func:`pianosynth.io.midi_file.read_midi_content`. Retunings after the end of the
+        render are not applied.
 
     Returns
     -------
@@ -133,11 +164,19 @@ def render_midi(events: np.ndarray, engine, sample_rate: int, block_size: int = 
     out = np.zeros((n_max, 2), np.float32)
     bar = _progress_bar(n_max / sr, progress)
     starts = allev["offset"]
+    is_on = ((allev["status"] & 0xF0) == NOTE_ON) & (allev["data2"] > 0)
+    schedule = _retune_schedule(retunes or (), starts[is_on], sr)
+    ri = 0
     pos = 0
     i = 0
     try:
         while pos < n_max:
+            while ri < len(schedule) and schedule[ri][0] <= pos:
+                engine.retune_keys(schedule[ri][1])
+                ri += 1
             n = min(bs, n_max - pos)
+            if ri < len(schedule):
+                n = min(n, schedule[ri][0] - pos)    # split the block at the retuning
             j = int(np.searchsorted(starts, pos + n, side="left"))
             block_ev = allev[i:j].copy()
             block_ev["offset"] -= pos
