@@ -144,35 +144,65 @@ def _add_engine_arguments(p: argparse.ArgumentParser) -> None:
                         "eco (fs/4, shorter dispersion filters); default high")
     p.add_argument("--tuning", default=None, metavar="NAME|FILE.scl",
                    help="temperament (equal, werckmeister3, vallotti, kirnberger3, "
-                        "quarter_comma_meantone, just) or a Scala .scl file")
-    p.add_argument("--tuning-root", default="C4", metavar="KEY",
-                   help="root of a temperament (a key name or number; default C4)")
+                        "quarter_comma_meantone, just) or a Scala .scl file; overrides the "
+                        "preset's [tuning]")
+    p.add_argument("--tuning-root", default=None, metavar="KEY",
+                   help="root of a temperament (a key or pitch-class name, or number; "
+                        "default the preset's root, else C4)")
     p.add_argument("--kbm", default=None, metavar="FILE.kbm",
                    help="Scala keyboard mapping for a .scl tuning")
 
 
-def _tuning_overrides(args, preset) -> dict:
-    """Per-key overrides of the preset merged with those of --tuning (preset keys win)."""
-    keys = {int(k): dict(v) for k, v in preset.keys.items()}
-    spec = getattr(args, "tuning", None)
-    if not spec:
-        return keys
+def _tuning_spec(args, preset):
+    """The tuning to play: the preset's ``[tuning]`` with the command line's flags over it.
+
+    ``--tuning`` replaces the preset's temperament or scale (and its kbm); ``--tuning-root``
+    and ``--kbm`` replace the root and mapping; the preset's ``stretch`` stays. None when
+    neither asks for a tuning."""
+    from dataclasses import replace
+
     from .design import tuning as T
-    if spec.lower().endswith(".scl"):
-        scl = T.read_scl(spec)
-        kbm = T.read_kbm(args.kbm) if args.kbm else None
-        over = T.tuning_key_overrides("scala", scl=scl, kbm=kbm,
-                                      settings=dict(preset.settings), key_overrides=keys)
-    else:
-        if args.kbm:
-            raise PianosynthError("--kbm goes with a Scala .scl --tuning")
-        root = parse_key(args.tuning_root)
+    spec = preset.tuning_spec()
+    name = getattr(args, "tuning", None)
+    root_text = getattr(args, "tuning_root", None)
+    kbm = getattr(args, "kbm", None)
+    if name:
+        stretch = spec.stretch if spec is not None else None
+        root = spec.root_key if spec is not None else 60
+        if name.lower().endswith(".scl"):
+            spec = T.TuningSpec(scala=name, root_key=root, stretch=stretch)
+        else:
+            try:
+                spec = T.TuningSpec(temperament=T.canonical_temperament(name),
+                                    root_key=root, stretch=stretch)
+            except T.TuningError as e:
+                raise PianosynthError(f"--tuning {name!r}: {e}") from None
+    if root_text is not None:
+        if spec is None:
+            raise PianosynthError("--tuning-root goes with a --tuning (or a preset's [tuning])")
         try:
-            over = T.tuning_key_overrides(spec, root_key=root, settings=dict(preset.settings),
-                                          key_overrides=keys)
-        except (KeyError, ValueError) as e:
-            raise PianosynthError(f"--tuning {spec!r}: {e}") from None
-    return T.merge_key_overrides(over, keys)
+            root = parse_key(root_text) if re.search(r"\d", str(root_text)) \
+                else T.parse_root(root_text)
+        except T.TuningError as e:
+            raise PianosynthError(f"--tuning-root: {e}") from None
+        spec = replace(spec, root_key=root)
+    if kbm:
+        if spec is None or spec.scala is None:
+            raise PianosynthError("--kbm goes with a Scala .scl --tuning (or a preset's "
+                                  "[tuning] scala)")
+        spec = replace(spec, kbm=kbm)
+    return spec
+
+
+def _tuning_overrides(args, preset) -> dict:
+    """Per-key overrides of the preset merged with those of the tuning (preset keys win):
+    :func:`_tuning_spec` through :meth:`TuningSpec.key_overrides`, the one code path of a
+    preset's ``[tuning]`` and of ``--tuning``."""
+    keys = {int(k): dict(v) for k, v in preset.keys.items()}
+    spec = _tuning_spec(args, preset)
+    if spec is None:
+        return keys
+    return spec.key_overrides(dict(preset.settings), keys)
 
 
 # --------------------------------------------------------------------------- the commands
@@ -202,7 +232,7 @@ def _render_and_write(args, events, label: str, retunes=None) -> int:
     preset = args.preset_obj
     try:
         engine = Engine(dict(preset.settings), args.sample_rate, args.key_overrides,
-                        quality=args.quality)
+                        quality=args.quality, velocity_points=preset.velocity_points())
     except ValueError as e:                    # the engine refuses a rate or setting
         raise PianosynthError(f"cannot set up the engine: {e}") from None
     cpu0, wall0 = time.process_time(), time.perf_counter()

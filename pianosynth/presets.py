@@ -14,9 +14,21 @@ Format (``schema_version`` follows :data:`pianosynth.engine.params.SCHEMA_VERSIO
     f0_hz = 261.8           # fields from pianosynth.engine.params.KEY_OVERRIDES
     t60_f0_s = 14.0
 
+    [tuning]                # optional (schema 2): temperament or Scala scale
+    temperament = "werckmeister3"   # or scala = "my.scl" (+ kbm = "my.kbm"), relative
+    root = "C"                      # to the preset's folder
+    stretch = "railsback"           # or "table", "none"
+
+    [velocity]              # optional (schema 2): MIDI velocity -> hammer speed (m/s)
+    points = [[1, 0.4], [64, 2.0], [127, 5.0]]      # or curve = "soft" | "normal" | "hard"
+
 Parameters a preset leaves out keep their defaults from the parameter table. A file without
 ``schema_version`` loads as version 1 with a warning (hand-written files usually omit it); a
-file from a newer pianosynth (higher version) is refused rather than half-understood.
+file from a newer pianosynth (higher version) is refused rather than half-understood. A
+preset is saved with the lowest schema version that holds it: 1 without [tuning] and
+[velocity] (so older builds still read it), 2 with them. ``[tuning]`` gives the same
+keyboard as the command line's ``--tuning/--tuning-root/--kbm`` (which override it);
+``[velocity]`` replaces the map of velocity_min_m_s / velocity_max_m_s / velocity_curve.
 
 Where named presets live (``load_preset("default")``), searched in this order:
 
@@ -42,13 +54,17 @@ from pathlib import Path
 
 import tomli_w
 
-from .engine.params import KEY_OVERRIDES, PARAM_BY_NAME, PARAMETERS, SCHEMA_VERSION
+from .engine.params import (KEY_OVERRIDES, PARAM_BY_NAME, PARAMETERS, SCHEMA_VERSION,
+                            VELOCITY_CURVES, validate_velocity_points)
 from .errors import PianosynthError
 
 #: lowest and highest piano key a ``[keys.N]`` table may name (A0 .. C8).
 KEY_MIN, KEY_MAX = 21, 108
 #: top-level entries a preset file may contain.
-TOP_LEVEL_KEYS = ("schema_version", "name", "description", "parameters", "keys")
+TOP_LEVEL_KEYS = ("schema_version", "name", "description", "parameters", "keys", "tuning",
+                  "velocity")
+#: fields of the [velocity] table.
+VELOCITY_FIELDS = ("curve", "points")
 #: the factory preset folder of a source checkout.
 FACTORY_PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
@@ -73,6 +89,13 @@ class Preset:
         File it was loaded from (``None`` for built-in or new presets).
     warnings : list[str]
         Non-fatal remarks from loading (e.g. missing ``schema_version``).
+    tuning : dict
+        The ``[tuning]`` table, normalised (see
+        :func:`pianosynth.design.tuning.tuning_spec_from_table`); ``{}`` for none. Scala
+        paths as written, relative to the preset's folder.
+    velocity : dict
+        The ``[velocity]`` table: ``{"curve": name}`` or ``{"points": [[vel, m_s], ...]}``;
+        ``{}`` for none.
     """
 
     name: str
@@ -81,6 +104,37 @@ class Preset:
     description: str = ""
     path: Path | None = field(default=None, compare=False)
     warnings: list = field(default_factory=list, compare=False)
+    tuning: dict = field(default_factory=dict)
+    velocity: dict = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder the ``[tuning]`` file paths are relative to (the preset's, else ".")."""
+        return self.path.parent if self.path is not None else Path(".")
+
+    def tuning_spec(self):
+        """The ``[tuning]`` table as a :class:`~pianosynth.design.tuning.TuningSpec` (paths
+        resolved against :attr:`base_dir`), or None. Raises PianosynthError if invalid."""
+        if not self.tuning:
+            return None
+        from .design.tuning import tuning_spec_from_table
+        spec, _ = tuning_spec_from_table(self.tuning, self.base_dir, f"preset {self.name!r}")
+        return spec
+
+    def key_overrides(self) -> dict[int, dict[str, float]]:
+        """Per-key overrides for the engine: the ``[tuning]`` table's ``f0_hz`` merged with
+        the ``[keys.N]`` tables (which win field by field)."""
+        keys = {int(k): dict(v) for k, v in self.keys.items()}
+        spec = self.tuning_spec()
+        return spec.key_overrides(self.settings, keys) if spec is not None else keys
+
+    def velocity_points(self) -> list | None:
+        """``[(midi_velocity, hammer_m_s), ...]`` of the ``[velocity]`` table, or None."""
+        if "curve" in self.velocity:
+            return [tuple(p) for p in VELOCITY_CURVES[self.velocity["curve"]]]
+        if "points" in self.velocity:
+            return [(int(v), float(m)) for v, m in self.velocity["points"]]
+        return None
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -211,8 +265,48 @@ def validate_keys(keys: dict, source: str = "keys") -> dict[int, dict[str, float
     return dict(sorted(out.items()))
 
 
-def preset_from_dict(data: dict, source: str = "preset", default_name: str = "preset") -> Preset:
-    """Validate a parsed preset document (the TOML tables as a dict) into a :class:`Preset`."""
+def validate_velocity(table, source: str = "velocity") -> dict:
+    """Check a ``[velocity]`` table: ``curve = "soft"|"normal"|"hard"`` or ``points =
+    [[velocity, m/s], ...]`` (at least 2, velocities 1..127 increasing, 0.05..10 m/s not
+    decreasing). Returns it normalised; raises :class:`PianosynthError`."""
+    if not isinstance(table, dict):
+        raise PianosynthError(f"{source}: [velocity] must be a table, not {_type_name(table)}")
+    for k in table:
+        if k not in VELOCITY_FIELDS:
+            raise PianosynthError(f"{source}: unknown field {k!r} in [velocity]"
+                                  + _did_you_mean(str(k), VELOCITY_FIELDS))
+    if "curve" in table and "points" in table:
+        raise PianosynthError(f"{source}: give either velocity.curve or velocity.points, "
+                              "not both")
+    if "curve" in table:
+        curve = table["curve"]
+        if not isinstance(curve, str) or curve.strip().lower() not in VELOCITY_CURVES:
+            raise PianosynthError(f"{source}: unknown velocity.curve {curve!r}; allowed: "
+                                  + ", ".join(VELOCITY_CURVES) + " (or velocity.points)")
+        return {"curve": curve.strip().lower()}
+    if "points" in table:
+        try:
+            pts = validate_velocity_points(table["points"])
+        except ValueError as e:
+            raise PianosynthError(f"{source}: velocity.points: {e}") from None
+        return {"points": [[v, m] for v, m in pts]}
+    return {}
+
+
+def validate_tuning(table, source: str = "tuning", base_dir=None,
+                    check_files: bool = True) -> dict:
+    """Check a ``[tuning]`` table (see :func:`pianosynth.design.tuning.tuning_spec_from_table`);
+    returns it normalised, raises :class:`PianosynthError` (files named with their line)."""
+    from .design.tuning import tuning_spec_from_table
+    _, norm = tuning_spec_from_table(table, base_dir, source, check_files=check_files)
+    return norm
+
+
+def preset_from_dict(data: dict, source: str = "preset", default_name: str = "preset",
+                     base_dir=None) -> Preset:
+    """Validate a parsed preset document (the TOML tables as a dict) into a :class:`Preset`.
+
+    ``base_dir`` is the folder the ``[tuning]`` file paths are relative to (default ".")."""
     if not isinstance(data, dict):
         raise PianosynthError(f"{source}: a preset must be a TOML table")
     for k in data:
@@ -244,8 +338,10 @@ def preset_from_dict(data: dict, source: str = "preset", default_name: str = "pr
                               f"not {_type_name(description)}")
     settings = validate_settings(data.get("parameters", {}), source)
     keys = validate_keys(data.get("keys", {}), source)
+    tuning = validate_tuning(data.get("tuning", {}), source, base_dir)
+    velocity = validate_velocity(data.get("velocity", {}), source)
     return Preset(name=name, settings=settings, keys=keys, description=description,
-                  warnings=warnings)
+                  warnings=warnings, tuning=tuning, velocity=velocity)
 
 
 # ----------------------------------------------------------------------------- locations
@@ -346,7 +442,7 @@ def _load_file(path: Path) -> Preset:
         raise PianosynthError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
         raise PianosynthError(f"cannot read preset {source}: {e.strerror or e}") from None
-    preset = preset_from_dict(data, source, default_name=path.stem)
+    preset = preset_from_dict(data, source, default_name=path.stem, base_dir=path.parent)
     preset.path = path
     return preset
 
@@ -359,6 +455,8 @@ def format_preset(preset: Preset, comments: bool = True) -> str:
     """
     settings = validate_settings(preset.settings, f"preset {preset.name!r}")
     keys = validate_keys(preset.keys, f"preset {preset.name!r}")
+    tuning = validate_tuning(preset.tuning, f"preset {preset.name!r}", check_files=False)
+    velocity = validate_velocity(preset.velocity, f"preset {preset.name!r}")
 
     def line(k, v):
         return tomli_w.dumps({k: v}).strip()
@@ -366,7 +464,8 @@ def format_preset(preset: Preset, comments: bool = True) -> str:
     out = []
     if comments:
         out.append("# pianosynth preset (load with: pianosynth render IN.mid --preset FILE)")
-    out.append(line("schema_version", SCHEMA_VERSION))
+    # the lowest version that holds the content, so older builds read what they can
+    out.append(line("schema_version", 2 if (tuning or velocity) else 1))
     out.append(line("name", preset.name))
     if preset.description:
         out.append(line("description", preset.description))
@@ -382,6 +481,27 @@ def format_preset(preset: Preset, comments: bool = True) -> str:
         if comments:
             text = f"{text:<32} # {_range_text(p.min, p.max, p.unit)}: {p.doc}"
         out.append(text)
+    if tuning:
+        out += ["", "[tuning]"]
+        notes = {"temperament": "equal, werckmeister3, vallotti, kirnberger3, "
+                                "quarter_comma_meantone, just",
+                 "root": "the temperament's C: a pitch class or key name",
+                 "scala": ".scl file, relative to this preset",
+                 "kbm": ".kbm keyboard mapping, relative to this preset",
+                 "stretch": "railsback (from B), table (measured), none"}
+        for name in ("temperament", "root", "scala", "kbm", "stretch"):
+            if name in tuning:
+                text = line(name, tuning[name])
+                out.append(f"{text:<32} # {notes[name]}" if comments else text)
+    if velocity:
+        out += ["", "[velocity]"]
+        if "curve" in velocity:
+            text = line("curve", velocity["curve"])
+            out.append(f"{text:<32} # {', '.join(VELOCITY_CURVES)}" if comments else text)
+        else:
+            if comments:
+                out.append("# [MIDI velocity 1..127, hammer m/s 0.05..10], log-linear between")
+            out.append(line("points", velocity["points"]))
     for key, fields in keys.items():
         out += ["", f"[keys.{key}]"]
         for name, value in fields.items():
@@ -391,6 +511,28 @@ def format_preset(preset: Preset, comments: bool = True) -> str:
                 text = f"{text:<32} # {_range_text(lo, hi, unit)}"
             out.append(text)
     return "\n".join(out) + "\n"
+
+
+def _rebase_tuning(preset: Preset, folder: Path) -> Preset:
+    """``preset`` with its relative ``[tuning]`` file paths rewritten relative to ``folder``
+    (where it is about to be saved), so they still name the same files."""
+    if not any(k in preset.tuning for k in ("scala", "kbm")):
+        return preset
+    old = preset.base_dir.resolve()
+    new = folder.resolve()
+    if old == new:
+        return preset
+    tuning = dict(preset.tuning)
+    for k in ("scala", "kbm"):
+        if k in tuning and not os.path.isabs(os.path.expanduser(tuning[k])):
+            target = old / tuning[k]
+            try:
+                tuning[k] = os.path.relpath(target, new)
+            except ValueError:                 # another drive (Windows)
+                tuning[k] = str(target)
+    return Preset(name=preset.name, settings=preset.settings, keys=preset.keys,
+                  description=preset.description, path=preset.path,
+                  warnings=preset.warnings, tuning=tuning, velocity=preset.velocity)
 
 
 def save_preset(preset: Preset, path: str | os.PathLike, comments: bool = True) -> Path:
@@ -404,14 +546,17 @@ def save_preset(preset: Preset, path: str | os.PathLike, comments: bool = True) 
     folder is missing or not writable.
     """
     path = Path(path)
-    text = format_preset(preset, comments=comments)
-    # the text must read back to the same preset (guards the formatter)
-    back = preset_from_dict(tomllib.loads(text), str(path), default_name=path.stem)
-    assert (back.settings, back.keys) == (validate_settings(preset.settings),
-                                          validate_keys(preset.keys)), "preset formatter bug"
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise PianosynthError(f"cannot save preset: folder {folder} does not exist")
+    preset = _rebase_tuning(preset, folder)
+    text = format_preset(preset, comments=comments)
+    # the text must read back to the same preset (guards the formatter)
+    back = preset_from_dict(tomllib.loads(text), str(path), default_name=path.stem,
+                            base_dir=folder)
+    assert (back.settings, back.keys, back.velocity) == (
+        validate_settings(preset.settings), validate_keys(preset.keys),
+        validate_velocity(preset.velocity)), "preset formatter bug"
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")

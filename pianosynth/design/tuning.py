@@ -17,6 +17,9 @@ Pieces
   keyboard-mapping files (Op de Coul's format, see the references).
 - :func:`tuning_f1_hz`, :func:`tuning_key_overrides`: one tuning for the whole keyboard, as
   targets or as ``{midi_key: {"f0_hz": ...}}`` for ``Engine(key_overrides=...)``.
+- :class:`TuningSpec`, :func:`tuning_spec_from_table`: a whole tuning request (a preset's
+  ``[tuning]`` table or the command line's ``--tuning/--tuning-root/--kbm``) validated once
+  and turned into overrides by one code path, so both give the same keyboard.
 
 References
 ----------
@@ -50,7 +53,7 @@ __all__ = [
     "TuningError", "TEMPERAMENTS", "STRETCH_KINDS", "PITCH_CLASS_NAMES", "temperament_cents",
     "railsback_stretch_cents", "read_scl", "parse_scl", "read_kbm", "parse_kbm",
     "KeyboardMapping", "scala_key_frequencies", "tuning_f1_hz", "tuning_key_overrides",
-    "merge_key_overrides",
+    "merge_key_overrides", "canonical_temperament", "parse_root", "TuningSpec", "TUNING_FIELDS", "tuning_spec_from_table",
 ]
 
 
@@ -122,6 +125,12 @@ _ALIASES = {
     "meantone": "quarter_comma_meantone", "quarter_comma": "quarter_comma_meantone",
     "just_intonation": "just", "just5": "just",
 }
+
+
+def canonical_temperament(name: str) -> str:
+    """The name of :data:`TEMPERAMENTS` that ``name`` (any case, an alias such as
+    "werckmeister_iii" or "meantone") means; raises :class:`TuningError` if none."""
+    return _canonical_temperament(name)
 
 
 def _canonical_temperament(name: str) -> str:
@@ -854,3 +863,208 @@ def merge_key_overrides(*overrides: dict | None) -> dict[int, dict[str, float]]:
         for k, fields in (ov or {}).items():
             out.setdefault(int(k), {}).update(fields)
     return out
+
+
+# --------------------------------------------------------------------------- requests
+#: fields of a preset's ``[tuning]`` table.
+TUNING_FIELDS = ("temperament", "root", "scala", "kbm", "stretch")
+
+_ROOT_RE = re.compile(r"^([A-Ga-g])(#|b)?(-?\d+)?$")
+_PC_OF_LETTER = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+
+
+def parse_root(value) -> int:
+    """The root ("C") of a temperament as a MIDI key.
+
+    Parameters
+    ----------
+    value : str or int
+        A pitch class (``"C"``, ``"F#"``, ``"Bb"``), a key name in scientific pitch notation
+        (``"C4"``, ``"Eb3"``) or a MIDI key number 0..127 (int or digits).
+
+    Returns
+    -------
+    int
+        MIDI key; a bare pitch class gives the key in octave 4 (``"C"`` -> 60, ``"Bb"`` ->
+        70). Only ``key % 12`` matters to a temperament.
+
+    Raises
+    ------
+    TuningError
+        On anything else.
+
+    Examples
+    --------
+    >>> parse_root("Eb"), parse_root("C4"), parse_root(62), parse_root("F#2")
+    (63, 60, 62, 42)
+    """
+    if isinstance(value, bool):
+        raise TuningError(f"root must be a note name or MIDI key, not {value!r}")
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        key = int(value)
+        if not 0 <= key <= 127:
+            raise TuningError(f"root {value!r} is not a MIDI key 0..127")
+        return key
+    m = _ROOT_RE.match(str(value).strip()) if isinstance(value, str) else None
+    if not m:
+        raise TuningError(f"root {value!r} is not a note name (C, F#, Bb, C4 ...) or a MIDI "
+                          "key number")
+    letter, acc, octave = m.groups()
+    pc = _PC_OF_LETTER[letter.upper()] + {"#": 1, "b": -1, None: 0}[acc]
+    key = 12 * (int(octave) + 1) + pc if octave is not None else 60 + pc
+    if not 0 <= key <= 127:
+        raise TuningError(f"root {value!r} is outside the MIDI keys 0..127")
+    return key
+
+
+@dataclass(frozen=True)
+class TuningSpec:
+    """One tuning request for the whole keyboard (a preset's ``[tuning]`` or the CLI flags).
+
+    Attributes
+    ----------
+    temperament : str or None
+        A name of :data:`TEMPERAMENTS` (canonical), or None for a Scala tuning.
+    root_key : int
+        Root of the temperament (MIDI key, only ``% 12`` matters); for a Scala scale without
+        a mapping, the key that plays degree 0. Default 60 (C).
+    scala, kbm : str or None
+        Paths of the .scl and optional .kbm file (as the caller resolved them).
+    stretch : {"railsback", "table", "none"} or None
+        Stretch of partial 1 (see :func:`tuning_f1_hz`); None: "railsback" for a
+        temperament, "none" for a Scala scale.
+    """
+
+    temperament: str | None = None
+    root_key: int = 60
+    scala: str | None = None
+    kbm: str | None = None
+    stretch: str | None = None
+
+    def key_overrides(self, settings: dict | None = None,
+                      key_overrides: dict | None = None) -> dict[int, dict[str, float]]:
+        """Per-key overrides of the tuning merged with ``key_overrides`` (those win).
+
+        Parameters
+        ----------
+        settings : dict, optional
+            Engine parameters (``a4_hz``, ``stretch_scale``, the B curve).
+        key_overrides : dict, optional
+            The preset's own ``[keys.N]`` overrides: their B is used, and their fields
+            (an explicit ``f0_hz`` too) win over the tuning's.
+
+        Raises
+        ------
+        TuningError
+            Unreadable or malformed Scala files (naming file and line).
+        """
+        keys = {int(k): dict(v) for k, v in (key_overrides or {}).items()}
+        s = dict(settings or {})
+        if self.scala is not None:
+            scl = read_scl(self.scala)
+            kbm = read_kbm(self.kbm) if self.kbm else None
+            over = tuning_key_overrides("scala", scl=scl, kbm=kbm, root_key=self.root_key,
+                                        stretch=self.stretch, settings=s, key_overrides=keys)
+        else:
+            over = tuning_key_overrides(self.temperament or "equal", root_key=self.root_key,
+                                        stretch=self.stretch, settings=s, key_overrides=keys)
+        return merge_key_overrides(over, keys)
+
+
+def tuning_spec_from_table(table: dict, base_dir=None, source: str = "[tuning]",
+                           check_files: bool = True) -> tuple[TuningSpec | None, dict]:
+    """Validate a preset's ``[tuning]`` table.
+
+    Parameters
+    ----------
+    table : dict
+        Any of ``temperament`` (a name of :data:`TEMPERAMENTS` or an alias), ``root`` (see
+        :func:`parse_root`), ``scala`` (path of a .scl file), ``kbm`` (path of a .kbm file, only
+        with ``scala``), ``stretch`` ("railsback", "table" or "none"). ``temperament`` and
+        ``scala`` exclude each other; neither means "equal".
+    base_dir : path, optional
+        Folder relative paths are resolved against (the preset's folder); default the current
+        folder.
+    source : str
+        Prefix of error messages (the preset file).
+    check_files : bool
+        Read and parse the Scala files now (errors name the file and line).
+
+    Returns
+    -------
+    spec : TuningSpec or None
+        File paths resolved against ``base_dir``; None for an empty table (no tuning).
+    normalised : dict
+        The table as it should be saved: canonical temperament name, root as a pitch class
+        name of ``PITCH_CLASS_NAMES`` (with the octave if one was given: ``"Eb3"``), paths as
+        written, lower-case stretch.
+
+    Raises
+    ------
+    TuningError
+        Unknown field (with the allowed ones), wrong type, unknown temperament or stretch, a
+        ``kbm`` without ``scala``, both ``temperament`` and ``scala``, a missing or malformed
+        file.
+    """
+    if not isinstance(table, dict):
+        raise TuningError(f"{source}: [tuning] must be a table, not {type(table).__name__}")
+    for k in table:
+        if k not in TUNING_FIELDS:
+            raise TuningError(f"{source}: unknown field {k!r} in [tuning]; allowed: "
+                              f"{', '.join(TUNING_FIELDS)}")
+    if not table:
+        return None, {}
+    for k in ("temperament", "scala", "kbm", "stretch"):
+        if k in table and not isinstance(table[k], str):
+            raise TuningError(f"{source}: tuning.{k} must be a string, not {table[k]!r}")
+    norm: dict = {}
+    temperament = None
+    if "temperament" in table:
+        try:
+            temperament = _canonical_temperament(table["temperament"])
+        except TuningError as e:
+            raise TuningError(f"{source}: tuning.temperament: {e}") from None
+        norm["temperament"] = temperament
+    root = 60
+    if "root" in table:
+        try:
+            root = parse_root(table["root"])
+        except TuningError as e:
+            raise TuningError(f"{source}: tuning.{e}") from None
+        bare = isinstance(table["root"], str) and bool(re.fullmatch(r"\s*[A-Ga-g][#b]?\s*",
+                                                                    table["root"]))
+        norm["root"] = PITCH_CLASS_NAMES[root % 12] + ("" if bare else str(root // 12 - 1))
+    base = Path(base_dir) if base_dir is not None else Path(".")
+    paths = {}
+    for k, ext in (("scala", ".scl"), ("kbm", ".kbm")):
+        if k in table:
+            text = table[k]
+            if not text.strip():
+                raise TuningError(f"{source}: tuning.{k} must name a {ext} file")
+            paths[k] = str(base / Path(os.path.expanduser(text)))
+            norm[k] = text
+    if "kbm" in paths and "scala" not in paths:
+        raise TuningError(f"{source}: tuning.kbm needs a tuning.scala scale file")
+    if temperament is not None and "scala" in paths:
+        raise TuningError(f"{source}: give either tuning.temperament or tuning.scala, not both")
+    stretch = None
+    if "stretch" in table:
+        stretch = table["stretch"].strip().lower()
+        if stretch not in STRETCH_KINDS:
+            raise TuningError(f"{source}: tuning.stretch {table['stretch']!r} is unknown; "
+                              f"allowed: {', '.join(STRETCH_KINDS)}")
+        norm["stretch"] = stretch
+    if check_files:
+        for k, path in paths.items():
+            if not os.path.isfile(path):
+                raise TuningError(f"{source}: tuning.{k} file not found: {path}")
+        for k, read in (("scala", read_scl), ("kbm", read_kbm)):
+            if k in paths:
+                try:
+                    read(paths[k])
+                except TuningError as e:       # names the file and line
+                    raise TuningError(f"{source}: tuning.{k}: {e}") from None
+    spec = TuningSpec(temperament=None if "scala" in paths else (temperament or "equal"),
+                      root_key=root, scala=paths.get("scala"), kbm=paths.get("kbm"),
+                      stretch=stretch)
+    return spec, norm

@@ -6,6 +6,7 @@ live audio callback, so both sound identical. Per block it makes three ``nogil``
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from ..dsp import voice as V
 from . import blockloop as B
 from .designcache import cached_call
 from .events import EVENT_DTYPE, NO_EVENTS
-from .params import PARAM_BY_NAME, defaults
+from .params import PARAM_BY_NAME, defaults, velocity_table_from_points
 
 #: samples per inner chunk (scratch buffers); blocks of any size are split into chunks
 CHUNK = 512
@@ -223,15 +224,20 @@ class Engine:
     quality : {"high", "normal", "eco"}
         String rates (see :data:`QUALITY_MODES`): high runs the bass at fs/2 and the rest
         at fs; normal fs/4 and fs/2; eco everything at fs/4 with shorter dispersion filters.
+    velocity_points : sequence of (int, float), optional
+        Velocity curve as points ``[(midi_velocity, hammer_m_s), ...]`` (a preset's
+        ``[velocity]`` table, :func:`params.velocity_table_from_points`); when given it
+        replaces the map of velocity_min_m_s / velocity_max_m_s / velocity_curve.
 
     Raises
     ------
     ValueError
-        On a sample rate out of range or an unknown parameter name.
+        On a sample rate out of range, an unknown parameter name or invalid velocity points.
     """
 
     def __init__(self, settings=None, sample_rate=48000, key_overrides=None, max_voices=None,
-                 hammer_mode=V.HAMMER_IMPLICIT_MULTIRATE, quality="high"):
+                 hammer_mode=V.HAMMER_IMPLICIT_MULTIRATE, quality="high",
+                 velocity_points=None):
         fs = int(sample_rate)
         if not 44100 <= fs <= 192000:
             raise ValueError(f"sample rate {sample_rate} Hz is outside 44100..192000 Hz")
@@ -292,10 +298,29 @@ class Engine:
         self._sb_quiet = 0
         self._apply_live()
         self.gf[B.GF_GAIN] = self.gf[B.GF_GAIN_TARGET]   # snap: no fade-in at start
-        self.keys = design_tables(self.settings, fs, self.key_overrides, quality)
+        self._vel_table = None if velocity_points is None else \
+            velocity_table_from_points(velocity_points)
+        self.keys = self._with_velocity(design_tables(self.settings, fs, self.key_overrides,
+                                                      quality))
         self._soundboard_design()
 
     # -- parameters ------------------------------------------------------------------------
+    def _with_velocity(self, kd: KeyDesign) -> KeyDesign:
+        """``kd`` with the velocity table of the velocity points, if any (a copy: designs
+        may come from the cache)."""
+        if self._vel_table is None:
+            return kd
+        return dataclasses.replace(kd, vel_m_s=self._vel_table.copy())
+
+    def set_velocity_points(self, points) -> None:
+        """Set the velocity curve from points ``[(midi_velocity, hammer_m_s), ...]`` (None:
+        back to the parameters' map); acts from the next struck note.
+
+        Raises ValueError on invalid points (see :func:`params.validate_velocity_points`)."""
+        self._vel_table = None if points is None else velocity_table_from_points(points)
+        self.keys = self._with_velocity(design_tables(self.settings, self.sample_rate,
+                                                      self.key_overrides, self.quality))
+
     def _apply_live(self):
         s = self.settings
         self.gf[B.GF_GAIN_TARGET] = 10.0 ** (s["master_gain_db"] / 20.0)
@@ -328,8 +353,8 @@ class Engine:
         elif p.apply == "live":
             self._apply_live()
         elif p.apply == "note":
-            self.keys = design_tables(self.settings, self.sample_rate, self.key_overrides,
-                                      self.quality)
+            self.keys = self._with_velocity(design_tables(self.settings, self.sample_rate,
+                                                          self.key_overrides, self.quality))
         elif name == "polyphony":
             self.gi[B.G_POLYPHONY] = min(int(new[name]), self.max_voices)
 
@@ -343,7 +368,9 @@ class Engine:
 
         The keys are redesigned off the audio thread (other keys come from the design cache)
         and the new table is published by one reference swap; notes struck afterwards use
-        it, sounding notes keep their tuning.
+        it, sounding notes keep their tuning (also for a real-time MTS message, which the
+        standard lets retune sounding notes: a string's delay lines are not resized while
+        it rings).
         """
         kp = self.keys.kp
         over = {k: dict(v) for k, v in self.key_overrides.items()}
@@ -354,8 +381,8 @@ class Engine:
             b = float(kp.inharmonicity_b[key - KEY_MIN])
             over.setdefault(key, {})["f0_hz"] = float(f) / math.sqrt(1.0 + b)
         self.key_overrides = over
-        self.keys = design_tables(self.settings, self.sample_rate, over, self.quality,
-                                  cache=False)
+        self.keys = self._with_velocity(design_tables(self.settings, self.sample_rate, over,
+                                                      self.quality, cache=False))
 
     # -- state -----------------------------------------------------------------------------
     @property

@@ -12,9 +12,14 @@ e.g. polyphony, needs a new engine).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 1
+import numpy as np
+
+#: highest preset schema this build reads. 1: [parameters], [keys.N]; 2 adds the [tuning]
+#: and [velocity] tables (a preset is saved with the lowest version that holds its content).
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -106,3 +111,106 @@ KEY_OVERRIDES: dict[str, tuple[float, float, str]] = {
 def defaults() -> dict[str, float]:
     """All parameters at their defaults, ``{name: value}``."""
     return {p.name: p.default for p in PARAMETERS}
+
+
+
+# ------------------------------------------------------------------------- velocity curve
+#: hammer speeds a velocity-curve point may give, m/s (the extremes of velocity_min_m_s and
+#: velocity_max_m_s; Askenfelt & Jansson measured about 0.5 .. 5 m/s from pp to ff)
+VELOCITY_POINT_MIN_M_S, VELOCITY_POINT_MAX_M_S = 0.05, 10.0
+
+#: named velocity curves for a preset's ``[velocity] curve = "..."``: (MIDI velocity, hammer
+#: m/s) points, piecewise linear in log speed. "normal" is the parameter table's default
+#: map (velocity_curve = 1); "soft" is a light touch (a given velocity strikes harder: 64 ->
+#: 2.4 m/s instead of 1.41), "hard" a heavy one (64 -> 0.85 m/s).
+VELOCITY_CURVES: dict[str, tuple[tuple[int, float], ...]] = {
+    "normal": ((1, 0.4), (127, 5.0)),
+    "soft": ((1, 0.5), (64, 2.4), (127, 5.0)),
+    "hard": ((1, 0.3), (64, 0.85), (127, 5.0)),
+}
+
+
+def validate_velocity_points(points) -> list[tuple[int, float]]:
+    """Check a velocity curve given as points.
+
+    Parameters
+    ----------
+    points : sequence of (int, float)
+        ``[[midi_velocity, hammer_m_s], ...]``: at least 2 points, velocities whole numbers
+        1..127 strictly increasing, speeds VELOCITY_POINT_MIN_M_S..VELOCITY_POINT_MAX_M_S
+        (0.05..10 m/s) not decreasing.
+
+    Returns
+    -------
+    list of (int, float)
+
+    Raises
+    ------
+    ValueError
+        With a message naming the offending point.
+    """
+    if isinstance(points, (str, bytes, dict)) or not hasattr(points, "__len__"):
+        raise ValueError(f"points must be a list of [velocity, m/s] pairs, not {points!r}")
+    if len(points) < 2:
+        raise ValueError(f"a velocity curve needs at least 2 points, got {len(points)}")
+    out: list[tuple[int, float]] = []
+    for i, pt in enumerate(points, 1):
+        if isinstance(pt, (str, bytes, dict)) or not hasattr(pt, "__len__") or len(pt) != 2:
+            raise ValueError(f"point {i} must be a pair [velocity, m/s], not {pt!r}")
+        vel, speed = pt
+        if isinstance(vel, bool) or not isinstance(vel, (int, float)) or float(vel) != int(vel) \
+                or not 1 <= vel <= 127:
+            raise ValueError(f"point {i}: velocity must be a whole number 1..127, not {vel!r}")
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)) \
+                or not math.isfinite(speed) \
+                or not VELOCITY_POINT_MIN_M_S <= speed <= VELOCITY_POINT_MAX_M_S:
+            raise ValueError(f"point {i}: hammer speed must be {VELOCITY_POINT_MIN_M_S:g} to "
+                             f"{VELOCITY_POINT_MAX_M_S:g} m/s, not {speed!r}")
+        if out and int(vel) <= out[-1][0]:
+            raise ValueError(f"point {i}: velocities must increase ({int(vel)} after "
+                             f"{out[-1][0]})")
+        if out and float(speed) < out[-1][1]:
+            raise ValueError(f"point {i}: the curve must not fall ({float(speed):g} m/s after "
+                             f"{out[-1][1]:g} m/s): a harder key stroke never strikes softer")
+        out.append((int(vel), float(speed)))
+    return out
+
+
+def velocity_table_from_points(points) -> np.ndarray:
+    """The engine's MIDI velocity -> hammer speed table from curve points.
+
+    Parameters
+    ----------
+    points : sequence of (int, float)
+        As :func:`validate_velocity_points` (validated here).
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape (128,)
+        Hammer speed in m/s for MIDI velocities 0..127: piecewise linear in log speed
+        between the points, held at the first / last point's speed outside them; entry 0
+        (not a note-on) copies entry 1.
+
+    Raises
+    ------
+    ValueError
+        On invalid points.
+
+    Notes
+    -----
+    ln v(vel) = ln v_i + (vel - vel_i) / (vel_{i+1} - vel_i) (ln v_{i+1} - ln v_i): loudness
+    is roughly logarithmic in hammer speed, so equal velocity steps give about equal steps
+    in level, as with the exponential default map.
+
+    Examples
+    --------
+    >>> t = velocity_table_from_points([(1, 0.4), (127, 5.0)])
+    >>> round(float(t[64]), 4), round(float(t[127]), 9)
+    (1.4142, 5.0)
+    """
+    pts = validate_velocity_points(points)
+    vel = np.array([p[0] for p in pts], float)
+    lnv = np.log([p[1] for p in pts])
+    table = np.exp(np.interp(np.arange(128, dtype=float), vel, lnv))
+    table[0] = table[1]
+    return table
