@@ -137,3 +137,25 @@ def test_bad_and_foreign_sysex_ignored_with_one_warning(tmp_path, capsys):
                      "(first: at 0.010 s: count byte says 2 changes (8 bytes) but 4 bytes "
                      "follow)"], err
     assert "Traceback" not in err
+
+
+def test_unchanged_and_merged_retunes_cost_no_redesign():
+    """Retunings between the same two note-ons merge into one redesign; a retuning to the
+    frequencies the keys already have is skipped."""
+    from pianosynth.io.midi_file import MIDI_EVENT_DTYPE
+
+    class Counting(Engine):
+        calls = []
+
+        def retune_keys(self, f1_hz):
+            self.calls.append(dict(f1_hz))
+            super().retune_keys(f1_hz)
+
+    eng = Counting(SETTINGS, FS)
+    ev = np.array([(0.0, 0x90, 60, 80), (0.2, 0x80, 60, 0), (0.3, 0x90, 69, 80),
+                   (0.4, 0x80, 69, 0)], MIDI_EVENT_DTYPE)
+    same = float(eng.keys.kp.f1_hz[62 - 21])
+    retunes = [(0.1, {69: 441.0}), (0.15, {69: 442.0, 64: 330.0}),   # merged at 0.15 s
+               (0.35, {62: same})]                                   # no change: skipped
+    render_midi(ev, eng, FS, tail=0.05, retunes=retunes)
+    assert Counting.calls == [{69: 442.0, 64: 330.0}]

@@ -105,6 +105,19 @@ def _retune_schedule(retunes, note_on_offsets: np.ndarray, sr: int) -> list:
     return groups
 
 
+def _retune(engine, changes: dict) -> None:
+    """``engine.retune_keys`` for the keys whose partial 1 really changes (a redesign costs
+    ~30 ms for one key, ~1.7 s for the whole keyboard; files often resend the same table)."""
+    kp = getattr(getattr(engine, "keys", None), "kp", None)
+    if kp is not None:
+        lo = int(kp.keys[0])
+        changes = {k: f for k, f in changes.items()
+                   if not 0 <= k - lo < len(kp.f1_hz)
+                   or abs(math.log2(f / kp.f1_hz[k - lo])) > 1e-9}
+    if changes:
+        engine.retune_keys(changes)
+
+
 def render_midi(events: np.ndarray, engine, sample_rate: int, block_size: int = 512,
                 tail: float | str = "auto", progress: bool = False,
                 retunes=None) -> np.ndarray:
@@ -172,7 +185,7 @@ def render_midi(events: np.ndarray, engine, sample_rate: int, block_size: int = 
     try:
         while pos < n_max:
             while ri < len(schedule) and schedule[ri][0] <= pos:
-                engine.retune_keys(schedule[ri][1])
+                _retune(engine, schedule[ri][1])
                 ri += 1
             n = min(bs, n_max - pos)
             if ri < len(schedule):
