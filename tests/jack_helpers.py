@@ -339,3 +339,167 @@ class JackRecorder:
             self.lib.jack_deactivate(self.client)
             self.lib.jack_client_close(self.client)
             self.client = None
+
+
+# ---------------------------------------------------------------------------- named servers
+class NamedJackServer(JackServer):
+    """A dummy JACK server under its own name (``jackd -n NAME``), so that tests running at
+    the same time on one machine (each with its own server) do not meet in one graph.
+
+    Clients find it through the environment variable ``JACK_DEFAULT_SERVER`` (libjack reads
+    it at every ``jack_client_open``): :meth:`env` gives an environment for subprocesses,
+    and :meth:`use` sets it in this process (PortAudio, rtmidi and ctypes clients created
+    afterwards connect to this server). :meth:`stop` can be followed by :meth:`start` again
+    (a server that goes away and comes back).
+    """
+
+    def __init__(self, name: str, rate: int = 48000, period: int = 256,
+                 log_path: str | None = None):
+        super().__init__(rate, period, log_path)
+        self.name = name
+        self._saved_env = None
+
+    def env(self, base: dict | None = None) -> dict:
+        return dict(os.environ if base is None else base, JACK_DEFAULT_SERVER=self.name,
+                    JACK_NO_AUDIO_RESERVATION="1")
+
+    def use(self) -> None:
+        """Point this process's JACK clients at this server (undone by :meth:`unuse`)."""
+        if self._saved_env is None:
+            self._saved_env = os.environ.get("JACK_DEFAULT_SERVER", "")
+        os.environ["JACK_DEFAULT_SERVER"] = self.name
+
+    def unuse(self) -> None:
+        if self._saved_env is not None:
+            if self._saved_env:
+                os.environ["JACK_DEFAULT_SERVER"] = self._saved_env
+            else:
+                os.environ.pop("JACK_DEFAULT_SERVER", None)
+            self._saved_env = None
+
+    def running(self) -> bool:
+        """Does a server of this name answer now?"""
+        try:
+            r = subprocess.run(["jack_wait", "-s", self.name, "-c"], capture_output=True,
+                               text=True, timeout=5, env=self.env())
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return "running" in r.stdout and "not" not in r.stdout
+
+    def start(self, timeout_s: float = 10.0) -> "NamedJackServer":
+        if self.running():
+            raise RuntimeError(f"a JACK server named {self.name!r} is already running")
+        out = open(self.log_path, "a") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(self.rate),
+             "-p", str(self.period)], stdout=out, stderr=subprocess.STDOUT, env=self.env(),
+            start_new_session=True)
+        r = subprocess.run(["jack_wait", "-s", self.name, "-w", "-t", str(int(timeout_s))],
+                           capture_output=True, text=True, timeout=timeout_s + 5,
+                           env=self.env())
+        if r.returncode != 0 or self.proc.poll() is not None:
+            self.stop()
+            raise RuntimeError(f"jackd -n {self.name} did not start: {r.stdout.strip()} "
+                               f"{r.stderr.strip()}")
+        return self
+
+    def ports(self) -> list[str]:
+        r = subprocess.run(["jack_lsp", "-s", self.name], capture_output=True, text=True,
+                           timeout=10, env=self.env())
+        if r.returncode != 0:
+            raise RuntimeError(f"jack_lsp failed: {r.stderr.strip()}")
+        return [line.strip() for line in r.stdout.splitlines() if line.strip()]
+
+
+def unique_server_name(prefix: str) -> str:
+    """A JACK server name no other test run on this machine uses now."""
+    return f"{prefix}{os.getpid()}_{int(time.time() * 1000) % 100000}"
+
+
+def vm_rss_kib(pid: int) -> int | None:
+    """Resident memory of process ``pid`` (VmRSS in /proc/PID/status), KiB; None if gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` so far (all its threads), s."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------------------- the player
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_EMPTY_CALLBACK = r"""
+import sys, time, rtmidi, sounddevice as sd
+midi = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="pianosynth")
+midi.open_virtual_port("midi_in")
+n = [0, 0]
+def cb(out, frames, t, status):
+    n[0] += 1
+    if status.output_underflow:
+        n[1] += 1
+    out.fill(0)
+with sd.OutputStream(samplerate=%d, blocksize=0, channels=2, dtype="float32", callback=cb):
+    time.sleep(%f)
+sd._terminate()
+midi.close_port()
+print(n[0], n[1])
+"""
+
+
+def player_env(server: "NamedJackServer | None" = None) -> dict:
+    """Environment for a ``python -m pianosynth`` subprocess (this checkout first on the
+    path, no inherited stats file; ``server``'s name if given)."""
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("PIANOSYNTH_STATS_JSON", None)
+    env.pop("PIANOSYNTH_PLAY_RESUMED", None)
+    return server.env(env) if server is not None else env
+
+
+def empty_callback_baseline(seconds: float, env: dict, rate: int = 48000) -> tuple[int, int]:
+    """(callbacks, underflows) of an empty PortAudio callback next to an idle rtmidi JACK
+    input (the same JACK clients as the player, doing nothing), on the server of ``env``."""
+    import sys
+    r = subprocess.run([sys.executable, "-c", _EMPTY_CALLBACK % (rate, seconds)],
+                       capture_output=True, text=True, timeout=seconds + 60, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"empty-callback baseline failed: {r.stderr[-2000:]}")
+    calls, under = map(int, r.stdout.split()[-2:])
+    return calls, under
+
+
+class LogTail:
+    """A subprocess's output, written to a file and searched while it runs."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def text(self) -> str:
+        try:
+            with open(self.path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def wait_for(self, needle: str, timeout: float, proc=None, start: int = 0) -> None:
+        t_end = time.monotonic() + timeout
+        while time.monotonic() < t_end:
+            if needle in self.text()[start:]:
+                return
+            if proc is not None and proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{needle!r} not seen in the output:\n{self.text()[-4000:]}")

@@ -5,8 +5,10 @@
     MIDI ports --rtmidi thread--> MidiEventQueue (deque, timestamps) --+
     --midi-file --> FileEvents (sample frames, read ahead) ------------+--> audio callback:
                                                               EventBlock -> Engine.render
+    SysEx ------> MidiEventQueue.sysex --> tuning thread --> design process (MTS retune)
+                                    new key table --(one reference, taken at block start)--^
     watcher thread: port list every 0.5 s (vanished ports, reconnects)
-    main thread: signals, status, stop fade, statistics
+    main thread: signals, status, stop fade, statistics, audio device watch
 
 The command line (:mod:`pianosynth.cli`) registers the two subcommands with
 :func:`add_play_arguments` / :func:`cmd_play` and :func:`add_devices_arguments` /
@@ -46,6 +48,33 @@ On JACK, python-rtmidi holds the GIL while it opens clients and ports (server ro
 that wait for the graph, which waits for our callback): :class:`MidiInputs` is started
 before the audio stream and later connections go through libjack directly
 (:class:`~pianosynth.io.midi_live.JackPorts`).
+
+MIDI Tuning Standard (live)
+---------------------------
+SysEx messages are queued apart from the channel messages (never seen by the audio thread).
+:class:`MtsTuner`, a thread that sleeps until one arrives, decodes them with
+:mod:`pianosynth.io.mts` (single-note changes, bulk dumps, scale/octave), merges all that
+waited into one set of changes and has the key table redesigned by
+:meth:`Engine.retune_keys` in a helper process (``pianosynth-tuning``, started at the
+first tuning message, niced): a retune is 30-50 ms of numpy/scipy (the first one in a
+process about 2 s), which in this process would hold the GIL against the audio callback.
+The new table comes back pickled and is handed to the audio thread as one reference that
+the callback installs at the start of its next block (``engine.keys = table``): no lock.
+Notes struck afterwards use the new tuning; sounding notes keep theirs (the engine designs
+per strike). The real-time and non-real-time forms are treated alike.
+
+Audio device lost
+-----------------
+When the stream stops by itself (the JACK server quit, a USB card was pulled) ``play`` says
+so in one line. With JACK it then polls for a server every second (``SERVER_POLL_S``) and,
+when one answers, starts itself again in the same process (``os.execv``: same PID, same
+arguments; notes and pedal start from silence) and plays on. A restart, not a reopen:
+after its server died PortAudio's JACK host API blocks for ever in ``Pa_StopStream``,
+``Pa_CloseStream`` and ``Pa_Terminate`` (measured: PortAudio 19.6, jackd 1.9.21), so the
+dead stream can be neither closed nor replaced in the same process. For the same reason the
+player leaves without shutting PortAudio down (``os._exit`` after its statistics) when it
+is stopped while waiting. Without JACK, or with ``--on-device-loss exit``, it exits at once
+with status 3 and one line ``pianosynth: error: ...``. ``tests/test_device_loss.py``.
 """
 from __future__ import annotations
 
@@ -61,7 +90,7 @@ import numpy as np
 
 from ..engine.events import NO_EVENTS
 from .audio_out import AudioOutput, freeze_gc, import_sounddevice, list_output_devices, \
-    select_output_device
+    quiet_stderr, select_output_device
 from .midi_live import API_NAMES, LATENCY_MARGIN_S, EventBlock, JackPorts, MidiEventQueue, \
     MidiInputs, choose_api, is_hardware_port, is_own_port, list_input_ports, no_midi_text
 
@@ -79,6 +108,15 @@ STATS_ENV = "PIANOSYNTH_STATS_JSON"
 FILE_LEAD_IN_S = 0.25
 #: longest wait for the last notes of a file to die away, s.
 FILE_TAIL_MAX_S = 15.0
+#: environment variable carrying the counts of a run that restarted after a JACK server loss
+RESUME_ENV = "PIANOSYNTH_PLAY_RESUMED"
+#: exit status of ``play`` when the audio device went away and is not waited for
+EXIT_DEVICE_LOST = 3
+#: how often ``play`` looks for a JACK server that went away, s
+SERVER_POLL_S = 1.0
+#: shortest time between two retunes (MTS): a flood of tuning messages costs at most one
+#: redesign per this interval in the helper process, s
+MIN_RETUNE_INTERVAL_S = 0.05
 
 
 def _say(text: str) -> None:
@@ -117,6 +155,10 @@ def add_play_arguments(parser: argparse.ArgumentParser) -> None:
                         help=argparse.SUPPRESS)
     parser.add_argument("--midi-api", choices=("jack", "alsa"), default=None,
                         help=argparse.SUPPRESS)
+    parser.add_argument("--on-device-loss", choices=("wait", "exit"), default="wait",
+                        help="when the audio device goes away mid-play: wait for a JACK "
+                             "server to return and play on (default), or exit with status 3 "
+                             "(without JACK play always exits)")
 
 
 def add_devices_arguments(parser: argparse.ArgumentParser) -> None:
@@ -208,6 +250,237 @@ def _load_preset(name):
     return p.name, dict(p.settings), dict(p.keys)
 
 
+# ------------------------------------------------------------------------------ MTS retuning
+def _decode_tuning(data):
+    """(changes [(key, Hz)], reason) of one SysEx message (any MTS form the decoder knows)."""
+    try:
+        from .mts import decode_tuning_message as decode
+    except ImportError:  # pragma: no cover - older mts.py: single-note changes only
+        from .mts import decode_single_note_tuning as decode
+    r = decode(data)
+    return list(r.changes), r.reason
+
+
+def _designer_main(conn, settings, sample_rate, key_overrides, quality) -> None:
+    """The tuning helper process: an engine (one voice, no audio) whose
+    :meth:`~pianosynth.engine.core.Engine.retune_keys` designs the tables; replies
+    ``("ok", keys, key_overrides)`` or ``("error", text)`` per request of changes."""
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+    from ..engine.core import Engine
+    kw = {} if quality is None else dict(quality=quality)
+    engine = Engine(settings, sample_rate, key_overrides=key_overrides, max_voices=1, **kw)
+    conn.send(("ready",))
+    while True:
+        try:
+            changes = conn.recv()
+        except (EOFError, OSError):
+            return
+        if changes is None:
+            return
+        try:
+            engine.retune_keys(changes)
+            conn.send(("ok", engine.keys, engine.key_overrides))
+        except Exception as exc:  # noqa: BLE001 - reported by the player
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class MtsTuner:
+    """Applies MIDI Tuning Standard SysEx to a live engine without touching the audio thread.
+
+    Parameters
+    ----------
+    engine : Engine
+        The playing engine (read for its settings, rate, quality and key overrides).
+    queue : MidiEventQueue
+        Its ``sysex`` deque is read here; ``on_sysex`` is set to wake this thread.
+    log : callable
+        ``log(text)`` for user messages.
+    in_process : bool
+        Design in this process (a thread) instead of the helper process: for tests and as
+        the fallback when no process can be started.
+
+    Attributes
+    ----------
+    pending : KeyDesign or None
+        The next key table, set here and taken (set to None) by the audio thread at a block
+        start (:meth:`take`).
+    messages, ignored, retunes, installed : int
+        Tuning messages decoded, SysEx messages refused (not MTS or malformed), redesigns
+        done, tables the audio thread installed.
+    """
+
+    def __init__(self, engine, queue, log, in_process: bool = False):
+        self.engine = engine
+        self.queue = queue
+        self.log = log
+        self.in_process = in_process
+        self.pending = None
+        self.messages = self.ignored = self.retunes = self.installed = 0
+        self.last_changes: dict = {}
+        self.error: str | None = None
+        self._wake = threading.Event()
+        self._stop = False
+        self._proc = None
+        self._conn = None
+        self._overrides = {int(k): dict(v) for k, v in
+                           getattr(engine, "key_overrides", {}).items()}
+        self._last_log = -1e9
+        self._thread = threading.Thread(target=self._run, name="pianosynth-tuning",
+                                         daemon=True)
+
+    def start(self) -> None:
+        self.queue.on_sysex = self._wake.set
+        self._thread.start()
+
+    # ------------------------------------------------------------------ audio thread
+    def take(self, engine) -> None:
+        """Install a waiting key table (called by the audio thread at a block start)."""
+        keys = self.pending
+        if keys is not None:
+            self.pending = None
+            engine.keys = keys
+            self.installed += 1
+
+    # ------------------------------------------------------------------ tuning thread
+    def _run(self):
+        sysex = self.queue.sysex
+        next_ok = 0.0
+        while not self._stop:
+            self._wake.wait(1.0)
+            self._wake.clear()
+            if self._stop:
+                break
+            changes = {}
+            while sysex:
+                _, data = sysex.popleft()
+                ch, reason = _decode_tuning(data)
+                if reason or not ch:
+                    self.ignored += 1
+                    continue
+                self.messages += 1
+                changes.update((int(k), float(f)) for k, f in ch)
+            if not changes:
+                continue
+            wait = next_ok - time.perf_counter()
+            if wait > 0:                         # a flood: merge what comes meanwhile
+                time.sleep(wait)
+                self._wake.set()
+                while sysex:
+                    _, data = sysex.popleft()
+                    ch, reason = _decode_tuning(data)
+                    if reason or not ch:
+                        self.ignored += 1
+                        continue
+                    self.messages += 1
+                    changes.update((int(k), float(f)) for k, f in ch)
+                self._wake.clear()
+            try:
+                keys = self._design(changes)
+            except Exception as exc:  # noqa: BLE001 - keep playing in the old tuning
+                self.error = str(exc)
+                self.log(f"warning: MIDI tuning change not applied: {exc}")
+                next_ok = time.perf_counter() + 1.0
+                continue
+            if keys is None:
+                continue
+            self.pending = keys                  # one reference: the audio thread takes it
+            self.retunes += 1
+            self.last_changes = changes
+            now = time.perf_counter()
+            if now - self._last_log >= 2.0:
+                self._last_log = now
+                shown = ", ".join(f"{k}: {f:.3f} Hz" for k, f in sorted(changes.items())[:4])
+                more = f" and {len(changes) - 4} more" if len(changes) > 4 else ""
+                self.log(f"MIDI tuning: retuned {len(changes)} key(s) ({shown}{more})")
+            next_ok = time.perf_counter() + MIN_RETUNE_INTERVAL_S
+
+    def _design(self, changes):
+        if not self.in_process:
+            try:
+                return self._design_remote(changes)
+            except _DesignerUnavailable as exc:
+                self.log(f"warning: tuning helper process unavailable ({exc}); designing "
+                         "in the player's process (may cause dropouts)")
+                self.in_process = True
+        return self._design_local(changes)
+
+    def _design_local(self, changes):
+        # a private engine-like copy so that the playing engine's table is swapped only by
+        # the audio thread; Engine.retune_keys designs and publishes on its own object
+        from ..engine.core import Engine
+        e = self.engine
+        shadow = Engine.__new__(Engine)
+        shadow.__dict__.update(settings=e.settings, sample_rate=e.sample_rate,
+                               quality=getattr(e, "quality", "high"), keys=e.keys,
+                               key_overrides=self._overrides)
+        Engine.retune_keys(shadow, changes)
+        self._overrides = shadow.key_overrides
+        return shadow.keys
+
+    def _design_remote(self, changes):
+        if self._proc is None:
+            self._spawn()
+        try:
+            self._conn.send(changes)
+            reply = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            self._proc = None
+            raise _DesignerUnavailable(f"it ended: {exc}") from None
+        if reply[0] == "error":
+            raise RuntimeError(reply[1])
+        _, keys, over = reply
+        self._overrides = over
+        return keys
+
+    def _spawn(self):
+        import multiprocessing as mp
+        e = self.engine
+        try:
+            ctx = mp.get_context("spawn")
+            self._conn, child = ctx.Pipe()
+            self._proc = ctx.Process(
+                target=_designer_main, name="pianosynth-tuning", daemon=True,
+                args=(child, dict(e.settings), e.sample_rate, self._overrides,
+                      getattr(e, "quality", None)))
+            self._proc.start()
+            child.close()
+            if not self._conn.poll(120.0):
+                raise _DesignerUnavailable("no answer within 120 s")
+            msg = self._conn.recv()
+        except (OSError, EOFError, ValueError) as exc:
+            self._proc = None
+            raise _DesignerUnavailable(str(exc)) from None
+        if msg[0] != "ready":
+            raise _DesignerUnavailable(str(msg))
+
+    def close(self) -> None:
+        self._stop = True
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+        if self._proc is not None:
+            try:
+                self._conn.send(None)
+            except OSError:
+                pass
+            self._proc.join(timeout=3.0)
+            if self._proc.is_alive():
+                self._proc.terminate()
+                self._proc.join(timeout=2.0)
+            self._proc = None
+
+    def stats(self) -> dict:
+        return dict(mts_messages=self.messages, sysex_ignored=self.ignored,
+                    mts_retunes=self.retunes, mts_installed=self.installed)
+
+
+class _DesignerUnavailable(Exception):
+    pass
+
+
 # ------------------------------------------------------------------------------ the player
 class _StopRequested(Exception):
     """SIGINT/SIGTERM while starting up."""
@@ -235,8 +508,18 @@ class LivePlayer:
         self.midi: MidiInputs | None = None
         self.queue: MidiEventQueue | None = None
         self.file: FileEvents | None = None
+        self.tuner: MtsTuner | None = None
         self.engine = None
         self.block = EventBlock()
+        self.device_losses = 0
+        self.recoveries = 0
+        #: after a JACK server loss: restart in this process when it returns (cmd_play only)
+        self.may_restart = False
+        self._dead_audio = False
+        self._resumed = _resume_counts()
+        if self._resumed:
+            self.device_losses = int(self._resumed.get("device_losses", 0))
+            self.recoveries = int(self._resumed.get("device_recoveries", 0))
         self.t_start = None
         self._running = False
 
@@ -265,8 +548,12 @@ class LivePlayer:
         file = self.file
         fs = float(self.audio.sample_rate)
         margin = LATENCY_MARGIN_S
+        tuner = self.tuner
+        engine = self.engine
 
         def fill(frame0, t_frame0, n):
+            if tuner is not None and tuner.pending is not None:
+                tuner.take(engine)                  # a retuned key table: one swap
             k = 0
             if queue is not None:
                 if queue.latency_s == 0.0:          # first block: fix the latency once
@@ -331,6 +618,8 @@ class LivePlayer:
                 _say(f"warning: {no_midi_text(self.midi.unavailable)}; playing without MIDI "
                      "input until one appears")
             self.midi.start()                # before the audio: see midi_live.JackPorts
+            self.tuner = MtsTuner(self.engine, self.queue, _say)
+            self.tuner.start()
         self.audio.engine = self.engine
         self.audio.fill_events = self._make_fill()
         freeze_gc()
@@ -343,6 +632,9 @@ class LivePlayer:
         if self.stop_event.is_set():
             return 0
         self._announce(preset_name)
+        if self._resumed:
+            _say(f"the JACK server is back: playing again (audio lost "
+                 f"{self.device_losses} time(s) so far)")
         return self._loop()
 
     def _announce(self, preset_name):
@@ -377,9 +669,16 @@ class LivePlayer:
             if au.error is not None:
                 raise au.error
             if not au.active:
-                raise PianosynthError(
-                    f"the audio stream on {au.device_name!r} ({au.hostapi}) stopped: the "
-                    "device or the JACK server went away")
+                self.device_losses += 1
+                what = "the JACK server went away" if au.is_jack else "the device went away"
+                if not (au.is_jack and a.on_device_loss == "wait"):
+                    self.stop_reason = "device lost"
+                    self._dead_audio = True
+                    _say(f"error: the audio stream on {au.device_name!r} ({au.hostapi}) "
+                         f"stopped: {what}")
+                    return EXIT_DEVICE_LOST
+                self._wait_for_jack(au)
+                return EXIT_DEVICE_LOST if self.stop_reason == "device lost" else 0
             now = time.perf_counter()
             if deadline is not None and now >= deadline:
                 self.stop_reason = "duration"
@@ -392,7 +691,61 @@ class LivePlayer:
                     break
         return 0
 
+    # ---------------------------------------------------------------- device loss
+    def _wait_for_jack(self, lost) -> bool:
+        """The JACK server went away: say so once, wait for one to answer, then start this
+        program again in this process (``os.execv``, same PID, same arguments).
+
+        Why a restart: after its server died PortAudio's JACK host API blocks for ever in
+        ``Pa_StopStream``, ``Pa_CloseStream`` and ``Pa_Terminate`` (measured here with
+        PortAudio 19.6 / jackd 1.9.21), so it cannot be shut down and opened again in the
+        same process, and a dead JACK client must not be closed either. The old stream is
+        left alone; the new process opens everything afresh (the engine's kernels load from
+        the numba cache in a few seconds). Returns False when a signal stopped the wait;
+        the caller then leaves without touching PortAudio (:meth:`_hard_exit`).
+        """
+        _say(f"the JACK server went away: audio stopped on {lost.device_name!r}; waiting for "
+             "it to come back (Ctrl-C stops)")
+        self._dead_audio = True
+        while not self.stop_event.wait(SERVER_POLL_S):
+            if jack_server_answers():
+                break
+        else:
+            return False
+        if not self.may_restart:
+            self.stop_reason = "device lost"
+            return False
+        time.sleep(0.5)                  # let the server finish its start-up
+        _say("the JACK server is back: starting again")
+        stats = self.stats()
+        resume = {k: stats.get(k, 0) for k in ("callbacks", "underflows", "frames",
+                                               "device_losses", "device_recoveries")}
+        resume["device_recoveries"] += 1
+        if self.tuner is not None:
+            self.tuner.close()
+        os.environ[RESUME_ENV] = json.dumps(resume)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        argv = list(getattr(sys, "orig_argv", []) or [sys.executable] + sys.argv)
+        os.execv(sys.executable, [sys.executable] + argv[1:])
+        return False                      # pragma: no cover - execv does not return
+
+    def _hard_exit(self, code: int) -> None:
+        """Leave without shutting PortAudio or the JACK clients down (they would block on
+        the dead server): statistics and the last line, then ``os._exit``."""
+        if self.tuner is not None:
+            self.tuner.close()
+        stats = self.stats()
+        _say(f"stopped ({self.stop_reason}) after {stats['duration_s']:.1f} s: "
+             f"{stats['callbacks']} blocks, {stats['underflows']} underflows")
+        self._write_stats(stats)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
     def _shutdown(self):
+        if self._dead_audio:
+            self._hard_exit(EXIT_DEVICE_LOST if self.stop_reason == "device lost" else 0)
         au = self.audio
         if au is not None and au.active:
             au.start_fade()
@@ -403,12 +756,17 @@ class LivePlayer:
             au.close()
         if self.midi is not None:
             self.midi.close()
+        if self.tuner is not None:
+            self.tuner.close()
         stats = self.stats()
         if self.t_start is not None:
             _say(f"stopped ({self.stop_reason}) after {stats['duration_s']:.1f} s: "
                  f"{stats['callbacks']} blocks, {stats['underflows']} underflows, "
                  f"render load mean {100 * stats['render_load_mean']:.0f}% "
                  f"max {100 * stats['render_load_max']:.0f}%")
+        self._write_stats(stats)
+
+    def _write_stats(self, stats):
         if self.args.stats_json:
             try:
                 with open(self.args.stats_json, "w") as f:
@@ -423,10 +781,20 @@ class LivePlayer:
             s.update(self.audio.stats())
         else:
             s.update(callbacks=0, underflows=0, render_load_mean=0.0, render_load_max=0.0)
+        for k in ("callbacks", "underflows", "frames"):
+            if k in self._resumed:                   # the run before a JACK server loss
+                s[k] = s.get(k, 0) + int(self._resumed[k])
+        s.update(device_losses=self.device_losses, device_recoveries=self.recoveries)
         if self.queue is not None:
-            s.update(midi_received=self.queue.received, midi_delivered=self.queue.delivered,
-                     midi_late=self.queue.late, midi_latency_s=self.queue.latency_s,
-                     midi_recent=[list(m) for m in self.queue.recent])
+            q = self.queue
+            s.update(midi_received=q.received, midi_delivered=q.delivered,
+                     midi_late=q.late, midi_latency_s=q.latency_s,
+                     midi_dropped=q.dropped, midi_stale=q.stale, midi_deferred=q.deferred,
+                     midi_queued=len(q), sysex_received=q.sysex_received,
+                     sysex_dropped=q.sysex_dropped,
+                     midi_recent=[list(m) for m in q.recent])
+        if self.tuner is not None:
+            s.update(self.tuner.stats())
         if self.midi is not None:
             s.update(midi_api=self.midi.api, midi_mode=self.midi.mode,
                      midi_ports=self.midi.connected,
@@ -434,6 +802,41 @@ class LivePlayer:
         if self.file is not None:
             s.update(file_events=self.file.count, file_events_played=self.file.pos)
         return s
+
+
+def _resume_counts() -> dict:
+    """Counts handed over by a run that restarted after a JACK server loss (and forgotten
+    here, so that a later child process does not see them)."""
+    text = os.environ.pop(RESUME_ENV, "")
+    if not text:
+        return {}
+    try:
+        d = json.loads(text)
+    except ValueError:
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def jack_server_answers() -> bool:
+    """Does a JACK server (``JACK_DEFAULT_SERVER`` or the default one) answer now? A ctypes
+    client opened with JackNoStartServer and closed at once (the GIL is released)."""
+    import ctypes
+    try:
+        lib = ctypes.CDLL("libjack.so.0")
+    except OSError:
+        return False
+    vp = ctypes.c_void_p
+    lib.jack_client_open.restype = vp
+    lib.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int,
+                                     ctypes.POINTER(ctypes.c_int)]
+    lib.jack_client_close.argtypes = [vp]
+    status = ctypes.c_int(0)
+    with quiet_stderr():
+        client = lib.jack_client_open(b"pianosynth-probe", 0x01, ctypes.byref(status))
+    if not client:
+        return False
+    lib.jack_client_close(client)
+    return True
 
 
 def cmd_play(args) -> int:
@@ -450,7 +853,9 @@ def cmd_play(args) -> int:
         A missing or unusable audio device, PortAudio library, MIDI system (for
         ``--virtual``), preset or MIDI file.
     """
-    return LivePlayer(args).run()
+    player = LivePlayer(args)
+    player.may_restart = True
+    return player.run()
 
 
 # ------------------------------------------------------------------------------ devices
