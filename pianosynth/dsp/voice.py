@@ -91,6 +91,10 @@ HAMMER_IMPLICIT_MULTIRATE = 0
 HAMMER_FICTITIOUS_SINGLE_RATE = 1
 HAMMER_FICTITIOUS_MULTIRATE = 2
 
+#: the damper leaves the string this many times faster than it lands (the pedal lifts it
+#: at once; it lands through the felt's compression): lift time constant 20 ms / 6.7 = 3 ms
+DAMPER_LIFT_SPEED = 6.7
+
 #: the hammer is simulated for at most this long after a strike (s)
 HAMMER_WINDOW_S = 0.03
 
@@ -194,6 +198,7 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
     w = iv[v, I_WIDX]
     r = iv[v, I_RATE]
     dt = r / fs
+    lift_alpha = 1.0 - (1.0 - damp_alpha) ** (r * DAMPER_LIFT_SPEED)
     damp_alpha = 1.0 - (1.0 - damp_alpha) ** (r * fv[v, F_DAMP_SPEED])
     if r > 1:   # per-sample constants of the fs-rate design, compounded over r samples
         level_release = level_release ** r
@@ -219,7 +224,7 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
         t = t0 + i
         # damper: crossfade the loss filter toward its damped design (one-pole smoothing)
         if damp != damp_t:
-            damp += (damp_t - damp) * damp_alpha
+            damp += (damp_t - damp) * (damp_alpha if damp_t > damp else lift_alpha)
             if abs(damp - damp_t) < 1e-9:
                 damp = damp_t
             g = fv[v, F_G] + damp * (fv[v, F_GD] - fv[v, F_G])
@@ -328,6 +333,144 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
                 level = 0.0
                 iv[v, I_DORMANT] = 1
             dq = 0.0
+    iv[v, I_WIDX] = w
+    fv[v, F_DRIVE_SEEN] = dq
+    fv[v, F_LOSS_Y1] = ly1
+    fv[v, F_TH_X1] = thx1
+    fv[v, F_TH_Y1] = thy1
+    fv[v, F_DAMP] = damp
+    fv[v, F_LEVEL] = level
+    fv[v, F_FADE] = fade
+
+
+@njit(**JIT)
+def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs, damp_alpha,
+                      level_release, free_level, drive, drive_delay, coupling):
+    """Render an unstruck sympathetic string (``I_SYMP``, hammer off) for [n0, n1).
+
+    The same waveguide as :func:`render_voice` (§4, Fig. 3; damper crossfade, loss eq. 8,
+    dispersion allpass, Thiran) without what an unstruck string never needs: no hammer,
+    no resonator bank (it is driven by the hammer force), no trace and no drive output.
+    The dispersion allpass of a sympathetic design has at most two sections
+    (``SYMPATHETIC_MODE`` order 4); their states are kept in registers. Driven by
+    ``coupling * drive[t - drive_delay]`` entering as a wave leaving the bridge (§4.3).
+    """
+    mask = nut.shape[1] - 1
+    nl = iv[v, I_NUT_LEN]
+    bl = iv[v, I_BRIDGE_LEN]
+    tap = bl // 2
+    nsec = iv[v, I_N_SEC]
+    w = iv[v, I_WIDX]
+    r = iv[v, I_RATE]
+    lift_alpha = 1.0 - (1.0 - damp_alpha) ** (r * DAMPER_LIFT_SPEED)
+    damp_alpha = 1.0 - (1.0 - damp_alpha) ** (r * fv[v, F_DAMP_SPEED])
+    if r > 1:
+        level_release = level_release ** r
+    damp = fv[v, F_DAMP]
+    g = fv[v, F_G] + damp * (fv[v, F_GD] - fv[v, F_G])
+    a1 = fv[v, F_A1] + damp * (fv[v, F_A1D] - fv[v, F_A1])
+    ly1 = fv[v, F_LOSS_Y1]
+    eta = fv[v, F_ETA]
+    thx1 = fv[v, F_TH_X1]
+    thy1 = fv[v, F_TH_Y1]
+    damp_t = fv[v, F_DAMP_TARGET]
+    gain = fv[v, F_GAIN] * fv[v, F_TWOZ]
+    level = fv[v, F_LEVEL]
+    fade = fv[v, F_FADE]
+    fade_step = fv[v, F_FADE_STEP] * r
+    dq = fv[v, F_DRIVE_SEEN]
+    dmask = drive.shape[0] - 1
+    cpl = coupling * r
+    # at most two dispersion sections, in registers (DF-I, as render_voice)
+    c1a = dsos[v, 0, 0] if nsec > 0 else 0.0
+    c2a = dsos[v, 0, 1] if nsec > 0 else 0.0
+    c1b = dsos[v, 1, 0] if nsec > 1 else 0.0
+    c2b = dsos[v, 1, 1] if nsec > 1 else 0.0
+    xa1 = dstate[v, 0, 0]
+    xa2 = dstate[v, 0, 1]
+    ya1 = dstate[v, 0, 2]
+    ya2 = dstate[v, 0, 3]
+    xb1 = dstate[v, 1, 0]
+    xb2 = dstate[v, 1, 1]
+    yb1 = dstate[v, 1, 2]
+    yb2 = dstate[v, 1, 3]
+    start = n0 + ((r - (t0 + n0) % r) % r)
+    for i in range(start, n1, r):
+        t = t0 + i
+        if damp != damp_t:
+            damp += (damp_t - damp) * (damp_alpha if damp_t > damp else lift_alpha)
+            if abs(damp - damp_t) < 1e-9:
+                damp = damp_t
+            g = fv[v, F_G] + damp * (fv[v, F_GD] - fv[v, F_G])
+            a1 = fv[v, F_A1] + damp * (fv[v, F_A1D] - fv[v, F_A1])
+        u_nb = -nut[v, (w - nl) & mask]
+        x = bridge[v, (w - bl) & mask]
+        ly1 = g * (1.0 + a1) * x - a1 * ly1              # loss, eq. 8
+        y = ly1
+        if nsec > 0:
+            out = c2a * y + c1a * xa1 + xa2 - c1a * ya1 - c2a * ya2
+            xa2 = xa1
+            xa1 = y
+            ya2 = ya1
+            ya1 = out
+            y = out
+            if nsec > 1:
+                out = c2b * y + c1b * xb1 + xb2 - c1b * yb1 - c2b * yb2
+                xb2 = xb1
+                xb1 = y
+                yb2 = yb1
+                yb1 = out
+                y = out
+        th = eta * y + thx1 - eta * thy1                 # Thiran fine tuning
+        thx1 = y
+        thy1 = th
+        u_bn = -th
+        dr = drive[(t - drive_delay) & dmask]
+        if dr != 0.0:
+            iv[v, I_DORMANT] = 0
+            dq = 1.0
+            u_bn += cpl * dr
+        nut[v, w & mask] = u_bn
+        bridge[v, w & mask] = u_nb
+        out_s = bridge[v, (w - tap) & mask] * gain * fade
+        w += 1
+        if not (abs(out_s) < 1e6):
+            iv[v, I_STATE] = FREE
+            break
+        mix[i] += out_s
+        a = abs(out_s)
+        level = level * level_release
+        if a > level:
+            level = a
+        if fade_step != 0.0:
+            fade -= fade_step
+            if fade <= 0.0:
+                fade = 0.0
+                iv[v, I_STATE] = FREE
+                break
+        if (t & 63) == 0 and level < free_level:
+            if damp_t >= 0.99 or iv[v, I_SYMP] == 2:
+                iv[v, I_STATE] = FREE
+                break
+            if dq == 0.0 and iv[v, I_DORMANT] == 0:
+                nut[v, :] = 0.0
+                bridge[v, :] = 0.0
+                ly1 = 0.0
+                thx1 = 0.0
+                thy1 = 0.0
+                xa1 = xa2 = ya1 = ya2 = 0.0
+                xb1 = xb2 = yb1 = yb2 = 0.0
+                level = 0.0
+                iv[v, I_DORMANT] = 1
+            dq = 0.0
+    dstate[v, 0, 0] = xa1
+    dstate[v, 0, 1] = xa2
+    dstate[v, 0, 2] = ya1
+    dstate[v, 0, 3] = ya2
+    dstate[v, 1, 0] = xb1
+    dstate[v, 1, 1] = xb2
+    dstate[v, 1, 2] = yb1
+    dstate[v, 1, 3] = yb2
     iv[v, I_WIDX] = w
     fv[v, F_DRIVE_SEEN] = dq
     fv[v, F_LOSS_Y1] = ly1

@@ -14,7 +14,7 @@ from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMME
                          I_WIDX, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
                          F_FADE_STEP, F_FPREV, F_G, F_GAIN, F_GD, F_K, F_LEVEL, F_LOSS_Y1,
                          F_MASS, F_P, F_RES_DAMP, F_DAMP_SPEED, F_DRIVE_SEEN, F_KNOCK, F_TH_X1, F_TH_Y1, F_TWOZ, F_UPREV, F_VH, F_YH, F_YS,
-                         STEALING, SUSTAINED, render_voice)
+                         STEALING, SUSTAINED, render_symp_voice, render_voice)
 
 # key table columns
 K_NUT_LEN, K_BRIDGE_LEN, K_N_SEC, K_N_RES, K_HAS_DAMPER, K_VALID, K_N_STRINGS, K_RATE = range(8)
@@ -388,6 +388,14 @@ def _all_zero(a):
 
 
 @njit(**JIT)
+def _all_zero_ring(a, t0, n, mask):
+    for i in range(n):
+        if a[(t0 + i) & mask] != 0.0:
+            return False
+    return True
+
+
+@njit(**JIT)
 def interpolate_tick(x_low, push, taps, ring, st, factor):
     """Polyphase interpolation of a zero-stuffed sum, one fs sample (state ``st`` = [q, idx]).
 
@@ -423,10 +431,15 @@ def interpolate_tick(x_low, push, taps, ring, st, factor):
 def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                    kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, taps, ring, ist, trace,
                    trace_info, ev_off, ev_st, ev_d1, ev_d2, n, mono, resbuf, mix2, mix4,
-                   taps2, ring2, ist2, taps4, ring4, ist4, drive):
+                   taps2, ring2, ist2, taps4, ring4, ist4, drive, drive_sos, drive_zi,
+                   drive_lp):
     """Apply events and render every voice for ``n`` samples into ``mono``: the fs strings,
     plus the fs/2 and fs/4 strings (§4.2) and the fs/8 resonator bank (§4.3), each summed
-    over all voices before its one interpolation filter; advances the global sample clock."""
+    over all voices before its one interpolation filter; advances the global sample clock.
+    Unstruck sympathetic strings run the lean :func:`render_symp_voice`; those at fs/8 read
+    the drive through the anti-alias lowpass ``drive_sos`` (ring ``drive_lp``) and are
+    summed with the resonator bank (the same rate, the same interpolator: their content
+    stays below 0.4 fs/8, in its passband)."""
     fs = gf[GF_FS]
     mono[:n] = 0.0
     resbuf[:n] = 0.0
@@ -462,7 +475,13 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                 if quiet and iv[v, I_DORMANT] != 0:
                     continue        # exactly zero in, exactly zero state: nothing to do
                 r = iv[v, I_RATE]
-                dest = mono if r == 1 else (mix2 if r == 2 else mix4)
+                dest = mono if r == 1 else (mix2 if r == 2 else (mix4 if r == 4 else resbuf))
+                if iv[v, I_SYMP] != 0 and iv[v, I_HAMMER_ON] == 0 and iv[v, I_N_SEC] <= 2:
+                    render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, seg0, seg1, t0,
+                                      dest, fs, gf[GF_DAMP_ALPHA], gf[GF_LEVEL_RELEASE],
+                                      gf[GF_FREE_LEVEL], drive_lp if r == 8 else drive,
+                                      DRIVE_DELAY, gf[GF_COUPLING])
+                    continue
                 render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, seg0, seg1,
                              t0, dest, resbuf, fs, gi[G_HAMMER_MODE], gf[GF_DAMP_ALPHA],
                              gf[GF_LEVEL_RELEASE], gf[GF_FREE_LEVEL], factor, trace,
@@ -473,6 +492,30 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
         apply_event(ev_st[ei], ev_d1[ei], ev_d2[ei], iv, fv, nut, bridge, dsos, dstate,
                     rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf)
         ei += 1
+    # the drive written in this block, low-passed for the fs/8 strings (read DRIVE_DELAY
+    # samples later); zero in with zero state stays exactly zero
+    if not (_all_zero(drive_zi) and _all_zero_ring(drive, t0, n, dmask)):
+        nsos = drive_sos.shape[0]
+        for i in range(n):
+            j = (t0 + i) & dmask
+            y = drive[j]
+            for s in range(nsos):      # transposed direct form II
+                b0 = drive_sos[s, 0]
+                x = y
+                y = b0 * x + drive_zi[2 * s]
+                drive_zi[2 * s] = drive_sos[s, 1] * x - drive_sos[s, 4] * y + drive_zi[2 * s + 1]
+                drive_zi[2 * s + 1] = drive_sos[s, 2] * x - drive_sos[s, 5] * y
+            if abs(y) < 1e-30:
+                y = 0.0
+            drive_lp[j] = y
+        if _all_zero_ring(drive, t0, n, dmask):
+            for s in range(nsos):          # flush the decaying filter tail once quiet
+                if abs(drive_zi[2 * s]) < 1e-30 and abs(drive_zi[2 * s + 1]) < 1e-30:
+                    drive_zi[2 * s] = 0.0
+                    drive_zi[2 * s + 1] = 0.0
+    else:
+        for i in range(n):
+            drive_lp[(t0 + i) & dmask] = 0.0
     # an interpolator whose history and input are all zero outputs exactly zero: skip it,
     # keeping its phase as if it had run (the result is identical for any block size)
     run_res = not (_all_zero(ring) and _all_zero(resbuf[:n]))

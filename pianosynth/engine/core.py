@@ -96,6 +96,18 @@ QUALITY_MODES = {
     "eco": (4, 4, 8),
 }
 BASS_KEY_LIMIT = 45
+#: string rates and dispersion order of the sympathetic strings (key-table rows 128 + key):
+#: an unstruck string ringing in sympathy adds a quiet bloom of its low partials, so it runs
+#: at fs/8 where its f1 allows (the drive is low-passed before, see blockloop) with at most
+#: a 4th-order dispersion allpass and no resonator bank (Bank et al. §4.2-4.3, §6)
+SYMPATHETIC_MODE = (8, 8, 4)
+#: scale of the one-way bridge coupling at sympathetic_coupling = 1: with 2 F / Z_b in full
+#: (factor 1) all 88 undamped strings lifted a pedalled C4 (v100) by +19 dB into the limiter;
+#: at 0.1 its level 0.1-0.5 s after the key is released under the pedal is +2.5 dB, and
+#: +4 dB at 1.4-2.9 s, over the same note held without pedal (measured by
+#: tests/test_pedals.py::test_pedal_bloom_is_moderate)
+SYMPATHETIC_CALIBRATION = 0.1
+_STRING_MODES = dict(QUALITY_MODES, sympathetic=SYMPATHETIC_MODE)
 
 
 def string_interpolator_taps(fs: float, factor: int) -> np.ndarray:
@@ -107,15 +119,22 @@ def string_interpolator_taps(fs: float, factor: int) -> np.ndarray:
                                ripple_db=0.1, stopband_db=60.0)
 
 
+def design_drive_lowpass(fs: float) -> np.ndarray:
+    """Anti-alias lowpass of the sympathetic drive before strings at fs/8 sample it:
+    elliptic, passband to 0.4 fs/8 (0.5 dB), 60 dB from 0.6 fs/8. Returns SOS (n, 6)."""
+    from scipy import signal
+    return signal.ellip(6, 0.5, 60.0, 0.4 / 8 * 2.0, output="sos").astype(np.float64)
+
+
 def design_key_table(settings: dict, fs: float, key_overrides=None,
                      quality: str = "high") -> KeyDesign:
     """Design every key's string, hammer and resonators for output rate ``fs``.
 
     Each key's string runs at fs / r with r from :data:`QUALITY_MODES` (lowered where f1
     would come too close to the string rate's Nyquist frequency)."""
-    if quality not in QUALITY_MODES:
+    if quality not in _STRING_MODES:
         raise ValueError(f"quality must be one of {', '.join(QUALITY_MODES)}, got {quality!r}")
-    r_bass, r_rest, max_order = QUALITY_MODES[quality]
+    r_bass, r_rest, max_order = _STRING_MODES[quality]
     kp = design_keyboard(settings, key_overrides)
     kt_i = np.zeros((128, B.N_KI), np.int64)
     kt_f = np.zeros((128, B.N_KF), np.float64)
@@ -125,15 +144,20 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
     interp_delay = (len(taps) - 1) / 2.0
     damper_t60 = settings["damper_t60_s"]
     n_res_max = int(settings["resonator_count"]) if settings["resonators_on"] >= 0.5 else 0
+    if quality == "sympathetic":
+        n_res_max = 0        # the bank is driven by the hammer: nothing to do unstruck
     strings = [None] * 128
     delays = {r: (len(string_interpolator_taps(fs, r)) - 1) / 2.0 for r in (1, 2, 4)}
     for i, key in enumerate(kp.keys):
         f1 = kp.f1_hz[i]
         r = r_bass if key < BASS_KEY_LIMIT else r_rest
-        while r > 1 and (f1 >= 0.4 * fs / r or fs / r / f1 < 8):
+        # a struck string needs room for the hammer point: a loop of >= 8 samples; an
+        # unstruck sympathetic one only >= 4 (what the filter design allows)
+        min_loop = 4 if quality == "sympathetic" else 8
+        while r > 1 and (f1 >= 0.4 * fs / r or fs / r / f1 < min_loop):
             r //= 2
         fs_s = fs / r
-        if f1 >= 0.45 * fs_s or fs_s / f1 < 8:
+        if f1 >= 0.45 * fs_s or fs_s / f1 < min_loop:
             continue  # cannot be played at this rate
         bass = float(np.clip((60 - key) / 39.0, 0.0, 1.0))
         d_t60 = min(damper_t60 * (1.0 + bass), kp.t60_f0_s[i])
@@ -183,9 +207,8 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
     return KeyDesign(kp, kt_i, kt_f, kt_sos, kt_res, vel, strings)
 
 
-#: quality of the sympathetic strings' design (rows 128 + key of the key table): they add
-#: a quiet bloom of low partials, so the cheapest string rates serve (fs/4)
-SYMPATHETIC_QUALITY = "eco"
+#: design of the sympathetic strings (rows 128 + key of the key table), see SYMPATHETIC_MODE
+SYMPATHETIC_QUALITY = "sympathetic"
 
 
 def design_tables(settings: dict, fs: float, key_overrides=None, quality: str = "high",
@@ -271,6 +294,10 @@ class Engine:
         self.taps4 = cached_call(string_interpolator_taps, fs, 4)
         self.ring4 = np.zeros(2 * (len(self.taps4) // 4 + 2), np.float64)
         self.ist4 = np.zeros(2, np.int64)
+        # anti-alias filter of the sympathetic drive read at fs/8 (elliptic, 0.4 fs/8)
+        self.drive_sos = cached_call(design_drive_lowpass, fs)
+        self.drive_zi = np.zeros(2 * len(self.drive_sos), np.float64)
+        self.drive_lp = np.zeros(4 * B.DRIVE_DELAY, np.float64)
         self.drive = np.zeros(4 * B.DRIVE_DELAY, np.float64)
         self.mix2 = np.zeros(CHUNK, np.float64)
         self.mix4 = np.zeros(CHUNK, np.float64)
@@ -325,8 +352,12 @@ class Engine:
         s = self.settings
         self.gf[B.GF_GAIN_TARGET] = 10.0 ** (s["master_gain_db"] / 20.0)
         # bridge velocity F / Z_b launches a wave of about 2 F / Z_b into an undamped string;
-        # the drive signal is the bridge force times OUTPUT_SCALE
-        self.gf[B.GF_COUPLING] = s["sympathetic_coupling"] * 2.0 / (OUTPUT_SCALE * Z_BRIDGE)
+        # the drive signal is the bridge force times OUTPUT_SCALE. The coupling is one way
+        # (the struck string does not lose what the others gain), so the physical value
+        # overstates the bloom: SYMPATHETIC_CALIBRATION scales it to what a pedalled note
+        # gains in its tail (see the constant)
+        self.gf[B.GF_COUPLING] = (s["sympathetic_coupling"] * SYMPATHETIC_CALIBRATION
+                                  * 2.0 / (OUTPUT_SCALE * Z_BRIDGE))
 
     def _soundboard_design(self):
         s = self.settings
@@ -407,6 +438,7 @@ class Engine:
         pedal up. Not for use while playing (it clicks); use :meth:`all_notes_off`."""
         for a in (self.iv, self.fv, self.nut, self.bridge, self.dstate, self.rstate, self.ring,
                   self.ist, self.ring2, self.ist2, self.ring4, self.ist4, self.drive,
+                  self.drive_lp, self.drive_zi,
                   self.trace, self.trace_info, self.out64):
             a[...] = 0
         keep = self.gi.copy()
@@ -453,7 +485,8 @@ class Engine:
                              self.trace, self.trace_info, self._ev_off[:ne], self._ev_st[:ne],
                              self._ev_d1[:ne], self._ev_d2[:ne], m, self.mono, self.resbuf,
                              self.mix2, self.mix4, self.taps2, self.ring2, self.ist2,
-                             self.taps4, self.ring4, self.ist4, self.drive)
+                             self.taps4, self.ring4, self.ist4, self.drive,
+                             self.drive_sos, self.drive_zi, self.drive_lp)
             if HAVE_SOUNDBOARD and self._sb_quiet >= 2 and B.peak(self.mono[:m]) == 0.0:
                 self.stereo[:m] = 0.0      # zero state, zero input: exactly zero out
             elif HAVE_SOUNDBOARD:
