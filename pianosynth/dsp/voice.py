@@ -219,6 +219,7 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
     dq = fv[v, F_DRIVE_SEEN]
     dmask = drive.shape[0] - 1
     cpl = coupling * r
+    hammer_on = iv[v, I_HAMMER_ON] != 0
     start = n0 + ((r - (t0 + n0) % r) % r)
     for i in range(start, n1, r):
         t = t0 + i
@@ -257,23 +258,25 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
             u_bn += cpl * dr
         # hammer
         f = 0.0
-        if iv[v, I_HAMMER_ON] != 0:
+        winj = 0.0
+        if hammer_on:
             f = hammer_tick(fv, v, u_nb + u_bn, dt, hammer_mode)
             age = iv[v, I_HAMMER_AGE] + 1
             iv[v, I_HAMMER_AGE] = age
             if age > HAMMER_WINDOW_S * fs:
                 iv[v, I_HAMMER_ON] = 0
+                hammer_on = False
             if tracing:        # held for r samples: the trace is always at fs
                 for q in range(r):
                     j = trace_info[0]
                     if j < trace.shape[0]:
                         trace[j] = f
                         trace_info[0] = j + 1
-        winj = f / fv[v, F_TWOZ]
-        if f != 0.0:
-            # hammer knock: the impact reaches the soundboard through the action and frame
-            # (attacks should not read as plucks); a force pulse of about 1 ms
-            mix[i] += fv[v, F_KNOCK] * f * fade
+            if f != 0.0:
+                winj = f / fv[v, F_TWOZ]
+                # hammer knock: the impact reaches the soundboard through the action and
+                # frame (attacks should not read as plucks); a force pulse of about 1 ms
+                mix[i] += fv[v, F_KNOCK] * f * fade
         nut[v, w & mask] = u_bn + winj
         bridge[v, w & mask] = u_nb + winj
         out_s = bridge[v, (w - tap) & mask] * gain       # wave arriving at the bridge -> force
@@ -315,7 +318,7 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
                 fade = 0.0
                 iv[v, I_STATE] = FREE
                 break
-        if (t & 63) == 0 and level < free_level and iv[v, I_HAMMER_ON] == 0:
+        if (t & 63) == 0 and level < free_level and not hammer_on:
             if not symp or damp_t >= 0.99 or iv[v, I_SYMP] == 2:
                 iv[v, I_STATE] = FREE
                 break
