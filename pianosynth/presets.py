@@ -25,8 +25,9 @@ Format (``schema_version`` follows :data:`pianosynth.engine.params.SCHEMA_VERSIO
 Parameters a preset leaves out keep their defaults from the parameter table. A file without
 ``schema_version`` loads as version 1 with a warning (hand-written files usually omit it); a
 file from a newer pianosynth (higher version) is refused rather than half-understood. A
-preset is saved with the lowest schema version that holds it: 1 without [tuning] and
-[velocity] (so older builds still read it), 2 with them. ``[tuning]`` gives the same
+preset is saved with the lowest schema version that holds it: 1 without [tuning],
+[velocity] or a parameter added in schema 2 (damper/pedal noise), so older builds still
+read it; 2 with them. ``[tuning]`` gives the same
 keyboard as the command line's ``--tuning/--tuning-root/--kbm`` (which override it);
 ``[velocity]`` replaces the map of velocity_min_m_s / velocity_max_m_s / velocity_curve.
 
@@ -465,7 +466,9 @@ def format_preset(preset: Preset, comments: bool = True) -> str:
     if comments:
         out.append("# pianosynth preset (load with: pianosynth render IN.mid --preset FILE)")
     # the lowest version that holds the content, so older builds read what they can
-    out.append(line("schema_version", 2 if (tuning or velocity) else 1))
+    version = max([2 if (tuning or velocity) else 1]
+                  + [PARAM_BY_NAME[k].added for k in settings if k in PARAM_BY_NAME])
+    out.append(line("schema_version", version))
     out.append(line("name", preset.name))
     if preset.description:
         out.append(line("description", preset.description))

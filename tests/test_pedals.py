@@ -21,7 +21,8 @@ def _decay_db_per_s(y, t0, t1):
 def test_half_pedal_decay_time_grows_monotonically_with_cc64():
     rates = []
     for cc in (0, 40, 56, 64, 72, 88, 127):
-        eng = get_engine(FS, sympathetic_coupling=0.0)   # the released string alone
+        eng = get_engine(FS, sympathetic_coupling=0.0, pedal_noise_db=-80.0,
+                         damper_noise_db=-80.0)   # the released string alone
         ev = make_events([(0, 0xB0, 64, cc), (0, 0x90, 60, 100), (int(0.3 * FS), 0x80, 60, 0)])
         y = string_sum(eng, int(1.0 * FS), ev)
         rates.append(_decay_db_per_s(y, 0.4, 0.7))
@@ -115,7 +116,8 @@ def _repedal(gap_s, key=60):
     """C4 struck with the pedal down, key up at 0.3 s (rings on the pedal), pedal up at
     0.6 s (the damper lands), down again ``gap_s`` later. Returns partial-1 amplitudes (dB)
     just before the pedal lift, at the re-press and 0.2 s after it."""
-    eng = get_engine(FS, sympathetic_coupling=0.0)       # the released string alone
+    eng = get_engine(FS, sympathetic_coupling=0.0, pedal_noise_db=-80.0,
+                     damper_noise_db=-80.0)      # the released string alone, no noises
     f1 = eng.keys.kp.f1_hz[key - 21]
     t_up = 0.6
     t_re = t_up + gap_s

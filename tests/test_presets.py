@@ -60,7 +60,7 @@ def test_builtin_default_without_any_preset_folder(monkeypatch, tmp_path):
 def test_template_is_a_valid_preset_listing_every_parameter():
     text = format_preset(default_preset())
     data = tomllib.loads(text)
-    assert data["schema_version"] == 1        # the lowest version that holds it (no [tuning])
+    assert data["schema_version"] == 2        # the lowest that holds it: the noise levels are 2
     assert SCHEMA_VERSION >= 2
     assert set(data["parameters"]) == {p.name for p in PARAMETERS}
     assert "400 to 480 Hz" in text                        # range and unit in the comments

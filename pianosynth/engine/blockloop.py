@@ -15,22 +15,31 @@ from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMME
                          F_FADE_STEP, F_FPREV, F_G, F_GAIN, F_GD, F_K, F_LEVEL, F_LOSS_Y1,
                          F_MASS, F_P, F_RES_DAMP, F_DAMP_SPEED, F_DRIVE_SEEN, F_KNOCK, F_TH_X1, F_TH_Y1, F_TWOZ, F_UPREV, F_VH, F_YH, F_YS,
                          STEALING, SUSTAINED, render_symp_voice, render_voice)
+from ..dsp.voice import F_LC, F_LS, I_N_LOSS, MAX_LOSS_SECTIONS
 
 # key table columns
-K_NUT_LEN, K_BRIDGE_LEN, K_N_SEC, K_N_RES, K_HAS_DAMPER, K_VALID, K_N_STRINGS, K_RATE = range(8)
-N_KI = 8
+K_NUT_LEN, K_BRIDGE_LEN, K_N_SEC, K_N_RES, K_HAS_DAMPER, K_VALID, K_N_STRINGS, K_RATE, \
+    K_N_LOSS = range(9)
+N_KI = 9
 KF_G, KF_A1, KF_GD, KF_A1D, KF_ETA, KF_MASS, KF_K, KF_P, KF_TWOZ, KF_GAIN, KF_RES_DAMP, \
     KF_KNOCK = range(12)
-N_KF = 12
+#: loss correction biquads (b0, b1, b2, a1, a2) x MAX_LOSS_SECTIONS from this column
+KF_LC = 12
+N_KF = KF_LC + 5 * MAX_LOSS_SECTIONS
 
 # global int state
 G_T, G_SUSTAIN, G_POLYPHONY, G_HAMMER_MODE, G_RES_FACTOR, G_TRACE_VOICE, G_SOFT, \
-    G_SOSTENUTO, G_TRACE_RESET = range(9)
-N_GI = 9
+    G_SOSTENUTO, G_TRACE_RESET, G_NOW = range(10)
+N_GI = 10
 # global float state
 GF_FS, GF_DAMP_ALPHA, GF_LEVEL_RELEASE, GF_FREE_LEVEL, GF_STEAL_STEP, GF_GAIN, \
-    GF_GAIN_TARGET, GF_GAIN_ALPHA, GF_CEILING, GF_COUPLING = range(10)
-N_GF = 10
+    GF_GAIN_TARGET, GF_GAIN_ALPHA, GF_CEILING, GF_COUPLING, GF_DAMPER_NOISE, \
+    GF_PEDAL_NOISE = range(12)
+N_GF = 12
+# mechanical noise bursts (damper and pedal noise), one row each in ``noise``
+NZ_AMP, NZ_DECAY, NZ_LP, NZ_LPY, NZ_A1, NZ_A2, NZ_Y1, NZ_Y2, NZ_SEED, NZ_GAIN = range(10)
+N_NZ = 10
+NOISE_SLOTS = 16
 #: delay (samples) of the sympathetic drive; >= the longest chunk the engine renders
 DRIVE_DELAY = 512
 #: velocity of a silent key press (the hammer does not reach the string)
@@ -73,6 +82,11 @@ def _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res, row=-1):
     fv[v, F_RES_DAMP] = kt_f[key, KF_RES_DAMP]
     fv[v, F_KNOCK] = kt_f[key, KF_KNOCK]
     fv[v, F_DAMP_SPEED] = 1.0
+    iv[v, I_N_LOSS] = kt_i[key, K_N_LOSS]
+    for j in range(5 * MAX_LOSS_SECTIONS):
+        fv[v, F_LC + j] = kt_f[key, KF_LC + j]
+    for j in range(2 * MAX_LOSS_SECTIONS):
+        fv[v, F_LS + j] = 0.0
     dsos[v, :, :] = kt_sos[key, :, :]
     rcoef[v, :, :] = kt_res[key, :, :]
 
@@ -292,6 +306,90 @@ def _sympathetic_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
 
 
 @njit(**JIT)
+def _noise_burst(noise, gi, gf, amp, f_hz, q, tau_s, lp_hz):
+    """Start a mechanical noise burst: white noise (LCG, seeded from the sample clock so the
+    result does not depend on the block size) through a one-pole lowpass at ``lp_hz`` and a
+    two-pole body resonance at ``f_hz`` (quality ``q``), with an exponential envelope of
+    time constant ``tau_s``; reuses the quietest slot. The callers' factors (0.56, 0.23,
+    0.16) were measured so the burst's peak is ``gf`` level x NOISE_REF (core.py) at
+    release velocity 64 / full pedal travel (tests/test_pedals.py checks it)."""
+    if amp <= 0.0:
+        return
+    fs = gf[GF_FS]
+    k = 0
+    lo = 1e300
+    for j in range(noise.shape[0]):
+        if noise[j, NZ_AMP] < lo:
+            lo = noise[j, NZ_AMP]
+            k = j
+    w = 2.0 * np.pi * f_hz / fs
+    rad = np.exp(-w / (2.0 * q))
+    noise[k, NZ_AMP] = amp
+    noise[k, NZ_DECAY] = np.exp(-1.0 / (tau_s * fs))
+    noise[k, NZ_LP] = 1.0 - np.exp(-2.0 * np.pi * lp_hz / fs)
+    noise[k, NZ_LPY] = 0.0
+    noise[k, NZ_A1] = -2.0 * rad * np.cos(w)
+    noise[k, NZ_A2] = rad * rad
+    noise[k, NZ_Y1] = 0.0
+    noise[k, NZ_Y2] = 0.0
+    noise[k, NZ_GAIN] = (1.0 - rad) * 2.0           # about unit gain at the resonance
+    noise[k, NZ_SEED] = float((gi[G_NOW] * 2654435761 + k * 40503) & 0x7FFFFFFF)
+
+
+@njit(**JIT)
+def render_noise(noise, n0, n1, mono):
+    """Add the running noise bursts to ``mono`` for samples [n0, n1) (string sum: they
+    reach the soundboard through the frame, like the hammer knock)."""
+    for k in range(noise.shape[0]):
+        amp = noise[k, NZ_AMP]
+        if amp == 0.0:
+            continue
+        dec = noise[k, NZ_DECAY]
+        lp = noise[k, NZ_LP]
+        lpy = noise[k, NZ_LPY]
+        a1 = noise[k, NZ_A1]
+        a2 = noise[k, NZ_A2]
+        y1 = noise[k, NZ_Y1]
+        y2 = noise[k, NZ_Y2]
+        g = noise[k, NZ_GAIN]
+        seed = int(noise[k, NZ_SEED])
+        for i in range(n0, n1):
+            seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF
+            x = (seed / 1073741824.0 - 1.0) * amp         # uniform in [-amp, amp)
+            lpy += lp * (x - lpy)
+            y = g * lpy - a1 * y1 - a2 * y2
+            y2 = y1
+            y1 = y
+            mono[i] += y
+            amp *= dec
+            if amp < 1e-9:    # -180 dB: over; exactly zero from here (no denormal tail)
+                amp = 0.0
+                lpy = 0.0
+                y1 = 0.0
+                y2 = 0.0
+                break
+        noise[k, NZ_AMP] = amp
+        noise[k, NZ_LPY] = lpy
+        noise[k, NZ_Y1] = y1
+        noise[k, NZ_Y2] = y2
+        noise[k, NZ_SEED] = float(seed)
+
+
+@njit(**JIT)
+def _damper_noise(key, speed, iv, fv, noise, gi, gf):
+    """The damper felt landing on a sounding string: a short soft thud, louder for a fast
+    release, heavier and lower in the bass (none where the key has no damper or the pedal
+    holds the damper off)."""
+    for v in range(iv.shape[0]):
+        if iv[v, I_KEY] == key and iv[v, I_SYMP] == 0 and iv[v, I_STATE] == DAMPED \
+                and iv[v, I_DAMPED_KEY] != 0 and fv[v, F_DAMP_TARGET] >= 0.5:
+            bass = min(max((60.0 - key) / 39.0, 0.0), 1.0)
+            amp = 0.56 * gf[GF_DAMPER_NOISE] * min(speed, 2.0) ** 0.5 * (1.0 + 0.5 * bass)
+            _noise_burst(noise, gi, gf, amp, 180.0 - 80.0 * bass, 1.5, 0.012, 2500.0)
+            return
+
+
+@njit(**JIT)
 def note_off(key, iv, fv, gi, release_velocity=64):
     """Key up: the voice's damper follows the pedals (see :func:`_update_dampers`). The
     release velocity sets how fast the damper lands: 2**((vel - 64) / 32), x0.25 .. x4
@@ -340,20 +438,34 @@ def all_sound_off(iv, fv, gf):
 
 @njit(**JIT)
 def apply_event(status, d1, d2, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
-                kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf):
+                kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, noise):
     kind = status & 0xF0
     d1 = d1 & 127          # data bytes are 7-bit; anything else is masked, never trusted
     d2 = d2 & 127
     if kind == 0x90 and d2 > 0:
         note_on(d1 & 127, d2 & 127, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                 kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf)
-    elif kind == 0x80:
-        note_off(d1 & 127, iv, fv, gi, d2 & 127)
-    elif kind == 0x90:
-        note_off(d1 & 127, iv, fv, gi, 64)
+    elif kind == 0x80 or kind == 0x90:
+        rv = d2 if kind == 0x80 else 64
+        note_off(d1 & 127, iv, fv, gi, rv)
+        if gf[GF_DAMPER_NOISE] > 0.0:
+            _damper_noise(d1, 2.0 ** (((rv if rv > 0 else 64) - 64) / 32.0), iv, fv, noise,
+                          gi, gf)
     elif kind == 0xB0:
         if d1 == 64:
+            old = gi[G_SUSTAIN]
             sustain_pedal(d2, iv, fv, gi)
+            if gf[GF_PEDAL_NOISE] > 0.0 and d2 != old:
+                # the damper rail: lifting all dampers (press) knocks, the dampers
+                # falling back on the strings (release) thud; scaled by the travel
+                travel = abs(damper_contact(d2) - damper_contact(old))
+                if travel > 0.05:
+                    if d2 > old:
+                        _noise_burst(noise, gi, gf, 0.23 * gf[GF_PEDAL_NOISE] * travel, 95.0, 2.0,
+                                     0.035, 1200.0)
+                    else:
+                        _noise_burst(noise, gi, gf, 0.16 * gf[GF_PEDAL_NOISE] * travel,
+                                     140.0, 1.2, 0.06, 3000.0)
             _sympathetic_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                                  kt_i, kt_f, kt_sos, kt_res, gi, gf)
         elif d1 == 66:
@@ -432,7 +544,7 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                    kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, taps, ring, ist, trace,
                    trace_info, ev_off, ev_st, ev_d1, ev_d2, n, mono, resbuf, mix2, mix4,
                    taps2, ring2, ist2, taps4, ring4, ist4, drive, drive_sos, drive_zi,
-                   drive_lp):
+                   drive_lp, noise):
     """Apply events and render every voice for ``n`` samples into ``mono``: the fs strings,
     plus the fs/2 and fs/4 strings (§4.2) and the fs/8 resonator bank (§4.3), each summed
     over all voices before its one interpolation filter; advances the global sample clock.
@@ -454,9 +566,10 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
     ei = 0
     seg0 = 0
     while seg0 < n:
+        gi[G_NOW] = t0 + seg0        # the sample the events act at (noise seeds)
         while ei < ne and ev_off[ei] <= seg0:
             apply_event(ev_st[ei], ev_d1[ei], ev_d2[ei], iv, fv, nut, bridge, dsos, dstate,
-                        rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf)
+                        rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, noise)
             ei += 1
             if gi[G_TRACE_RESET] != 0:
                 trace[:] = 0.0
@@ -487,10 +600,11 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                              gf[GF_LEVEL_RELEASE], gf[GF_FREE_LEVEL], factor, trace,
                              trace_info, gi[G_TRACE_VOICE], drive, DRIVE_DELAY,
                              gf[GF_COUPLING])
+        render_noise(noise, seg0, seg1, mono)
         seg0 = seg1
     while ei < ne:       # events at offsets >= n (should not happen): apply at the end
         apply_event(ev_st[ei], ev_d1[ei], ev_d2[ei], iv, fv, nut, bridge, dsos, dstate,
-                    rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf)
+                    rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, noise)
         ei += 1
     # the drive written in this block, low-passed for the fs/8 strings (read DRIVE_DELAY
     # samples later); zero in with zero state stays exactly zero

@@ -107,6 +107,9 @@ SYMPATHETIC_MODE = (8, 8, 4)
 #: +4 dB at 1.4-2.9 s, over the same note held without pedal (measured by
 #: tests/test_pedals.py::test_pedal_bloom_is_moderate)
 SYMPATHETIC_CALIBRATION = 0.1
+#: amplitude of a damper / pedal noise burst at 0 dB on the string sum: the peak of a C4
+#: struck at velocity 64 (so the noise levels read as dB below a mezzo-forte note)
+NOISE_REF = 0.216
 _STRING_MODES = dict(QUALITY_MODES, sympathetic=SYMPATHETIC_MODE)
 
 
@@ -298,6 +301,7 @@ class Engine:
         self.drive_sos = cached_call(design_drive_lowpass, fs)
         self.drive_zi = np.zeros(2 * len(self.drive_sos), np.float64)
         self.drive_lp = np.zeros(4 * B.DRIVE_DELAY, np.float64)
+        self.noise = np.zeros((B.NOISE_SLOTS, B.N_NZ), np.float64)
         self.drive = np.zeros(4 * B.DRIVE_DELAY, np.float64)
         self.mix2 = np.zeros(CHUNK, np.float64)
         self.mix4 = np.zeros(CHUNK, np.float64)
@@ -358,6 +362,11 @@ class Engine:
         # gains in its tail (see the constant)
         self.gf[B.GF_COUPLING] = (s["sympathetic_coupling"] * SYMPATHETIC_CALIBRATION
                                   * 2.0 / (OUTPUT_SCALE * Z_BRIDGE))
+        # mechanical noises, relative to NOISE_REF (-80 dB = off)
+        for idx, name in ((B.GF_DAMPER_NOISE, "damper_noise_db"),
+                          (B.GF_PEDAL_NOISE, "pedal_noise_db")):
+            db = s[name]
+            self.gf[idx] = 0.0 if db <= -80.0 else NOISE_REF * 10.0 ** (db / 20.0)
 
     def _soundboard_design(self):
         s = self.settings
@@ -438,7 +447,7 @@ class Engine:
         pedal up. Not for use while playing (it clicks); use :meth:`all_notes_off`."""
         for a in (self.iv, self.fv, self.nut, self.bridge, self.dstate, self.rstate, self.ring,
                   self.ist, self.ring2, self.ist2, self.ring4, self.ist4, self.drive,
-                  self.drive_lp, self.drive_zi,
+                  self.drive_lp, self.drive_zi, self.noise,
                   self.trace, self.trace_info, self.out64):
             a[...] = 0
         keep = self.gi.copy()
@@ -486,7 +495,7 @@ class Engine:
                              self._ev_d1[:ne], self._ev_d2[:ne], m, self.mono, self.resbuf,
                              self.mix2, self.mix4, self.taps2, self.ring2, self.ist2,
                              self.taps4, self.ring4, self.ist4, self.drive,
-                             self.drive_sos, self.drive_zi, self.drive_lp)
+                             self.drive_sos, self.drive_zi, self.drive_lp, self.noise)
             if HAVE_SOUNDBOARD and self._sb_quiet >= 2 and B.peak(self.mono[:m]) == 0.0:
                 self.stereo[:m] = 0.0      # zero state, zero input: exactly zero out
             elif HAVE_SOUNDBOARD:

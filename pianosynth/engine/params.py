@@ -75,6 +75,13 @@ PARAMETERS: tuple[Param, ...] = (
           "(1 = a bridge impedance of 2000 kg/s; 0 = off)."),
     Param("damper_t60_s", 0.25, 0.05, 2.0, "s", "string", "note",
           "T60 at f0 of a damped string (key up, no pedal)."),
+    # Noises
+    Param("damper_noise_db", -40.0, -80.0, 0.0, "dB", "noises", "live",
+          "Damper noise: the felt landing on a sounding string at key-up, relative to a "
+          "mezzo-forte C4 (-80 = off).", added=2),
+    Param("pedal_noise_db", -36.0, -80.0, 0.0, "dB", "noises", "live",
+          "Sustain pedal noise: the damper rail lifting (press) and the dampers falling "
+          "(release), relative to a mezzo-forte C4 (-80 = off).", added=2),
     # Soundboard
     Param("soundboard_level_db", 0.0, -40.0, 12.0, "dB", "soundboard", "live",
           "Level of the soundboard radiation (both bands)."),
@@ -105,7 +112,15 @@ KEY_OVERRIDES: dict[str, tuple[float, float, str]] = {
     "late_t60_ratio": (1.0, 50.0, "x"),
     "second_mode_level": (0.0, 2.0, "x"),
     "output_gain_db": (-40.0, 40.0, "dB"),
+    # higher-order loss filter (Bank et al. §4.1): one-pole + (loss_order - 1) peaking cuts
+    # fitted to measured T60s of partials 1..N_T60_PARTIALS (``pianosynth fit --loss-order``)
+    "loss_order": (1.0, 5.0, ""),
+    # the dispersion allpass covers at least this many partials (0: the perceptual band)
+    "dispersion_partials": (0.0, 40.0, ""),
+    **{f"t60_k{k:02d}_s": (0.02, 120.0, "s") for k in range(1, 21)},
 }
+#: partials whose T60 a preset may give (``t60_k01_s`` .. ``t60_k20_s``)
+N_T60_PARTIALS = 20
 
 
 def defaults() -> dict[str, float]:

@@ -42,10 +42,13 @@ LABELS = {
     "master_gain_db": "Master gain",
     "polyphony": "Polyphony",
     "sympathetic_coupling": "Sympathetic res.",
+    "damper_noise_db": "Damper noise",
+    "pedal_noise_db": "Pedal noise",
 }
 
 GROUP_TITLES = {"tuning": "Tuning", "hammer": "Hammer", "string": "String",
-                "soundboard": "Soundboard", "output": "Output", "voices": "Voices"}
+                "noises": "Noises", "soundboard": "Soundboard", "output": "Output",
+                "voices": "Voices"}
 
 APPLY_TEXT = {
     "live": "applies at once (smoothed, no click)",
