@@ -274,6 +274,31 @@ def test_preset_save_and_load_round_trip_exactly(panel, user_dir):
     assert sorted(p.name for p in user_dir.iterdir()) == ["round trip.toml"]
 
 
+def test_preset_tuning_and_velocity_tables_reach_the_engine_and_survive_a_save(panel, user_dir,
+                                                                             tmp_path):
+    """A preset's [tuning] plays in the panel (the engine's key overrides carry its f0s) and
+    its [tuning] / [velocity] tables are saved back as tables, not as 88 [keys.N] entries."""
+    from pianosynth.design.tuning import tuning_key_overrides  # noqa: F401 (API present)
+    src = tmp_path / "werck.toml"
+    src.write_text('schema_version = 2\nname = "werck"\n[parameters]\n'
+                   '[tuning]\ntemperament = "werckmeister3"\nroot = "C"\n'
+                   '[velocity]\ncurve = "hard"\n')
+    assert panel.load_preset(str(src))
+    s = panel.session
+    expect = P.load_preset(src).key_overrides()
+    assert s.keys == expect and len(expect) >= 80
+    assert s.applier.wait_idle(30.0)
+    assert s.engine.key_overrides == expect           # the engine plays the temperament
+    assert not panel.is_dirty()
+    set_control(panel, "felt_stiffness_scale", 1.5)
+    assert panel.save_as("werck mine")
+    saved = P.load_preset(user_dir / "werck mine.toml")
+    assert saved.tuning["temperament"] == "werckmeister3"
+    assert saved.velocity == {"curve": "hard"}
+    assert saved.keys == {}
+    assert saved.settings["felt_stiffness_scale"] == 1.5
+
+
 def test_factory_presets_are_read_only(panel, user_dir):
     factory = P.FACTORY_PRESET_DIR / "default.toml"
     before = factory.read_bytes() if factory.exists() else None

@@ -118,7 +118,16 @@ def cmd_gui(args) -> int:
     app.setApplicationName("pianosynth")
     apply_style(app)
     make = LiveSession if args.in_process else RemoteSession
-    session = make(full_settings(preset.settings), preset.keys, log=_say)
+    try:
+        keys = preset.key_overrides()           # [keys.N] merged over the [tuning] table
+    except PianosynthError as exc:
+        startup_error = f"Preset tuning not applied: {exc}"
+        keys = preset.keys
+    if preset.velocity:
+        note = ("this preset's [velocity] table shapes `render` and `play`; the panel plays "
+                "the velocity parameters' curve")
+        startup_error = f"{startup_error}; {note}" if startup_error else note
+    session = make(full_settings(preset.settings), keys, log=_say)
     if not args.in_process:
         # the audio process is spawned: from here on this (GUI) thread and the threads it
         # starts yield the CPU to it (Linux niceness is per thread and inherited)

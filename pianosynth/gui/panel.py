@@ -407,17 +407,25 @@ class ControlPanel(QMainWindow):
         settings = full_settings(preset.settings)
         self.preset = preset
         self.preset_path = preset.path
-        self.session.set_all(settings, preset.keys)
+        try:
+            keys = preset.key_overrides()       # [keys.N] merged over the [tuning] table
+        except PianosynthError as exc:
+            self.show_error(f"Tuning of preset {preset.name!r} not applied: {exc}")
+            keys = {int(k): dict(v) for k, v in preset.keys.items()}
+        self.session.set_all(settings, keys)
         self.params.set_values(settings)
-        self.saved_state = (settings, {int(k): dict(v) for k, v in preset.keys.items()})
+        self.saved_state = (settings, keys)
         self._refresh_presets()
         self._update_title()
-        self.plots.show_keyboard_curves(design_keyboard(settings, preset.keys))
+        self.plots.show_keyboard_curves(design_keyboard(settings, keys))
 
     def _current_preset(self, name: str):
+        # the panel edits parameters only: [keys.N], [tuning] and [velocity] are kept as
+        # loaded (the engine's key overrides hold the tuning's f0 too: not saved as keys)
         return P.Preset(name=name, settings=dict(self.session.settings),
-                        keys={int(k): dict(v) for k, v in self.session.keys.items()},
-                        description=self.preset.description)
+                        keys={int(k): dict(v) for k, v in self.preset.keys.items()},
+                        description=self.preset.description, path=self.preset.path,
+                        tuning=dict(self.preset.tuning), velocity=dict(self.preset.velocity))
 
     def save(self) -> bool:
         """Save over the current preset; factory presets go through :meth:`save_as`."""
@@ -457,7 +465,7 @@ class ControlPanel(QMainWindow):
         preset.path = Path(written)
         self.preset = preset
         self.preset_path = Path(written)
-        self.saved_state = (full_settings(preset.settings), dict(preset.keys))
+        self.saved_state = (full_settings(preset.settings), dict(self.session.keys))
         self._refresh_presets()
         self._update_title()
         self.show_message(f"Saved preset “{preset.name}” to {written}")
