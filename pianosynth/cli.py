@@ -223,6 +223,22 @@ def _fmt_duration(seconds: float) -> str:
     return f"{int(m)}:{s:04.1f}" if m else f"{s:.1f} s"
 
 
+def _compile_kernels_visibly(sample_rate: int) -> None:
+    """First run after an install or update: compile the kernels on a small engine with
+    progress lines on stderr (a cold compile takes about a minute and prints nothing)."""
+    from .dsp.jit import compile_with_progress, kernels_cached
+    if kernels_cached():
+        return
+    from .engine.core import Engine
+    from .engine.events import make_events
+
+    def work():
+        eng = Engine({}, sample_rate, max_voices=4)
+        eng.render_frames(256, make_events([(0, 0xB0, 64, 127), (0, 0x90, 60, 64),
+                                            (128, 0x80, 60, 64)]))
+    compile_with_progress(work)
+
+
 def _render_and_write(args, events, label: str, retunes=None) -> int:
     """Shared tail of ``render`` and ``note``: engine, block loop, normalise, write, summary."""
     from .engine.core import Engine
@@ -235,6 +251,8 @@ def _render_and_write(args, events, label: str, retunes=None) -> int:
                         quality=args.quality, velocity_points=preset.velocity_points())
     except ValueError as e:                    # the engine refuses a rate or setting
         raise PianosynthError(f"cannot set up the engine: {e}") from None
+    if not args.quiet:
+        _compile_kernels_visibly(args.sample_rate)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     audio = render_midi(events, engine, args.sample_rate, block_size=args.block_size,
                         tail=args.tail, progress=not args.quiet, retunes=retunes)

@@ -467,3 +467,15 @@ def test_check_output_path(tmp_path, name, subtype, ok):
         with pytest.raises(PianosynthError):
             check_output_path(tmp_path / name, subtype)
     assert files_in(tmp_path) == []
+
+
+def test_cold_compile_shows_progress():
+    """A cold kernel compile (about a minute) reports what it does and how long so far."""
+    import time as _time
+    from pianosynth.dsp.jit import compile_with_progress
+    lines = []
+    assert compile_with_progress(lambda: _time.sleep(0.35) or 7, say=lines.append,
+                                 every_s=0.1) == 7
+    assert "compiling the DSP kernels" in lines[0]
+    assert sum("compiling ..." in t for t in lines) >= 2
+    assert lines[-1].startswith("pianosynth: kernels compiled in")

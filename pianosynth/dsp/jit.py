@@ -52,3 +52,46 @@ def _refresh_cache() -> None:
 
 
 _refresh_cache()
+
+
+def kernels_cached() -> bool:
+    """True when the block loop's machine code is in the on-disk cache (a start takes ~1 s);
+    False right after an install or a kernel change (the first render compiles, ~1 min)."""
+    d = _PKG / "engine" / "__pycache__"
+    return any(d.glob("blockloop.render_strings-*.nbi"))
+
+
+def compile_with_progress(work, say=None, every_s: float = 5.0):
+    """Run ``work()`` (which compiles the kernels) while a thread reports progress.
+
+    Parameters
+    ----------
+    work : callable
+        Compiles (e.g. renders a few frames on a small engine); its result is returned.
+    say : callable(str), optional
+        Where progress lines go (default: stderr). One line at the start, one every
+        ``every_s`` seconds with the time so far, one at the end.
+    """
+    import sys
+    import threading
+    import time
+
+    if say is None:
+        def say(text):
+            print(text, file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    done = threading.Event()
+    say("pianosynth: compiling the DSP kernels (first run after an install or update; "
+        "about a minute, cached for later runs)")
+
+    def tick():
+        while not done.wait(every_s):
+            say(f"pianosynth: compiling ... {time.perf_counter() - t0:.0f} s")
+    th = threading.Thread(target=tick, name="compile-progress", daemon=True)
+    th.start()
+    try:
+        return work()
+    finally:
+        done.set()
+        th.join()
+        say(f"pianosynth: kernels compiled in {time.perf_counter() - t0:.0f} s")
