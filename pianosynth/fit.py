@@ -40,6 +40,9 @@ from . import analysis as A
 from .errors import PianosynthError
 
 LN1000 = math.log(1000.0)
+#: a fitted key's dispersion allpass covers at least partials 1..BAND_PARTIALS (order up to
+#: 20), so they sit on eq. 12 within a cent, not only the perceptual band (§4.2)
+BAND_PARTIALS = 20
 #: lowest / highest MIDI key.
 KEY_MIN, KEY_MAX = 21, 108
 
@@ -651,8 +654,9 @@ def fit_tuning_model(settings: dict, keys_with, key: int, fs: int, partials_hz, 
 
     meas = np.asarray(partials_hz, float)[:n_max]
     k = np.arange(1, meas.size + 1)
-    band = dispersion_band_hz(f0, fs)
-    use = np.isfinite(meas) & (meas <= band)
+    band = max(dispersion_band_hz(f0, fs), float(np.nanmax(meas)) if np.isfinite(meas).any()
+               else 0.0) if BAND_PARTIALS else dispersion_band_hz(f0, fs)
+    use = np.isfinite(meas) & (meas <= min(band, 0.45 * fs))
     if use.sum() < 2:
         return f0, b, int(use.sum())
 
@@ -690,8 +694,10 @@ def fit_loss_filter(freqs_hz, t60_s, order: int = 1, weights=None):
     freqs_hz, t60_s : arrays (m,)
         Partial frequencies (Hz) and the T60 (s) the string must give them (nan: ignored).
     order : int
-        1: sigma(f) = c1 + c3 f^2 (the one-pole filter of eq. 8). Higher orders are not
-        supported by the engine's string loop.
+        1 .. 1 + MAX_LOSS_SECTIONS. The curve returned is always the one-pole's (eq. 8);
+        with order > 1 the fit also hands the per-partial T60s to the design
+        (``t60_kNN_s``, ``loss_order``), which adds order - 1 peaking cuts
+        (:func:`design.string.design_loss_correction`, eq. 11).
     weights : array (m,), optional
         Extra weights multiplied into tau^4.
 
@@ -706,9 +712,12 @@ def fit_loss_filter(freqs_hz, t60_s, order: int = 1, weights=None):
     for 0 < g < 1, -1 < a1 <= 0) and c1 kept positive; the engine's
     :func:`design.string.design_loss_filter` turns two points of the curve into g and a1.
     """
-    if order != 1:
-        raise PianosynthError(f"--loss-order {order}: the engine's loss filter is the one-pole "
-                              "of Bank et al. eq. 8; only order 1 is supported")
+    from .design.string import MAX_LOSS_SECTIONS
+
+    if not 1 <= int(order) <= 1 + MAX_LOSS_SECTIONS:
+        raise PianosynthError(f"--loss-order {order}: the loss filter order must be 1 (the "
+                              f"one-pole of Bank et al. eq. 8) to {1 + MAX_LOSS_SECTIONS} "
+                              "(one-pole plus peaking cuts, eq. 11)")
     f = np.asarray(freqs_hz, float)
     t = np.asarray(t60_s, float)
     w = np.ones_like(f) if weights is None else np.asarray(weights, float)
@@ -991,8 +1000,10 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
 
     # 1) tuning and dispersion: f0, B of eq. 12, then matched to the designed loop
     f0, b = fit_tuning(rec.partials_hz)
-    f0, b, n_tuned = fit_tuning_model(settings, keys_with, key, fs, rec.partials_hz, f0, b)
-    over = {"f0_hz": f0, "inharmonicity_b": b}
+    over = {"dispersion_partials": float(BAND_PARTIALS)} if BAND_PARTIALS else {}
+    keys_band = (lambda o: keys_with({**over, **o}))
+    f0, b, n_tuned = fit_tuning_model(settings, keys_band, key, fs, rec.partials_hz, f0, b)
+    over.update({"f0_hz": f0, "inharmonicity_b": b})
 
     # 2) per-partial decay -> loss filter (§4.1)
     fk = rec.decay_freqs_hz
@@ -1107,6 +1118,25 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         over["output_gain_db"] = float(np.clip(gain0 + rec.level_db - A.level_db(y, fs),
                                                -40, 40))
 
+    # 4b) higher-order loss (§4.1, eq. 11): the per-partial T60s go to the design, which
+    # fits a one-pole lower envelope plus loss_order - 1 peaking cuts to them
+    from .engine.params import N_T60_PARTIALS
+
+    t_list = np.array(target, float)
+
+    def set_list(tl):
+        over["loss_order"] = float(loss_order)
+        for j in range(min(nd, N_T60_PARTIALS)):
+            name = f"t60_k{j + 1:02d}_s"
+            if np.isfinite(tl[j]):
+                over[name] = float(np.clip(tl[j], 0.02, 120.0))
+            else:
+                over.pop(name, None)
+
+    if loss_order > 1:
+        set_list(t_list)
+        iterations = max(iterations, 2)
+
     # 5) render, measure with the same functions, correct (model vs formula differences)
     for it in range(iterations):
         y = render_note(settings, keys_with(over), key, velocity, n_frames, fs)
@@ -1119,6 +1149,12 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
             corr = np.where(ok, ratio, np.nan)
             target = np.where(ok, target * np.clip(corr, 0.5, 2.0), target)
             c1, c3 = set_loss(target)
+        if loss_order > 1:
+            # every partial's T60 as measured on the render (the second modes add to the
+            # resonator partials' decay)
+            okl = np.isfinite(ratio) & np.isfinite(t_list)
+            t_list = np.where(okl, t_list * np.clip(ratio, 0.5, 2.0), t_list)
+            set_list(t_list)
         set_resonators(c1, c3)
         over["output_gain_db"] = float(np.clip(over["output_gain_db"] - err.level_db, -40, 40))
         # tuning as measured on the render (the second modes pull the measured peaks):
@@ -1142,7 +1178,8 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     after = compare(rec, xm, y_after, fs)
     # guard: the base preset's decay and second modes with the fitted tuning and level,
     # kept when closer to the recording (the default curves were tuned on these notes)
-    alt = dict(over)
+    alt = {k_: v_ for k_, v_ in over.items() if not k_.startswith("t60_k")}
+    alt.pop("loss_order", None)
     for name in ("t60_f0_s", "t60_high_s", "t60_high_hz", "second_mode_level",
                  "late_t60_ratio", "unison_detune_cents"):
         if name in alt:
@@ -1273,8 +1310,8 @@ def add_fit_arguments(p) -> None:
     p.add_argument("--base", default="default", metavar="PRESET",
                    help="preset to start from (name or .toml file; default: default)")
     p.add_argument("--loss-order", type=int, default=1, metavar="N",
-                   help="loss filter order (1: the one-pole of Bank et al. eq. 8, the only "
-                        "one the engine plays)")
+                   help="loss filter order: 1 the one-pole of Bank et al. eq. 8; 2-5 adds "
+                        "N-1 peaking cuts fitted to the per-partial T60s (eq. 11)")
     p.add_argument("--refine", action="store_true",
                    help="then minimise the multi-resolution STFT distance (bounded search, "
                         "about 40 renders)")
@@ -1324,7 +1361,7 @@ def cmd_fit(args) -> int:
     if args.velocity is not None and not 1 <= args.velocity <= 127:
         raise PianosynthError(f"velocity must be 1..127, not {args.velocity}")
     if args.loss_order != 1:
-        fit_loss_filter([1.0], [1.0], order=args.loss_order)      # raises the clear error
+        fit_loss_filter([1.0], [1.0], order=args.loss_order)      # out of range: clear error
     if args.render:
         from .io.audio_file import check_output_path
         check_output_path(args.render)

@@ -19,8 +19,11 @@ def naive_voice(eng, key, velocity, n):
     fs = eng.sample_rate
     nl = int(kt.kt_i[key, 0]); bl = int(kt.kt_i[key, 1]); nsec = int(kt.kt_i[key, 2])
     nres = int(kt.kt_i[key, 3])
-    g, a1, _, _, eta, m, kk, p, twoz, gain, _, knock = kt.kt_f[key]
+    g, a1, _, _, eta, m, kk, p, twoz, gain, _, knock = kt.kt_f[key, :12]
     sos = kt.kt_sos[key, :nsec]
+    nlc = int(kt.kt_i[key, 8])          # loss correction biquads (b0, b1, b2, a1, a2)
+    lc = kt.kt_f[key, 12:12 + 5 * nlc].reshape(-1, 5)
+    lcs = [[0.0, 0.0, 0.0, 0.0] for _ in range(nlc)]     # x1, x2, y1, y2 (direct form I)
     rc = kt.kt_res[key, :nres]
     nut = [0.0] * nl
     brg = [0.0] * bl
@@ -40,6 +43,11 @@ def naive_voice(eng, key, velocity, n):
         x = brg[0]
         ly = g * (1 + a1) * x - a1 * ly
         y = ly
+        for s in range(nlc):
+            b0, b1, b2, p1, p2 = lc[s]
+            o = b0 * y + b1 * lcs[s][0] + b2 * lcs[s][1] - p1 * lcs[s][2] - p2 * lcs[s][3]
+            lcs[s] = [y, lcs[s][0], o, lcs[s][2]]
+            y = o
         for s in range(nsec):
             c1, c2 = sos[s]
             o = c2 * y + c1 * ap[s][0] + ap[s][1] - c1 * ap[s][2] - c2 * ap[s][3]
@@ -86,9 +94,16 @@ def naive_voice(eng, key, velocity, n):
     return out, res
 
 
-@pytest.mark.parametrize("key", [84, 96])
-def test_voice_kernel_equals_naive_reference(key):
-    eng = get_engine(44100)
+@pytest.mark.parametrize("key,loss", [(84, False), (96, False), (84, True)])
+def test_voice_kernel_equals_naive_reference(key, loss):
+    """The kernel against the plain-Python waveguide; ``loss``: a higher-order loss filter
+    (one-pole + 3 peaking cuts from a T60 list, Bank et al. §4.1)."""
+    if loss:
+        t60 = {f"t60_k{k:02d}_s": t for k, t in enumerate([0.6, 0.7, 1.5, 1.4, 1.0], 1)}
+        eng = Engine(None, 44100, {key: {"loss_order": 4, **t60}}, max_voices=4)
+        assert eng.keys.kt_i[key, 8] > 0
+    else:
+        eng = get_engine(44100)
     n = 3000
     ref_out, ref_res = naive_voice(eng, key, 100, n)
     eng.reset()

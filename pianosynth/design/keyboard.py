@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engine.params import PARAM_BY_NAME, defaults
+from ..engine.params import N_T60_PARTIALS, PARAM_BY_NAME, defaults
 
 KEY_MIN = 21
 KEY_MAX = 108
@@ -168,6 +168,10 @@ class KeyboardParams:
     second_mode_level : initial amplitude of the second mode relative to the string partial.
     output_gain_db : per-key output trim, dB.
     has_damper : bool.
+    loss_order : int, 1 = the one-pole loss filter; > 1 adds loss_order - 1 peaking cuts
+    fitted to ``t60_partials_s`` (Bank et al. §4.1, ``design.string.design_loss_correction``).
+    t60_partials_s : (88, N_T60_PARTIALS) measured T60 of partials 1.. (s), nan = not given.
+    dispersion_partials : int, partials the dispersion allpass must cover (0: perceptual band).
     """
 
     keys: np.ndarray
@@ -188,6 +192,9 @@ class KeyboardParams:
     second_mode_level: np.ndarray
     output_gain_db: np.ndarray
     has_damper: np.ndarray
+    loss_order: np.ndarray = None
+    t60_partials_s: np.ndarray = None
+    dispersion_partials: np.ndarray = None
 
     def index(self, key: int) -> int:
         return int(key) - KEY_MIN
@@ -256,14 +263,19 @@ def design_keyboard(settings: dict | None = None,
         strike_position=np.full(n, s["strike_position"]), late_t60_ratio=late_ratio,
         second_mode_level=second_level, output_gain_db=np.interp(k, _GAIN_KEYS, _GAIN_DB),
         has_damper=k < FIRST_UNDAMPED_KEY,
+        loss_order=np.ones(n, np.int64), t60_partials_s=np.full((n, N_T60_PARTIALS), np.nan),
+        dispersion_partials=np.zeros(n, np.int64),
     )
     for key, over in (key_overrides or {}).items():
         i = int(key) - KEY_MIN
         if not 0 <= i < n:
             continue
         for field, value in over.items():
+            if field.startswith("t60_k") and field.endswith("_s"):
+                kp.t60_partials_s[i, int(field[5:-2]) - 1] = value
+                continue
             arr = getattr(kp, field)
-            arr[i] = value
+            arr[i] = int(round(value)) if arr.dtype.kind == "i" else value
         if "f0_hz" in over or "inharmonicity_b" in over:
             kp.f1_hz[i] = kp.f0_hz[i] * np.sqrt(1.0 + kp.inharmonicity_b[i])
     return kp

@@ -13,7 +13,7 @@ The reflection filter of Fig. 3 is split as H_r(z) = -H_l(z) H_d(z) H_fd(z):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -94,6 +94,155 @@ def t60_of_loop(g: float, a1: float, loop_delay, w: np.ndarray, fs: float) -> np
 
 
 # ---------------------------------------------------------------------------------------------
+# Higher-order loss: one-pole + peaking-cut correction (Bank et al. §4.1, eq. 7 and 11)
+# ---------------------------------------------------------------------------------------------
+#: most correction biquads after the one-pole (``loss_order`` = 1 + sections, <= 5)
+MAX_LOSS_SECTIONS = 4
+
+
+def peaking_cut_biquad(fc_hz: float, q: float, gain: float, fs: float) -> np.ndarray:
+    """Peaking-cut biquad (b0, b1, b2, a1, a2), a0 = 1 (RBJ audio-EQ cookbook "peakingEQ").
+
+    |H| = 1 at DC and Nyquist and falls monotonically to ``gain`` at ``fc_hz``: with
+    0 < gain <= 1, |H(e^jw)| <= 1 at every frequency, and the poles lie inside the unit
+    circle for q > 0 and 0 < fc < fs/2 (stable, minimum phase).
+    """
+    a = math.sqrt(gain)
+    w0 = 2.0 * math.pi * fc_hz / fs
+    alpha = math.sin(w0) / (2.0 * q)
+    c = math.cos(w0)
+    a0 = 1.0 + alpha / a
+    return np.array([(1.0 + alpha * a) / a0, -2.0 * c / a0, (1.0 - alpha * a) / a0,
+                     -2.0 * c / a0, (1.0 - alpha / a) / a0])
+
+
+def biquads_response(lsos, w: np.ndarray) -> np.ndarray:
+    """Complex response of a cascade of biquads (rows b0, b1, b2, a1, a2) at ``w``."""
+    z1 = np.exp(-1j * np.asarray(w, float))
+    h = np.ones_like(z1)
+    for b0, b1, b2, a1, a2 in np.reshape(lsos, (-1, 5)):
+        h = h * (b0 + b1 * z1 + b2 * z1 * z1) / (1.0 + a1 * z1 + a2 * z1 * z1)
+    return h
+
+
+def loss_response(g: float, a1: float, lsos, w: np.ndarray) -> np.ndarray:
+    """Complex response of the whole loss filter: one-pole (eq. 8) times the correction."""
+    h = loss_filter_response(g, a1, np.asarray(w, float))
+    if lsos is not None and len(lsos):
+        h = h * biquads_response(lsos, w)
+    return h
+
+
+def design_loss_correction(w: np.ndarray, loss_np: np.ndarray, g: float, a1: float,
+                           n_sections: int, fs: float, f1_hz: float):
+    """One-pole lower envelope + peaking cuts fitted to per-partial losses per round trip.
+
+    Parameters
+    ----------
+    w : array (m,)
+        Digital frequencies of the partials (rad/sample at ``fs``).
+    loss_np : array (m,)
+        Loss per round trip the partials need, nepers: -ln g_k with g_k = exp(-D_k / (fs
+        tau_k)) (eq. 7; D_k the loop group delay in samples, tau_k = T60_k / ln 1000).
+    g, a1 : float
+        A first one-pole (eq. 8), e.g. from eq. 9-10; lowered where it loses more than a
+        partial needs.
+    n_sections : int
+        Correction biquads (1..MAX_LOSS_SECTIONS).
+
+    Returns
+    -------
+    (g, a1, lsos) : the one-pole and (n_sections, 5) peaking cuts (b0, b1, b2, a1, a2).
+
+    Notes
+    -----
+    Stable with |H_l| < 1 at every frequency by construction: 0 < g < 1, -1 < a1 <= 0 and
+    every correction is a peaking cut (gain <= 1, |H| <= 1 everywhere). So the one-pole is
+    first made a lower envelope of the needed losses (it may never lose more than a
+    partial needs: a cut can only add loss), then the cuts (centre, Q, depth) are fitted by
+    bounded least squares to the relative decay-time error, the Bank-Valimaki weighting of
+    eq. 11 (w_k = 1 / (g_k - 1)^4 on |H| - g_k, i.e. the error in tau_k) divided by tau_k^2.
+    """
+    from scipy.optimize import least_squares
+
+    w = np.asarray(w, float)
+    need = np.maximum(np.asarray(loss_np, float), 1e-12)
+    # one-pole lower envelope: scale its loss (-ln|H|) down until it is below every need
+    l1 = -np.log(np.abs(loss_filter_response(g, a1, w)))
+    scale = min(1.0, float(np.min(need / np.maximum(l1, 1e-15))))
+    if scale < 1.0:
+        c1 = (1.0 - g) * scale          # eq. 10 with f0 = 1: c1 and c3 scale together
+        c3 = -a1 / (2.0 * (a1 + 1.0) ** 2) * scale
+        g = 1.0 - c1
+        if c3 > 0.0:
+            bq = 4.0 * c3 + 1.0
+            a1 = (-bq + math.sqrt(bq * bq - 16.0 * c3 * c3)) / (4.0 * c3)
+        else:
+            a1 = 0.0
+        l1 = -np.log(np.abs(loss_filter_response(g, a1, w)))
+        over = float(np.max(l1 / need))
+        if over > 1.0:                  # eq. 9 is an approximation: lower g once more
+            g = 1.0 - (1.0 - g) / over
+            l1 = -np.log(np.abs(loss_filter_response(g, a1, w)))
+            if np.any(l1 > need):
+                g = 1.0 - (1.0 - g) * float(np.min(need / l1))
+                l1 = -np.log(np.abs(loss_filter_response(g, a1, w)))
+    extra = np.maximum(need - l1, 0.0)  # nepers per round trip the cuts must add
+    n = int(n_sections)
+    if n <= 0 or not np.any(extra > 1e-3 * need):
+        return g, a1, np.zeros((0, 5))
+    f = w * fs / (2.0 * np.pi)
+    f_lo, f_hi = max(0.5 * f1_hz, 5.0), 0.45 * fs
+    x0, lo, hi = [], [], []
+    # start: cuts centred on the n largest relative excess regions
+    order = np.argsort(-(extra / need))
+    centres = []
+    for j in order:
+        if all(abs(math.log(f[j] / c)) > 0.4 for c in centres):
+            centres.append(float(f[j]))
+        if len(centres) == n:
+            break
+    while len(centres) < n:
+        centres.append(float(np.exp(np.mean(np.log(f)))) * (1.3 ** len(centres)))
+    for c in centres:
+        depth = float(np.interp(c, f, extra)) if f.size > 1 else float(extra[0])
+        x0 += [math.log(min(max(c, f_lo * 1.01), f_hi * 0.99)), math.log(1.0),
+               math.log(max(depth, 1e-9))]
+        lo += [math.log(f_lo), math.log(0.1), math.log(1e-12)]
+        hi += [math.log(f_hi), math.log(30.0), math.log(2.0)]
+
+    def sections(q):
+        return np.array([peaking_cut_biquad(math.exp(q[3 * i]), math.exp(q[3 * i + 1]),
+                                            math.exp(-math.exp(q[3 * i + 2])), fs)
+                         for i in range(n)])
+
+    def resid(q):
+        lt = l1 - np.log(np.abs(biquads_response(sections(q), w)))
+        return lt / need - 1.0          # ~ relative error of tau_k (eq. 11 / tau_k^2)
+
+    x0 = np.clip(x0, np.add(lo, 1e-9), np.subtract(hi, 1e-9))
+    r = least_squares(resid, x0, bounds=(lo, hi), x_scale=1.0, max_nfev=200 * n)
+    lsos = sections(r.x)
+    if float(np.sum(r.fun ** 2)) >= float(np.sum((l1 / need - 1.0) ** 2)):
+        return g, a1, np.zeros((0, 5))     # the cuts do not help
+    check_loss_filter(g, a1, lsos, fs)
+    return g, a1, lsos
+
+
+def check_loss_filter(g: float, a1: float, lsos, fs: float) -> None:
+    """Raise ValueError unless the loss filter is stable with |H| < 1 on a dense grid (the
+    design guarantees both; this checks the guarantee)."""
+    if not (0.0 < g < 1.0 and -1.0 < a1 <= 0.0):
+        raise ValueError(f"loss one-pole g = {g}, a1 = {a1} outside 0 < g < 1, -1 < a1 <= 0")
+    for b0, b1, b2, p1, p2 in np.reshape(lsos, (-1, 5)):
+        if not (abs(p2) < 1.0 and abs(p1) < 1.0 + p2):
+            raise ValueError("loss correction section with a pole on or outside |z| = 1")
+    wg = np.linspace(0.0, math.pi, 4097)
+    if np.max(np.abs(loss_response(g, a1, lsos, wg))) >= 1.0:
+        raise ValueError("loss filter magnitude reaches 1")
+
+
+# ---------------------------------------------------------------------------------------------
 # Fractional delay
 # ---------------------------------------------------------------------------------------------
 def thiran1(delay: float) -> float:
@@ -169,13 +318,13 @@ def dispersion_band_hz(f0_hz: float, fs: float) -> float:
     return min(1500.0 * 4.0 ** x, 0.45 * fs)
 
 
-def _design_dispersion(f0_hz, b, fs, g, a1, n_band, order, thetas):
+def _design_dispersion(f0_hz, b, fs, g, a1, n_band, order, thetas, lsos=None):
     """Best LSEE allpass over a grid of the top-of-band phase; returns (err_cents, sos, c)."""
     k = np.arange(1, n_band + 1, dtype=float)
     fk = k * f0_hz * np.sqrt(1.0 + b * k * k)
     w = 2.0 * np.pi * fk / fs
     d_req = k * fs / fk
-    d_loss = -np.angle(loss_filter_response(g, a1, w)) / w
+    d_loss = -np.angle(loss_response(g, a1, lsos, w)) / w
     dfk = f0_hz * (1.0 + 2.0 * b * k * k) / np.sqrt(1.0 + b * k * k)
     dg_top = fs / dfk[-1]
     weights = 1.0 / np.sqrt(k)
@@ -197,14 +346,21 @@ def _design_dispersion(f0_hz, b, fs, g, a1, n_band, order, thetas):
     return best
 
 
-def choose_dispersion(f0_hz, b, fs, g, a1, max_order=16, tol_cents=1.0):
+def choose_dispersion(f0_hz, b, fs, g, a1, max_order=16, tol_cents=1.0, lsos=None,
+                      min_partials=0):
     """Smallest allpass order covering the perceptual band within ``tol_cents``; when even
-    ``max_order`` cannot, the widest band it can cover. Returns (n_band, sos)."""
+    ``max_order`` cannot, the widest band it can cover. Returns (n_band, sos).
+
+    ``min_partials`` widens the band to cover at least that many partials (a fitted key:
+    partials 1-20 on eq. 12), up to 0.45 fs. ``lsos``: the loss correction biquads, whose
+    phase the allpass compensates like the one-pole's."""
     if b <= 0.0:
         return 0, np.zeros((0, 2))
-    f_band = dispersion_band_hz(f0_hz, fs)
     k = np.arange(1, 400, dtype=float)
     fk = k * f0_hz * np.sqrt(1.0 + b * k * k)
+    f_band = dispersion_band_hz(f0_hz, fs)
+    if min_partials > 0:
+        f_band = min(max(f_band, 1.0001 * fk[int(min_partials) - 1]), 0.45 * fs)
     l_cap = int(np.count_nonzero(fk <= f_band))
     if l_cap < 2:
         return 0, np.zeros((0, 2))
@@ -212,13 +368,13 @@ def choose_dispersion(f0_hz, b, fs, g, a1, max_order=16, tol_cents=1.0):
     for order in (2, 4, 6, 8, 10, 12, 14, 16, 18, 20):
         if order > max_order:
             break
-        err, sos, _ = _design_dispersion(f0_hz, b, fs, g, a1, l_cap, order, coarse)
+        err, sos, _ = _design_dispersion(f0_hz, b, fs, g, a1, l_cap, order, coarse, lsos)
         if err <= tol_cents:
             return l_cap, sos
     lo, hi, found = 2, l_cap, None
     while lo <= hi:
         mid = (lo + hi) // 2
-        err, sos, _ = _design_dispersion(f0_hz, b, fs, g, a1, mid, max_order, coarse)
+        err, sos, _ = _design_dispersion(f0_hz, b, fs, g, a1, mid, max_order, coarse, lsos)
         if err <= tol_cents:
             found = (mid, sos)
             lo = mid + 1
@@ -237,6 +393,8 @@ class StringDesign:
     thiran_eta : first-order Thiran coefficient. loop_delay : total phase delay at f1 (samples).
     n_band : partials inside the dispersion design band. partials_hz : predicted partial
     frequencies of the loop (k = 1..n_band), Hz.
+    loss_sos : (n, 5) float64, peaking-cut correction biquads (b0, b1, b2, a1, a2) after the
+    one-pole (higher-order loss filter, §4.1); n = 0 for the one-pole alone.
     """
 
     nut_delay: int
@@ -250,29 +408,37 @@ class StringDesign:
     loop_delay: float
     n_band: int
     partials_hz: np.ndarray
+    loss_sos: np.ndarray = field(default_factory=lambda: np.zeros((0, 5)))
+
+    def t60_s(self, w, fs: float, loop_delay) -> np.ndarray:
+        """T60 (s) of partials at ``w`` given the loop group delay ``loop_delay`` (samples),
+        from the whole loss filter (one-pole and correction)."""
+        mag = np.abs(loss_response(self.loss_g, self.loss_a1, self.loss_sos, w))
+        return -LN1000 * np.asarray(loop_delay, float) / (fs * np.log(mag))
 
 
-def loop_phase_delay(w, n_int, eta, sos, g, a1):
-    """Total phase delay (samples) of the loop at ``w``: integer + Thiran + dispersion + loss."""
+def loop_phase_delay(w, n_int, eta, sos, g, a1, lsos=None):
+    """Total phase delay (samples) of the loop at ``w``: integer + Thiran + dispersion + loss
+    (one-pole and, when given, the correction biquads ``lsos``)."""
     w = np.atleast_1d(np.asarray(w, float))
     d = n_int + allpass1_phase_delay(eta, w)
     if len(sos):
         d = d - sos_allpass_phase(sos, w) / w
-    d = d - np.angle(loss_filter_response(g, a1, w)) / w
+    d = d - np.angle(loss_response(g, a1, lsos, w)) / w
     return d
 
 
-def loop_partials_hz(fs, n_int, eta, sos, g, a1, n, f_guess):
+def loop_partials_hz(fs, n_int, eta, sos, g, a1, n, f_guess, lsos=None):
     """Resonance frequencies of the loop: solve w D(w) = 2 pi k for k = 1..n (Newton)."""
     out = np.empty(n)
     for i in range(n):
         k = i + 1
         w = 2.0 * np.pi * f_guess[i] / fs
         for _ in range(30):
-            d = loop_phase_delay(w, n_int, eta, sos, g, a1)[0]
+            d = loop_phase_delay(w, n_int, eta, sos, g, a1, lsos)[0]
             f = w * d - 2.0 * np.pi * k
             h = 1e-6
-            d2 = loop_phase_delay(w + h, n_int, eta, sos, g, a1)[0]
+            d2 = loop_phase_delay(w + h, n_int, eta, sos, g, a1, lsos)[0]
             fp = ((w + h) * d2 - w * d) / h
             step = f / fp
             w -= step
@@ -282,19 +448,60 @@ def loop_partials_hz(fs, n_int, eta, sos, g, a1, n, f_guess):
     return out
 
 
+def _allpass_group_delay(sos, w):
+    """Group delay (samples) of the dispersion allpass at ``w`` (central differences)."""
+    if not len(sos):
+        return np.zeros_like(w)
+    h = 1e-6
+    return -(sos_allpass_phase(sos, w + h) - sos_allpass_phase(sos, w - h)) / (2.0 * h)
+
+
 @lru_cache(maxsize=4096)
 def _design_string_cached(f0_hz, b, fs, t60_f0_s, t60_high_s, t60_high_hz, damped_t60_s,
-                          damped_t60_high_s, strike_position, max_order):
+                          damped_t60_high_s, strike_position, max_order, t60_partials=(),
+                          loss_order=1, band_partials=0):
     f1 = f0_hz * math.sqrt(1.0 + b)
     d1 = fs / f1                                   # loop phase delay needed at f1
     g, a1 = design_loss_filter(f1, fs, t60_f0_s, t60_high_s, t60_high_hz)
     gd, a1d = design_loss_filter(f1, fs, damped_t60_s, damped_t60_high_s, t60_high_hz)
-    n_band, sos = choose_dispersion(f0_hz, b, fs, g, a1, max_order=max_order)
+    if band_partials > 0:
+        max_order = max(max_order, 2 * MAX_SECTIONS)
+    n_band, sos = choose_dispersion(f0_hz, b, fs, g, a1, max_order=max_order,
+                                    min_partials=band_partials)
+    lsos = np.zeros((0, 5))
+    t60p = np.array(t60_partials, float)
+    if loss_order > 1 and np.isfinite(t60p).sum() >= 2:
+        # higher-order loss (§4.1): per-partial T60s -> losses per round trip over the real
+        # loop group delay (eq. 7), a one-pole lower envelope plus peaking cuts (eq. 11)
+        kk = np.arange(1, t60p.size + 1, dtype=float)
+        fk = kk * f0_hz * np.sqrt(1.0 + b * kk * kk)
+        ok = np.isfinite(t60p) & (t60p > 0) & (fk < 0.45 * fs)
+        w = 2.0 * np.pi * fk[ok] / fs
+        w1 = np.array([2.0 * np.pi * f1 / fs])
+        pd_disp1 = (-sos_allpass_phase(sos, w1) / w1)[0] if len(sos) else 0.0
+        dk = d1 - pd_disp1 + _allpass_group_delay(sos, w)
+        need = dk * LN1000 / (fs * t60p[ok])
+        # a first one-pole from the list itself: eq. 9 regression, relative weights
+        th2 = w * w
+        a = np.column_stack([np.ones_like(th2), th2]) / need[:, None]
+        (c1, c3), *_ = np.linalg.lstsq(a, np.ones_like(need), rcond=None)
+        c1 = min(max(c1, 1e-6 * float(need.min())), 0.999)
+        c3 = max(c3, 0.0)
+        g0 = 1.0 - c1
+        a10 = 0.0
+        if c3 > 0.0:
+            bq = 4.0 * c3 + 1.0
+            a10 = (-bq + math.sqrt(bq * bq - 16.0 * c3 * c3)) / (4.0 * c3)
+        g, a1, lsos = design_loss_correction(w, need, g0, max(a10, -0.999), loss_order - 1,
+                                             fs, f1)
+        if len(lsos):
+            n_band, sos = choose_dispersion(f0_hz, b, fs, g, a1, max_order=max_order,
+                                            lsos=lsos, min_partials=band_partials)
     eta = 0.0
     # fine tuning: integer + Thiran for what remains at f1 (eq. 13 with H_fd separate)
     w1 = np.array([2.0 * np.pi * f1 / fs])
     d_disp1 = (-sos_allpass_phase(sos, w1) / w1)[0] if len(sos) else 0.0
-    d_loss1 = (-np.angle(loss_filter_response(g, a1, w1)) / w1)[0]
+    d_loss1 = (-np.angle(loss_response(g, a1, lsos, w1)) / w1)[0]
     rem = d1 - d_disp1 - d_loss1
     n_int = int(math.floor(rem - 0.5))
     for _ in range(4):  # the Thiran's own phase delay at f1 differs slightly from d at DC
@@ -307,14 +514,16 @@ def _design_string_cached(f0_hz, b, fs, t60_f0_s, t60_high_s, t60_high_hz, dampe
     n_out = max(n_band, 1)
     kk = np.arange(1, n_out + 1, dtype=float)
     guess = kk * f0_hz * np.sqrt(1.0 + b * kk * kk)
-    partials = loop_partials_hz(fs, nut + bridge, eta, sos, g, a1, n_out, guess)
+    partials = loop_partials_hz(fs, nut + bridge, eta, sos, g, a1, n_out, guess, lsos)
     return StringDesign(nut, bridge, g, a1, gd, a1d, np.ascontiguousarray(sos), eta,
-                        d1, n_band, partials)
+                        d1, n_band, partials, np.ascontiguousarray(lsos, dtype=np.float64))
 
 
 def design_string(f0_hz: float, b: float, fs: float, t60_f0_s: float, t60_high_s: float,
                   t60_high_hz: float, damped_t60_s: float, damped_t60_high_s: float,
-                  strike_position: float = 0.125, max_order: int = 16) -> StringDesign:
+                  strike_position: float = 0.125, max_order: int = 16,
+                  t60_partials_s=None, loss_order: int = 1,
+                  band_partials: int = 0) -> StringDesign:
     """Design one key's waveguide string.
 
     Parameters
@@ -333,6 +542,15 @@ def design_string(f0_hz: float, b: float, fs: float, t60_f0_s: float, t60_high_s
         Hammer position as a fraction of the string length, from the agraffe (nut) end.
     max_order : int
         Largest dispersion allpass order (even).
+    t60_partials_s : sequence of float, optional
+        Measured T60 (s) of partials k = 1, 2 ... (nan: not given). With ``loss_order`` > 1
+        the loss filter is a one-pole plus ``loss_order - 1`` peaking cuts fitted to them
+        (:func:`design_loss_correction`); the damped design stays the one-pole.
+    loss_order : int
+        1 (the one-pole of eq. 8-10) .. 1 + MAX_LOSS_SECTIONS.
+    band_partials : int
+        When > 0, the dispersion design band covers at least this many partials (order up
+        to 2 MAX_SECTIONS).
 
     Returns
     -------
@@ -348,4 +566,8 @@ def design_string(f0_hz: float, b: float, fs: float, t60_f0_s: float, t60_high_s
         raise ValueError(f"f1 = {f1:.1f} Hz cannot be played at fs = {fs:.0f} Hz")
     return _design_string_cached(float(f0_hz), float(b), float(fs), float(t60_f0_s),
                                  float(t60_high_s), float(t60_high_hz), float(damped_t60_s),
-                                 float(damped_t60_high_s), float(strike_position), int(max_order))
+                                 float(damped_t60_high_s), float(strike_position), int(max_order),
+                                 tuple(float(t) if np.isfinite(t) else 0.0 for t in
+                                       (t60_partials_s if t60_partials_s is not None else ())),
+                                 int(min(max(loss_order, 1), 1 + MAX_LOSS_SECTIONS)),
+                                 int(band_partials))

@@ -55,7 +55,8 @@ I_SOST = 11          # 1 when the sostenuto pedal holds this voice's damper
 I_RATE = 12          # the string runs at fs / I_RATE (1, 2 or 4; multirate strings, §4.2)
 I_SYMP = 13          # 1: an unstruck string ringing in sympathy (driven through the bridge)
 I_DORMANT = 14       # 1: a sympathetic string at exactly zero, skipped while its drive is zero
-N_IVARS = 15
+I_N_LOSS = 15        # loss correction biquads after the one-pole (0: none; §4.1)
+N_IVARS = 16
 
 # ---- fvars columns ------------------------------------------------------------------------
 F_G = 0
@@ -85,7 +86,12 @@ F_RES_DAMP = 23       # resonator pole radius factor per low-rate sample when fu
 F_DAMP_SPEED = 24     # damper speed factor from the key's release velocity (1 = 64)
 F_KNOCK = 25          # hammer knock: force -> soundboard input gain (0 = off)
 F_DRIVE_SEEN = 26     # sympathetic drive seen since the last 64-sample check (0/1)
-N_FVARS = 27
+#: loss correction (higher-order loss filter, Bank et al. §4.1): MAX_LOSS_SECTIONS biquads
+#: (b0, b1, b2, a1, a2) from F_LC, their transposed direct form II states (s1, s2) from F_LS
+MAX_LOSS_SECTIONS = 4
+F_LC = 27
+F_LS = F_LC + 5 * MAX_LOSS_SECTIONS
+N_FVARS = F_LS + 2 * MAX_LOSS_SECTIONS
 
 HAMMER_IMPLICIT_MULTIRATE = 0
 HAMMER_FICTITIOUS_SINGLE_RATE = 1
@@ -195,6 +201,7 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
     tap = bl // 2
     nsec = iv[v, I_N_SEC]
     nres = iv[v, I_N_RES]
+    nloss = iv[v, I_N_LOSS]
     w = iv[v, I_WIDX]
     r = iv[v, I_RATE]
     dt = r / fs
@@ -236,6 +243,18 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
         # reflection filter chain H_r = -H_l H_d H_fd
         ly1 = g * (1.0 + a1) * x - a1 * ly1              # loss, eq. 8
         y = ly1
+        if nloss > 0:
+            # loss correction (peaking cuts, |H| <= 1), faded out as the damper lands:
+            # (1 - damp) H_c + damp keeps |.| <= 1 at every frequency
+            yc = y
+            for s in range(nloss):                       # transposed direct form II
+                c = F_LC + 5 * s
+                st = F_LS + 2 * s
+                out = fv[v, c] * yc + fv[v, st]
+                fv[v, st] = fv[v, c + 1] * yc - fv[v, c + 3] * out + fv[v, st + 1]
+                fv[v, st + 1] = fv[v, c + 2] * yc - fv[v, c + 4] * out
+                yc = out
+            y = yc + damp * (y - yc)
         for s in range(nsec):                            # dispersion allpass biquads
             c1 = dsos[v, s, 0]
             c2 = dsos[v, s, 1]
@@ -330,6 +349,8 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
                 bridge[v, :] = 0.0
                 dstate[v, :, :] = 0.0
                 rstate[v, :, :] = 0.0
+                for s in range(2 * MAX_LOSS_SECTIONS):
+                    fv[v, F_LS + s] = 0.0
                 ly1 = 0.0
                 thx1 = 0.0
                 thy1 = 0.0

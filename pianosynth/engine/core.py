@@ -17,7 +17,7 @@ from ..design.keyboard import (KEY_MAX, KEY_MIN, KeyboardParams, design_keyboard
                                velocity_to_hammer_m_s)
 from ..design.multirate import design_interpolator
 from ..design.resonators import design_interpolator_taps, design_resonators
-from ..design.string import MAX_SECTIONS, design_string, loop_group_delay, t60_of_loop
+from ..design.string import MAX_SECTIONS, design_string, loop_group_delay
 from ..dsp import voice as V
 from . import blockloop as B
 from .designcache import cached_call
@@ -165,9 +165,15 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
         bass = float(np.clip((60 - key) / 39.0, 0.0, 1.0))
         d_t60 = min(damper_t60 * (1.0 + bass), kp.t60_f0_s[i])
         d_t60_high = min(0.5 * d_t60, kp.t60_high_s[i])
+        # a fitted key's higher-order loss and wide dispersion band (not for the cheap
+        # sympathetic design: its kernel runs the one-pole only)
+        full = quality != "sympathetic"
         sd = design_string(kp.f0_hz[i], kp.inharmonicity_b[i], fs_s, kp.t60_f0_s[i],
                            kp.t60_high_s[i], kp.t60_high_hz[i], d_t60, d_t60_high,
-                           kp.strike_position[i], max_order=max_order)
+                           kp.strike_position[i], max_order=max_order,
+                           t60_partials_s=kp.t60_partials_s[i] if full else None,
+                           loss_order=int(kp.loss_order[i]) if full else 1,
+                           band_partials=int(kp.dispersion_partials[i]) if full else 0)
         strings[key] = sd
         kt_i[key, B.K_NUT_LEN] = sd.nut_delay
         kt_i[key, B.K_BRIDGE_LEN] = sd.bridge_delay
@@ -177,6 +183,9 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
         kt_i[key, B.K_N_STRINGS] = kp.n_strings[i]
         kt_i[key, B.K_RATE] = r
         kt_sos[key, :len(sd.disp_sos)] = sd.disp_sos
+        nl = len(sd.loss_sos)
+        kt_i[key, B.K_N_LOSS] = nl
+        kt_f[key, B.KF_LC:B.KF_LC + 5 * nl] = np.ravel(sd.loss_sos)
         kt_f[key, B.KF_G] = sd.loss_g
         kt_f[key, B.KF_A1] = sd.loss_a1
         kt_f[key, B.KF_GD] = sd.damped_g
@@ -195,7 +204,7 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
             k = np.arange(1, 41, dtype=float)
             fk = k * kp.f0_hz[i] * np.sqrt(1.0 + kp.inharmonicity_b[i] * k * k)
             d_g = loop_group_delay(kp.f0_hz[i], kp.inharmonicity_b[i], k, fs_s)
-            t60k = t60_of_loop(sd.loss_g, sd.loss_a1, d_g, 2 * np.pi * fk / fs_s, fs_s)
+            t60k = sd.t60_s(2 * np.pi * fk / fs_s, fs_s, d_g)
             # string delays in fs samples; the resonator path is later than the string by
             # the difference of the two interpolators' latencies
             rc = design_resonators(fk, t60k, sd.nut_delay * r, sd.bridge_delay * r, fs,
