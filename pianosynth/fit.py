@@ -40,9 +40,12 @@ from . import analysis as A
 from .errors import PianosynthError
 
 LN1000 = math.log(1000.0)
-#: a fitted key's dispersion allpass covers at least partials 1..BAND_PARTIALS (order up to
-#: 20), so they sit on eq. 12 within a cent, not only the perceptual band (§4.2)
-BAND_PARTIALS = 20
+#: when > 0, a fitted key's dispersion allpass covers at least partials 1..BAND_PARTIALS
+#: (``dispersion_partials``, order up to 20) and f0, B are fitted to all of them. Off: with
+#: 20 the C6 fits got worse (L3_close_84: the recorded partials 4-6, pulled by the second
+#: modes, bend B; 18 cents at partial 6 vs 2 with the perceptual band), the bass no better
+#: (docs/realism/fit_all_loss4.md).
+BAND_PARTIALS = 0
 #: lowest / highest MIDI key.
 KEY_MIN, KEY_MAX = 21, 108
 
