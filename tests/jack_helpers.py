@@ -453,10 +453,13 @@ def cb(out, frames, t, status):
         n[1] += 1
     out.fill(0)
 with sd.OutputStream(samplerate=%d, blocksize=0, channels=2, dtype="float32", callback=cb):
+    time.sleep(0.5)
+    c0, t0 = time.process_time(), time.perf_counter()
     time.sleep(%f)
+    cpu = (time.process_time() - c0) / (time.perf_counter() - t0)
 sd._terminate()
 midi.close_port()
-print(n[0], n[1])
+print(n[0], n[1], cpu)
 """
 
 
@@ -469,16 +472,24 @@ def player_env(server: "NamedJackServer | None" = None) -> dict:
     return server.env(env) if server is not None else env
 
 
-def empty_callback_baseline(seconds: float, env: dict, rate: int = 48000) -> tuple[int, int]:
-    """(callbacks, underflows) of an empty PortAudio callback next to an idle rtmidi JACK
-    input (the same JACK clients as the player, doing nothing), on the server of ``env``."""
+def empty_callback_run(seconds: float, env: dict, rate: int = 48000) -> tuple[int, int, float]:
+    """(callbacks, underflows, CPU) of an empty PortAudio callback next to an idle rtmidi JACK
+    input (the same JACK clients as the player, doing nothing), on the server of ``env``.
+    CPU is the process's share of one core while the stream runs: what any PortAudio + JACK
+    client costs here before it renders a sample (JACK wake-ups, Python entering the
+    callback)."""
     import sys
     r = subprocess.run([sys.executable, "-c", _EMPTY_CALLBACK % (rate, seconds)],
                        capture_output=True, text=True, timeout=seconds + 60, env=env)
     if r.returncode != 0:
         raise RuntimeError(f"empty-callback baseline failed: {r.stderr[-2000:]}")
-    calls, under = map(int, r.stdout.split()[-2:])
-    return calls, under
+    calls, under, cpu = r.stdout.split()[-3:]
+    return int(calls), int(under), float(cpu)
+
+
+def empty_callback_baseline(seconds: float, env: dict, rate: int = 48000) -> tuple[int, int]:
+    """(callbacks, underflows) of :func:`empty_callback_run`."""
+    return empty_callback_run(seconds, env, rate)[:2]
 
 
 class LogTail:

@@ -68,7 +68,7 @@ LATENCY_MARGIN_S = 0.001
 MAX_EVENTS_PER_BLOCK = 1024
 #: sustained rate of note-ons the audio thread accepts, per second of audio (a glissando is
 #: ~200/s, ten fingers and a pedal never reach 1000/s); the per-block budget follows from it
-MAX_NOTE_ONS_PER_S = 6000.0
+MAX_NOTE_ONS_PER_S = 2000.0
 #: ... but a block always accepts this many (a chord)
 MIN_NOTE_ONS_PER_BLOCK = 16
 #: a note-on this much past its due time (waiting behind a flood) is dropped, s

@@ -1,0 +1,333 @@
+"""Soak test on a JACK dummy server with the control panel open (issue 8, "Long run").
+
+Starts its own ``jackd -n <name> --no-realtime -d dummy -r 48000 -p 256``, runs
+``pianosynth gui --virtual`` offscreen (``QT_QPA_PLATFORM=offscreen``: the panel, its meters
+and plots run as on a desktop; the engine runs in its own process) and plays the pieces of
+``../shared/data/midi/`` into the panel's virtual MIDI port, in a loop, for ``--minutes``.
+Then it releases everything and measures the silence. Printed, with PASS/FAIL:
+
+- underflows while playing (the audio process's own count, timestamps inside the playing
+  window) against an empty PortAudio callback (plus an idle rtmidi JACK input: the same
+  clients) measured on the same server before and after, scaled to the same number of
+  callbacks: allowed ``baseline + 1``;
+- resident memory (VmRSS) of the audio process and of panel + audio together, from
+  ``--warmup`` seconds into the playing to its end: growth <= 5 %;
+- CPU of the audio process in silence (after the last note has died away) against its CPU
+  while playing: <= 5 %. The panel's CPU is printed too (its meters and plots keep
+  repainting in silence; that is the GUI, not the engine).
+
+Usage::
+
+    python scripts/soak_jack.py                 # 10 minutes
+    python scripts/soak_jack.py --minutes 0.5   # the CI version (tests/test_soak_jack.py)
+    python scripts/soak_jack.py --play          # `pianosynth play --virtual` instead
+
+Exit status 0 when every criterion passes, 1 when one fails, 2 when the machine was too
+busy to judge (the empty callback alone dropped more than ``--noisy`` of its blocks).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+from jack_helpers import LogTail, NamedJackServer, cpu_seconds, empty_callback_run, \
+    player_env, unique_server_name, vm_rss_kib  # noqa: E402
+
+DEFAULT_MIDI_DIR = REPO.parent / "shared" / "data" / "midi"
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2:].split()[1]) == pid:
+            out.append(int(d))
+    return out
+
+
+def _audio_process(gui_pid: int) -> int | None:
+    """The spawned engine process of the panel (not multiprocessing's resource tracker)."""
+    for c in _children(gui_pid):
+        try:
+            cmd = Path(f"/proc/{c}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"multiprocessing" in cmd and b"resource_tracker" not in cmd:
+            return c
+    return None
+
+
+def load_pieces(midi_dir: Path) -> list[tuple[str, list]]:
+    from pianosynth.io.midi_file import read_midi_file
+    pieces = []
+    for p in sorted(midi_dir.glob("*.mid")):
+        ev = read_midi_file(p)
+        rows = [(float(e["time_s"]), [int(e["status"]), int(e["data1"]), int(e["data2"])])
+                for e in ev]
+        pieces.append((p.name, rows))
+    if not pieces:
+        raise SystemExit(f"no .mid files in {midi_dir}")
+    return pieces
+
+
+class Sender(threading.Thread):
+    """Plays the pieces in a loop into ``pianosynth:midi_in`` until ``t_end``."""
+
+    def __init__(self, pieces, t_end: float):
+        super().__init__(name="soak-sender", daemon=True)
+        import rtmidi
+        self.mo = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="soaksend")
+        ports = self.mo.get_ports()
+        idx = [i for i, p in enumerate(ports) if "pianosynth:midi_in" in p]
+        if not idx:
+            raise RuntimeError(f"pianosynth:midi_in not found among {ports}")
+        self.mo.open_port(idx[0])
+        self.pieces = pieces
+        self.t_end = t_end
+        self.sent = 0
+        self.played = []
+        self.t_last = None
+
+    def all_off(self):
+        for ch in range(16):
+            self.mo.send_message([0xB0 | ch, 64, 0])
+            self.mo.send_message([0xB0 | ch, 66, 0])
+            self.mo.send_message([0xB0 | ch, 67, 0])
+            self.mo.send_message([0xB0 | ch, 123, 0])
+
+    def run(self):
+        i = 0
+        while time.perf_counter() < self.t_end:
+            name, rows = self.pieces[i % len(self.pieces)]
+            i += 1
+            t0 = time.perf_counter() + 0.2
+            for t, msg in rows:
+                due = t0 + t
+                if due >= self.t_end:
+                    break
+                while True:
+                    d = due - time.perf_counter()
+                    if d <= 0:
+                        break
+                    time.sleep(min(d, 0.05))
+                self.mo.send_message(msg)
+                self.sent += 1
+            self.all_off()              # a piece cut short by the end: pedals up, notes off
+            self.played.append(name)
+            time.sleep(0.3)
+        self.t_last = time.perf_counter()
+
+    def close(self):
+        self.mo.close_port()
+        self.mo.delete()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=10.0, help="playing time (default 10)")
+    ap.add_argument("--midi-dir", type=Path, default=DEFAULT_MIDI_DIR)
+    ap.add_argument("--play", action="store_true",
+                    help="run `pianosynth play --virtual` instead of the panel")
+    ap.add_argument("--baseline-s", type=float, default=None,
+                    help="empty-callback seconds, half before and half after (default: "
+                         "10 %% of the playing, 10..60 s)")
+    ap.add_argument("--warmup-s", type=float, default=None,
+                    help="seconds of playing before the first memory sample (default: "
+                         "10 %% of the playing, 3..30 s)")
+    ap.add_argument("--settle-s", type=float, default=6.0,
+                    help="wait after the last note before measuring the silence")
+    ap.add_argument("--silence-s", type=float, default=10.0, help="silence measured, s")
+    ap.add_argument("--noisy", type=float, default=0.02,
+                    help="empty-callback underflow rate above which no verdict is given")
+    ap.add_argument("--rate", type=int, default=48000)
+    ap.add_argument("--period", type=int, default=256)
+    ap.add_argument("--json", type=Path, help="write the figures here too")
+    ap.add_argument("--qt-path", type=Path, default=os.environ.get("SOAK_QT_PATH"),
+                    help="folder put first on the panel's PYTHONPATH (a PySide6 installed "
+                         "with pip --target, when the environment's one is refused)")
+    a = ap.parse_args(argv)
+
+    play_s = 60.0 * a.minutes
+    base_s = a.baseline_s if a.baseline_s is not None else min(60.0, max(10.0, 0.1 * play_s))
+    warm_s = a.warmup_s if a.warmup_s is not None else min(30.0, max(3.0, 0.1 * play_s))
+    pieces = load_pieces(a.midi_dir)
+    work = Path(tempfile.mkdtemp(prefix="soak_jack_"))
+    server = NamedJackServer(unique_server_name("pssoak"), a.rate, a.period,
+                             log_path=str(work / "jackd.log"))
+    server.start()
+    server.use()
+    env = player_env(server)
+    env["QT_QPA_PLATFORM"] = "offscreen"
+    if a.qt_path:                               # a Qt binding installed apart (--target)
+        env["PYTHONPATH"] = str(a.qt_path) + os.pathsep + env["PYTHONPATH"]
+    stats_path = work / "stats.json"
+    log = LogTail(work / "player.log")
+    proc = None
+    fig = dict(minutes=a.minutes, mode="play" if a.play else "gui (panel open, offscreen)",
+               pieces=[p[0] for p in pieces])
+    try:
+        base = [empty_callback_run(base_s / 2, env, a.rate)]
+        cmd = [sys.executable, "-m", "pianosynth", "play" if a.play else "gui", "--virtual",
+               "--stats-json", str(stats_path)]
+        with open(log.path, "w") as out:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=out)
+        t_wait = time.monotonic() + 240
+        while "pianosynth:midi_in" not in " ".join(server.ports()):
+            if proc.poll() is not None or time.monotonic() > t_wait:
+                raise SystemExit(f"the player did not start:\n{log.text()[-3000:]}")
+            time.sleep(0.2)
+        audio_pid = proc.pid
+        if not a.play:
+            while (audio_pid := _audio_process(proc.pid)) is None:
+                if proc.poll() is not None or time.monotonic() > t_wait:
+                    raise SystemExit(f"no audio process:\n{log.text()[-3000:]}")
+                time.sleep(0.2)
+        time.sleep(3.0 if a.play else 6.0)      # the panel's start-up (window, analysis)
+
+        def rss():
+            e = vm_rss_kib(audio_pid) or 0
+            g = vm_rss_kib(proc.pid) or 0 if proc.pid != audio_pid else 0
+            return e, e + g
+
+        t_play0 = time.perf_counter()
+        sender = Sender(pieces, t_play0 + play_s)
+        sender.start()
+        samples = []                            # (t, rss audio, rss total)
+        cpu0 = None
+        while sender.is_alive():
+            sender.join(1.0)
+            now = time.perf_counter()
+            if proc.poll() is not None:
+                raise SystemExit(f"the player died while playing:\n{log.text()[-3000:]}")
+            e, tot = rss()
+            samples.append((now - t_play0, e, tot))
+            if cpu0 is None and now - t_play0 >= warm_s:
+                cpu0 = (now, cpu_seconds(audio_pid), cpu_seconds(proc.pid))
+        t_play1 = sender.t_last or time.perf_counter()
+        cpu1 = (time.perf_counter(), cpu_seconds(audio_pid), cpu_seconds(proc.pid))
+        sender.all_off()
+        time.sleep(a.settle_s)
+        s0 = (time.perf_counter(), cpu_seconds(audio_pid), cpu_seconds(proc.pid))
+        time.sleep(a.silence_s)
+        s1 = (time.perf_counter(), cpu_seconds(audio_pid), cpu_seconds(proc.pid))
+        sender.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+        base.append(empty_callback_run(base_s / 2, env, a.rate))
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.stop()
+        server.unuse()
+
+    text = log.text()
+    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
+    period_s = a.period / a.rate
+    # --- underflows while playing (after the warm-up), vs the empty callback
+    t_abs0, t_abs1 = t_play0, t_play1
+    times = stats.get("underflow_times", [])
+    played_under = sum(1 for t in times if t_abs0 <= t <= t_abs1)
+    calls = (t_abs1 - t_abs0) / period_s
+    rate = max(u / max(c, 1) for c, u, _ in base)
+    floor = min(b[2] for b in base)
+    allowed = rate * calls + 1.0
+    noisy = rate > a.noisy
+    # --- memory
+    warm = [s for s in samples if s[0] >= warm_s] or samples
+    e0, e1 = warm[0][1], warm[-1][1]
+    g0, g1 = warm[0][2], warm[-1][2]
+    peak_e = max(s[1] for s in warm)
+    growth_e = (e1 - e0) / e0 if e0 else float("nan")
+    growth_t = (g1 - g0) / g0 if g0 else float("nan")
+    # --- CPU
+    play_cpu = (cpu1[1] - cpu0[1]) / (cpu1[0] - cpu0[0]) if cpu0 else float("nan")
+    play_gui = (cpu1[2] - cpu0[2]) / (cpu1[0] - cpu0[0]) if cpu0 else float("nan")
+    sil_cpu = (s1[1] - s0[1]) / (s1[0] - s0[0])
+    sil_gui = (s1[2] - s0[2]) / (s1[0] - s0[0])
+    raw_ratio = sil_cpu / play_cpu if play_cpu > 0 else float("nan")
+    # the engine's share: above what an empty callback with the same JACK clients costs
+    eng_play, eng_sil = max(play_cpu - floor, 1e-9), max(sil_cpu - floor, 0.0)
+    ratio = eng_sil / eng_play
+
+    fig.update(
+        played_s=round(t_abs1 - t_abs0, 1), messages_sent=sender.sent,
+        pieces_played=len(sender.played), player_exit=rc,
+        player_callbacks=stats.get("callbacks"), player_underflows_total=stats.get("underflows"),
+        underflows_playing=played_under, callbacks_playing=round(calls),
+        baseline=[{"callbacks": c, "underflows": u, "cpu": p} for c, u, p in base],
+        baseline_rate=rate, underflows_allowed=round(allowed, 2),
+        rss_audio_kib=[e0, e1], rss_audio_peak_kib=peak_e, rss_audio_growth=growth_e,
+        rss_total_kib=[g0, g1], rss_total_growth=growth_t,
+        cpu_audio_playing=play_cpu, cpu_audio_silence=sil_cpu, cpu_empty_callback=floor,
+        cpu_silence_ratio_raw=raw_ratio, cpu_silence_ratio=ratio,
+        cpu_gui_playing=None if a.play else play_gui, cpu_gui_silence=None if a.play else sil_gui)
+    verdicts = {
+        "underflows": None if (noisy and played_under > allowed) else played_under <= allowed,
+        "rss": growth_e <= 0.05 and growth_t <= 0.05,
+        "silence_cpu": ratio <= 0.05,
+        "clean_exit": rc == 0 and "Traceback" not in text,
+    }
+    fig["verdicts"] = verdicts
+
+    def pf(v):
+        return "INCONCLUSIVE" if v is None else ("PASS" if v else "FAIL")
+
+    print(f"soak on JACK dummy ({a.rate} Hz / {a.period}), {fig['mode']}: played "
+          f"{fig['played_s']:.0f} s, {len(sender.played)} pieces "
+          f"({', '.join(sender.played[:6])}{' ...' if len(sender.played) > 6 else ''}), "
+          f"{sender.sent} MIDI messages")
+    print(f"underflows while playing: {played_under} in {calls:.0f} callbacks (player total "
+          f"{stats.get('underflows')} in {stats.get('callbacks')}, start-up and stop "
+          f"included); empty callback: " + ", ".join(f"{u} in {c}" for c, u, _ in base)
+          + f" -> allowed {allowed:.1f}   {pf(verdicts['underflows'])}")
+    print(f"resident memory, audio process: {e0 / 1024:.1f} -> {e1 / 1024:.1f} MiB "
+          f"({100 * growth_e:+.2f} %, peak {peak_e / 1024:.1f}); "
+          + ("" if a.play else f"panel + audio: {g0 / 1024:.1f} -> {g1 / 1024:.1f} MiB "
+             f"({100 * growth_t:+.2f} %)") + f"   {pf(verdicts['rss'])}")
+    print(f"CPU of the audio process: playing {100 * play_cpu:.1f} % of a core, silence "
+          f"{100 * sil_cpu:.2f} % ({100 * raw_ratio:.1f} % of playing); an empty callback "
+          f"with the same JACK clients costs {100 * floor:.2f} %, so the engine: playing "
+          f"{100 * eng_play:.1f} %, silence {100 * eng_sil:.2f} % -> {100 * ratio:.1f} % of "
+          f"playing   {pf(verdicts['silence_cpu'])}"
+          + ("" if a.play else f"  (panel process: playing {100 * play_gui:.1f} %, "
+             f"silence {100 * sil_gui:.1f} %)"))
+    print(f"player exit status {rc}   {pf(verdicts['clean_exit'])}")
+    if a.json:
+        a.json.write_text(json.dumps(fig, indent=1))
+    if any(v is False for v in verdicts.values()):
+        print("RESULT: FAIL")
+        print(text[-3000:])
+        return 1
+    if any(v is None for v in verdicts.values()):
+        print(f"RESULT: INCONCLUSIVE (the empty callback alone dropped {100 * rate:.1f} % "
+              "of its blocks)")
+        return 2
+    print("RESULT: PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
