@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import math
 import time
 
 import numpy as np
@@ -531,6 +532,7 @@ class LiveSession:
         if mode == "manual":
             self.output = None
             self._manual_frame = 0
+            self.queue.stale_s = math.inf     # pump() plays whatever is queued, however old
             self.audio_status = "audio: off (rendering on demand)"
             return self.audio_status
         self._silent_block = SILENT_BLOCK if mode != "auto" else min(max(buffer, 64), 1024)

@@ -256,6 +256,8 @@ class MidiEventQueue:
         self.delivered = 0
         self.dropped = 0
         self.stale = 0
+        #: note-ons later than this are dropped (inf: never; on-demand rendering)
+        self.stale_s = STALE_NOTE_ON_S
         self.deferred = 0
         self.sysex = collections.deque(maxlen=SYSEX_QUEUE_MAXLEN)
         self.sysex_received = 0
@@ -327,7 +329,7 @@ class MidiEventQueue:
         last = block.offset[k - 1] if k > 0 else 0
         ons = 0
         budget = note_on_budget(n, sample_rate)
-        stale = -int(STALE_NOTE_ON_S * sample_rate)
+        stale = -int(min(self.stale_s, 1e6) * sample_rate)
         scan = MAX_SCAN_PER_BLOCK
         while dq and k < cap and scan > 0:
             scan -= 1
