@@ -660,6 +660,35 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
 
 
 @njit(**JIT)
+def is_idle(iv, noise, ring, ring2, ring4, drive, drive_zi, gf):
+    """True when the engine holds exactly nothing: no voice, no noise burst, interpolator
+    histories, sympathetic drive and its filter all zero, master gain settled. Rendering
+    it would give exact zeros (see :func:`skip_idle`)."""
+    for v in range(iv.shape[0]):
+        if iv[v, I_STATE] != FREE:
+            return False
+    for k in range(noise.shape[0]):
+        if noise[k, NZ_AMP] != 0.0:
+            return False
+    if gf[GF_GAIN] != gf[GF_GAIN_TARGET]:
+        return False
+    return (_all_zero(ring) and _all_zero(ring2) and _all_zero(ring4) and _all_zero(drive)
+            and _all_zero(drive_zi))
+
+
+@njit(**JIT)
+def skip_idle(n, gi, ist, ist2, ist4):
+    """Advance an idle engine by ``n`` samples without computing them: the sample clock,
+    and the interpolators' phases exactly as :func:`render_strings` leaves them when their
+    input and history are zero (so the result does not depend on the block size)."""
+    tl = gi[G_T] + n - 1
+    ist[0] = (tl & (gi[G_RES_FACTOR] - 1)) + 1
+    ist2[0] = (tl & 1) + 1
+    ist4[0] = (tl & 3) + 1
+    gi[G_T] = tl + 1
+
+
+@njit(**JIT)
 def render_output(stereo, n, gf, out):
     """Master gain (smoothed, one-pole) and a soft limiter into ``out`` (n, 2).
 

@@ -26,6 +26,8 @@ from .params import PARAM_BY_NAME, defaults, velocity_table_from_points
 
 #: samples per inner chunk (scratch buffers); blocks of any size are split into chunks
 CHUNK = 512
+#: the soundboard's silence is judged over whole windows of this many samples (see render)
+SB_QUIET_WINDOW = 4096
 MAX_RESONATORS = 10
 RES_FACTOR = 8
 TRACE_S = 0.03
@@ -336,6 +338,7 @@ class Engine:
         self.gf[B.GF_GAIN_ALPHA] = 1.0 - math.exp(-1.0 / (0.02 * fs))
         self.gf[B.GF_CEILING] = CEILING
         self._sb_quiet = 0
+        self._sb_peak = 0.0
         self._apply_live()
         self.gf[B.GF_GAIN] = self.gf[B.GF_GAIN_TARGET]   # snap: no fade-in at start
         self._vel_table = None if velocity_points is None else \
@@ -467,6 +470,7 @@ class Engine:
         if HAVE_SOUNDBOARD:
             self.sb_state = make_soundboard_state(self.sb_coeffs)
         self._sb_quiet = 0
+        self._sb_peak = 0.0
 
     def all_notes_off(self) -> None:
         """Fade every voice out within 5 ms."""
@@ -484,6 +488,8 @@ class Engine:
         k = self.keys
         while pos < n:
             m = min(CHUNK, n - pos)
+            t_now = int(self.gi[B.G_T])
+            m = min(m, SB_QUIET_WINDOW - t_now % SB_QUIET_WINDOW)   # see the soundboard
             # events of this chunk
             j = ei
             while j < len(ev) and ev["offset"][j] < pos + m:
@@ -497,6 +503,15 @@ class Engine:
                 self._ev_d1[:ne] = ev["data1"][ei:j]
                 self._ev_d2[:ne] = ev["data2"][ei:j]
             ei = j
+            if ne == 0 and self._sb_quiet >= 2 and B.is_idle(
+                    self.iv, self.noise, self.ring, self.ring2, self.ring4, self.drive,
+                    self.drive_zi, self.gf):
+                # silence costs nothing: no voice, no tail anywhere -> exact zeros
+                B.skip_idle(m, self.gi, self.ist, self.ist2, self.ist4)
+                self.out64[:m] = 0.0
+                out[pos:pos + m] = 0.0
+                pos += m
+                continue
             B.render_strings(self.iv, self.fv, self.nut, self.bridge, self.dsos, self.dstate,
                              self.rcoef, self.rstate, k.kt_i, k.kt_f, k.kt_sos, k.kt_res,
                              k.vel_m_s, self.gi, self.gf, self.taps, self.ring, self.ist,
@@ -505,30 +520,41 @@ class Engine:
                              self.mix2, self.mix4, self.taps2, self.ring2, self.ist2,
                              self.taps4, self.ring4, self.ist4, self.drive,
                              self.drive_sos, self.drive_zi, self.drive_lp, self.noise)
+            t_end = int(self.gi[B.G_T])
             if HAVE_SOUNDBOARD and self._sb_quiet >= 2 and B.peak(self.mono[:m]) == 0.0:
                 self.stereo[:m] = 0.0      # zero state, zero input: exactly zero out
             elif HAVE_SOUNDBOARD:
                 if self._sb_quiet >= 2:    # waking from silence: start from a clean state
-                    reset_soundboard(self.sb_state)
+                    self._reset_soundboard(t_end - m)
                     self._sb_quiet = 0
+                    self._sb_peak = 0.0
                 render_soundboard(self.sb_state, self.sb_coeffs, self.mono[:m],
                                   self.stereo[:m], m)
-                # silence: once input and output have stayed below -300 dB, set the
-                # soundboard to exactly zero (its decaying state would otherwise end in
-                # slow denormal numbers); decided at fixed 4096-sample marks of the clock
-                t_end = int(self.gi[B.G_T])
-                if t_end // 4096 != (t_end - m) // 4096:
-                    quiet = (B.peak(self.mono[:m]) < 1e-15
-                             and B.peak(self.stereo[:m].reshape(-1)) < 1e-15)
+                # silence: once input and output have stayed below -300 dB for two whole
+                # 4096-sample windows of the clock (chunks never straddle a window's end,
+                # so this is decided the same way for any block size), set the soundboard
+                # to exactly zero (its decaying state would end in slow denormal numbers)
+                self._sb_peak = max(self._sb_peak, B.peak(self.mono[:m]),
+                                    B.peak(self.stereo[:m].reshape(-1)))
+                if t_end % SB_QUIET_WINDOW == 0:
+                    quiet = self._sb_peak < 1e-15
+                    self._sb_peak = 0.0
                     self._sb_quiet = self._sb_quiet + 1 if quiet else 0
                     if self._sb_quiet == 2:
-                        reset_soundboard(self.sb_state)
+                        self._reset_soundboard(t_end)
             else:
                 self.stereo[:m, 0] = self.mono[:m]
                 self.stereo[:m, 1] = self.mono[:m]
             B.render_output(self.stereo, m, self.gf, self.out64)
             out[pos:pos + m] = self.out64[:m]
             pos += m
+
+    def _reset_soundboard(self, t: int) -> None:
+        """Zero the soundboard's state, its decimation phase set to where a soundboard that
+        had run since t = 0 would be at sample ``t`` (with zero buffers only the phase
+        matters: the output then does not depend on when the reset happened)."""
+        reset_soundboard(self.sb_state)
+        self.sb_state.dec_idx[0] = t % self.sb_coeffs.dec_table.shape[0]
 
     def _grow_events(self, n):
         size = 1 << int(math.ceil(math.log2(n)))
