@@ -39,6 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from jack_helpers import REPO, LogTail, NamedJackServer, empty_callback_baseline, \
     jack_missing_reason, player_env, unique_server_name, vm_rss_kib  # noqa: E402
 
+#: live stress checks (MIDI flood, soak, MTS on JACK): minutes of timing on a real server,
+#: flaky on shared CI cores; run with PIANOSYNTH_STRESS_TESTS=1 (and the scripts/ versions)
+pytestmark = pytest.mark.skipif(not os.environ.get("PIANOSYNTH_STRESS_TESTS"),
+                                reason="live stress test: set PIANOSYNTH_STRESS_TESTS=1")
+
+
 RATE, PERIOD = 48000, 256
 FLOOD_S = 10.0
 TARGET_RATE = 12000            # messages per second sent

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import os
+
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,6 +27,12 @@ from jack_helpers import REPO, JackRecorder, LogTail, NamedJackServer, \
     jack_missing_reason, player_env, unique_server_name  # noqa: E402
 
 from pianosynth.io.mts import encode_single_note_tuning  # noqa: E402
+
+#: live stress checks (MIDI flood, soak, MTS on JACK): minutes of timing on a real server,
+#: flaky on shared CI cores; run with PIANOSYNTH_STRESS_TESTS=1 (and the scripts/ versions)
+pytestmark = pytest.mark.skipif(not os.environ.get("PIANOSYNTH_STRESS_TESTS"),
+                                reason="live stress test: set PIANOSYNTH_STRESS_TESTS=1")
+
 
 RATE, PERIOD = 48000, 256
 

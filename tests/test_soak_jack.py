@@ -25,6 +25,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from jack_helpers import REPO, jack_missing_reason  # noqa: E402
 
+#: live stress checks (MIDI flood, soak, MTS on JACK): minutes of timing on a real server,
+#: flaky on shared CI cores; run with PIANOSYNTH_STRESS_TESTS=1 (and the scripts/ versions)
+pytestmark = pytest.mark.skipif(not os.environ.get("PIANOSYNTH_STRESS_TESTS"),
+                                reason="live stress test: set PIANOSYNTH_STRESS_TESTS=1")
+
+
 MIDI_DIR = Path(os.environ.get("SOAK_MIDI_DIR", "")) if os.environ.get("SOAK_MIDI_DIR") \
     else Path(REPO).parent / "shared" / "data" / "midi"
 ATTEMPTS = 1
