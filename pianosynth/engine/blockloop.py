@@ -608,21 +608,22 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
         ei += 1
     # the drive written in this block, low-passed for the fs/8 strings (read DRIVE_DELAY
     # samples later); zero in with zero state stays exactly zero
-    if not (_all_zero(drive_zi) and _all_zero_ring(drive, t0, n, dmask)):
+    drive_quiet = _all_zero_ring(drive, t0, n, dmask)
+    if not (drive_quiet and _all_zero(drive_zi)):
         nsos = drive_sos.shape[0]
         for i in range(n):
             j = (t0 + i) & dmask
             y = drive[j]
             for s in range(nsos):      # transposed direct form II
-                b0 = drive_sos[s, 0]
                 x = y
-                y = b0 * x + drive_zi[2 * s]
-                drive_zi[2 * s] = drive_sos[s, 1] * x - drive_sos[s, 4] * y + drive_zi[2 * s + 1]
+                y = drive_sos[s, 0] * x + drive_zi[2 * s]
+                drive_zi[2 * s] = (drive_sos[s, 1] * x - drive_sos[s, 4] * y
+                                   + drive_zi[2 * s + 1])
                 drive_zi[2 * s + 1] = drive_sos[s, 2] * x - drive_sos[s, 5] * y
             if abs(y) < 1e-30:
                 y = 0.0
             drive_lp[j] = y
-        if _all_zero_ring(drive, t0, n, dmask):
+        if drive_quiet:
             for s in range(nsos):          # flush the decaying filter tail once quiet
                 if abs(drive_zi[2 * s]) < 1e-30 and abs(drive_zi[2 * s + 1]) < 1e-30:
                     drive_zi[2 * s] = 0.0
