@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from . import analysis as A
+from .design.keyboard import N_PARTIAL_CENTS
 from .errors import PianosynthError
 
 LN1000 = math.log(1000.0)
@@ -46,6 +47,9 @@ LN1000 = math.log(1000.0)
 #: modes, bend B; 18 cents at partial 6 vs 2 with the perceptual band), the bass no better
 #: (docs/realism/fit_all_loss4.md).
 BAND_PARTIALS = 0
+#: when True, the fitted key's dispersion allpass places the recording's measured partials
+#: 1..N_PARTIAL_CENTS directly (per-key ``partial_kNN_cents``: offsets from eq. 12).
+MEASURED_PARTIALS = True
 #: lowest / highest MIDI key.
 KEY_MIN, KEY_MAX = 21, 108
 
@@ -689,6 +693,19 @@ def fit_tuning_model(settings: dict, keys_with, key: int, fs: int, partials_hz, 
     return float(q[0]), float(q[1]), int(use.sum())
 
 
+def set_partial_cents(over: dict, cents) -> None:
+    """Write partial offsets (cents from eq. 12, nan = not given) as ``partial_kNN_cents``
+    overrides (clipped to +-50 cents; a given 0 is written as 1e-6, since 0 reads as "not
+    given")."""
+    for j, c in enumerate(np.asarray(cents, float)[:N_PARTIAL_CENTS]):
+        name = f"partial_k{j + 1:02d}_cents"
+        if np.isfinite(c):
+            c = float(np.clip(c, -50.0, 50.0))
+            over[name] = c if c != 0.0 else 1e-6
+        else:
+            over.pop(name, None)
+
+
 def fit_loss_filter(freqs_hz, t60_s, order: int = 1, weights=None):
     """Decay-rate regression of the loss filter (Bank et al. 2003 §4.1, eq. 9-10).
 
@@ -1007,6 +1024,16 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     keys_band = (lambda o: keys_with({**over, **o}))
     f0, b, n_tuned = fit_tuning_model(settings, keys_band, key, fs, rec.partials_hz, f0, b)
     over.update({"f0_hz": f0, "inharmonicity_b": b})
+    # ... and the measured partials 1-20 placed directly by the dispersion allpass (§4.2
+    # design made to the measured list): offsets from eq. 12, corrected below as measured
+    # on the render (the allpass residual and the second modes' pull)
+    part_cents = np.full(N_PARTIAL_CENTS, np.nan)
+    if MEASURED_PARTIALS:
+        kk = np.arange(1, N_PARTIAL_CENTS + 1)
+        meas = rec.partials_hz[:N_PARTIAL_CENTS]
+        part_cents[:meas.size] = 1200.0 * np.log2(meas / (kk[:meas.size] * f0
+                                                           * np.sqrt(1.0 + b * kk[:meas.size] ** 2)))
+        set_partial_cents(over, part_cents)
 
     # 2) per-partial decay -> loss filter (§4.1)
     fk = rec.decay_freqs_hz
@@ -1139,8 +1166,11 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     if loss_order > 1:
         set_list(t_list)
         iterations = max(iterations, 2)
+    if np.isfinite(part_cents).any():
+        iterations = max(iterations, 3)
 
     # 5) render, measure with the same functions, correct (model vs formula differences)
+    best_place = (np.inf, part_cents.copy())
     for it in range(iterations):
         y = render_note(settings, keys_with(over), key, velocity, n_frames, fs)
         err = compare(rec, xm, y, fs)
@@ -1161,10 +1191,23 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         set_resonators(c1, c3)
         over["output_gain_db"] = float(np.clip(over["output_gain_db"] - err.level_db, -40, 40))
         # tuning as measured on the render (the second modes pull the measured peaks):
-        # one Gauss-Newton step on f0 and B over the partials inside the allpass band
+        # each placed partial moved by its error, or (no placed partials) one Gauss-Newton
+        # step on f0 and B over the partials inside the allpass band
         kk = np.arange(1, err.cents.size + 1)
         okc = np.isfinite(err.cents) & (kk <= n_tuned)
-        if okc.sum() >= 2:
+        if np.isfinite(part_cents).any():
+            # damped steps (the beating pairs' peaks do not move one for one); the placement
+            # with the smallest largest error is kept
+            m = min(N_PARTIAL_CENTS, err.cents.size)
+            okp = np.isfinite(part_cents[:m]) & np.isfinite(err.cents[:m])
+            e_max = float(np.max(np.abs(err.cents[:m][okp]))) if okp.any() else np.inf
+            if e_max < best_place[0]:
+                best_place = (e_max, part_cents.copy())
+            part_cents[:m][okp] -= 0.5 * np.clip(err.cents[:m][okp], -20.0, 20.0)
+            if it == iterations - 1:
+                part_cents = best_place[1] if np.isfinite(best_place[0]) else part_cents
+            set_partial_cents(over, part_cents)
+        elif okc.sum() >= 2:
             bb = over["inharmonicity_b"]
             jac = np.column_stack([np.full(okc.sum(), 1200.0 / math.log(2.0) / over["f0_hz"]),
                                    600.0 / math.log(2.0) * kk[okc] ** 2
@@ -1198,6 +1241,18 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         after = compare(rec, xm, y_after, fs)
     y_before = render_note(settings, keys0, key, velocity, n_frames, fs)
     before = compare(rec, xm, y_before, fs)
+    if not refine and after.stft >= before.stft:
+        # not closer than the base preset over the first seconds: a short bounded search of
+        # the multi-resolution STFT distance from the fit (decay, second modes, gain)
+        say(f"STFT distance {after.stft:.3f} not below the base preset's {before.stft:.3f}: "
+            "refining")
+        over2 = _refine(settings, keys_with, over, rec, xm, key, velocity, fs, refine_evals,
+                        say)
+        if over2 is not over:
+            y2 = render_note(settings, keys_with(over2), key, velocity, n_frames, fs)
+            e2 = compare(rec, xm, y2, fs)
+            if e2.stft < after.stft:
+                over, y_after, after = over2, y2, e2
     over = {k: float(v) for k, v in over.items()}
     return FitResult(key, velocity, over, before, after, rec, y_before, y_after, fs,
                      n_band=design_band(settings, keys_with(over), key, fs))
@@ -1224,8 +1279,10 @@ def _refine(settings, keys_with, over, rec, xm, key, velocity, fs, max_evals, sa
         o = dict(over)
         for j, nm in enumerate(names):
             o[nm] = float(math.exp(q[j]) if nm in logs else q[j])
-        o["t60_high_s"] = min(o["t60_high_s"], o["t60_f0_s"])
-        o["late_t60_ratio"] = float(np.clip(o["late_t60_ratio"], 1.0, 50.0))
+        if "t60_high_s" in o and "t60_f0_s" in o:
+            o["t60_high_s"] = min(o["t60_high_s"], o["t60_f0_s"])
+        if "late_t60_ratio" in o:
+            o["late_t60_ratio"] = float(np.clip(o["late_t60_ratio"], 1.0, 50.0))
         return o
 
     def cost(q):
@@ -1373,8 +1430,14 @@ def cmd_fit(args) -> int:
     say = (lambda *_: None) if args.quiet else print
     res = fit_note(data, fs, key, base=base, loss_order=args.loss_order, refine=args.refine,
                    velocity=args.velocity, log=say)
+    from .engine.params import KEY_OVERRIDES
     keys = {int(k): dict(v) for k, v in base.keys.items()}
-    keys[key] = {**keys.get(key, {}), **res.overrides}
+    fields = {k: v for k, v in res.overrides.items() if k in KEY_OVERRIDES}
+    left = sorted(set(res.overrides) - set(fields))
+    if left:
+        print(f"note: this pianosynth's presets cannot hold {len(left)} fitted field(s) "
+              f"({left[0]} ...); the saved preset places the partials by f0 and B only")
+    keys[key] = {**keys.get(key, {}), **fields}
     name = out.stem
     preset = Preset(name=name, settings=dict(base.settings), keys=keys,
                     description=f"{base.name} with {_kn(key)} (MIDI {key}) fitted to "

@@ -265,3 +265,30 @@ def test_higher_order_loss_follows_a_T60_list():
     rel = np.array([tm.t60_single_s for tm in two]) / design - 1
     assert np.all(np.abs(rel[2:]) < 0.05), np.round(rel, 3)      # the slow ones, exactly
     assert np.all(np.abs(rel[:2]) < 0.10), np.round(rel, 3)
+
+
+def test_measured_partials_are_placed_by_the_dispersion_allpass():
+    """Partials 1-16 of C4 given off eq. 12 by +-1.5 cents (an irregular, measured-like list,
+    ``partial_kNN_cents``): the allpass designed to that list (Bank et al. §4.2, eq. 14-15
+    made to the list, then refined on the cent errors) is stable, and a render (resonators
+    off) measured with find_partials puts every partial within 0.5 cent of its target."""
+    from pianosynth.design.string import check_loss_filter
+
+    key = 60
+    offs = 1.5 * np.array([1, -1, 0.5, 1, -0.5, -1, 1, 0.2, -1, 0.7, 1, -0.3, -1, 0.5, 1, -1])
+    over = {key: {"inharmonicity_b": 4e-4, "t60_f0_s": 8.0, "t60_high_s": 4.0,
+                  **{f"partial_k{k:02d}_cents": c for k, c in enumerate(offs, 1)}}}
+    y, eng = _render(key, 100, 3.0, {"resonators_on": 0}, over)
+    kp, sd = eng.keys.kp, eng.keys.strings[key]
+    i = key - 21
+    assert sd.n_band == offs.size
+    c1, c2 = sd.disp_sos[:, 0], sd.disp_sos[:, 1]
+    assert np.all(np.abs(c2) < 1) and np.all(np.abs(c1) < 1 + c2)      # stable sections
+    check_loss_filter(sd.loss_g, sd.loss_a1, sd.loss_sos, FS)
+    assert np.all(np.isfinite(y))
+    k = np.arange(1, offs.size + 1)
+    target = k * kp.f0_hz[i] * np.sqrt(1 + kp.inharmonicity_b[i] * k * k) * 2 ** (offs / 1200)
+    p = A.find_partials(y, FS, target[0], n_partials=offs.size, inharmonicity_guess=4e-4)
+    cents = 1200 * np.log2(p / target)
+    assert np.isfinite(cents).sum() >= 14
+    assert np.nanmax(np.abs(cents)) < 0.5, np.round(cents, 2)

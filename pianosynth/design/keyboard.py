@@ -42,6 +42,10 @@ import numpy as np
 
 from ..engine.params import N_T60_PARTIALS, PARAM_BY_NAME, defaults
 
+#: partials whose frequency a per-key override may move off eq. 12 (``partial_k01_cents`` ..
+#: ``partial_k20_cents``, written by ``pianosynth fit``)
+N_PARTIAL_CENTS = 20
+
 KEY_MIN = 21
 KEY_MAX = 108
 KEYS = np.arange(KEY_MIN, KEY_MAX + 1)
@@ -172,6 +176,9 @@ class KeyboardParams:
     fitted to ``t60_partials_s`` (Bank et al. §4.1, ``design.string.design_loss_correction``).
     t60_partials_s : (88, N_T60_PARTIALS) measured T60 of partials 1.. (s), nan = not given.
     dispersion_partials : int, partials the dispersion allpass must cover (0: perceptual band).
+    partial_cents : (88, N_PARTIAL_CENTS) offsets (cents) of partials 1.. from eq. 12, nan =
+    not given; when given, the dispersion allpass places those partials directly
+    (``design.string.choose_dispersion_measured``; per-key ``partial_kNN_cents``).
     """
 
     keys: np.ndarray
@@ -195,6 +202,7 @@ class KeyboardParams:
     loss_order: np.ndarray = None
     t60_partials_s: np.ndarray = None
     dispersion_partials: np.ndarray = None
+    partial_cents: np.ndarray = None
 
     def index(self, key: int) -> int:
         return int(key) - KEY_MIN
@@ -265,6 +273,7 @@ def design_keyboard(settings: dict | None = None,
         has_damper=k < FIRST_UNDAMPED_KEY,
         loss_order=np.ones(n, np.int64), t60_partials_s=np.full((n, N_T60_PARTIALS), np.nan),
         dispersion_partials=np.zeros(n, np.int64),
+        partial_cents=np.full((n, N_PARTIAL_CENTS), np.nan),
     )
     for key, over in (key_overrides or {}).items():
         i = int(key) - KEY_MIN
@@ -273,6 +282,9 @@ def design_keyboard(settings: dict | None = None,
         for field, value in over.items():
             if field.startswith("t60_k") and field.endswith("_s"):
                 kp.t60_partials_s[i, int(field[5:-2]) - 1] = value
+                continue
+            if field.startswith("partial_k") and field.endswith("_cents"):
+                kp.partial_cents[i, int(field[9:-6]) - 1] = value
                 continue
             arr = getattr(kp, field)
             arr[i] = int(round(value)) if arr.dtype.kind == "i" else value

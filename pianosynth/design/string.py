@@ -318,16 +318,25 @@ def dispersion_band_hz(f0_hz: float, fs: float) -> float:
     return min(1500.0 * 4.0 ** x, 0.45 * fs)
 
 
-def _design_dispersion(f0_hz, b, fs, g, a1, n_band, order, thetas, lsos=None):
-    """Best LSEE allpass over a grid of the top-of-band phase; returns (err_cents, sos, c)."""
+def _design_dispersion(f0_hz, b, fs, g, a1, n_band, order, thetas, lsos=None, fk=None,
+                       reweight=0):
+    """Best LSEE allpass over a grid of the top-of-band phase; returns (err_cents, sos, c).
+
+    ``fk``: target frequencies of partials 1..n_band (Hz; default eq. 12 from f0, B), e.g.
+    measured ones. ``reweight``: passes of iteratively reweighted least squares (weights
+    grown where the cent error is largest, towards the minimax design)."""
     k = np.arange(1, n_band + 1, dtype=float)
-    fk = k * f0_hz * np.sqrt(1.0 + b * k * k)
+    if fk is None:
+        fk = k * f0_hz * np.sqrt(1.0 + b * k * k)
+        dfk_top = f0_hz * (1.0 + 2.0 * b * n_band * n_band) / math.sqrt(1.0 + b * n_band ** 2)
+    else:
+        fk = np.asarray(fk, float)[:n_band]
+        dfk_top = (fk[-1] - fk[-2]) if n_band >= 2 else fk[-1]
     w = 2.0 * np.pi * fk / fs
     d_req = k * fs / fk
     d_loss = -np.angle(loss_response(g, a1, lsos, w)) / w
-    dfk = f0_hz * (1.0 + 2.0 * b * k * k) / np.sqrt(1.0 + b * k * k)
-    dg_top = fs / dfk[-1]
-    weights = 1.0 / np.sqrt(k)
+    dg_top = fs / dfk_top
+    w0 = 1.0 / np.sqrt(k) if fk is None or reweight == 0 else 1.0 / k
     best = (np.inf, None, 0.0)
     for th in thetas:
         # flat part C of the loop delay chosen so the allpass phase at the band top is
@@ -335,14 +344,108 @@ def _design_dispersion(f0_hz, b, fs, g, a1, n_band, order, thetas, lsos=None):
         c = d_req[-1] - d_loss[-1] - th * order * math.pi / w[-1]
         if c > dg_top or c < 1.0:
             continue
-        res = _lsee_allpass(w, d_req - d_loss - c, order, weights)
-        if res is None:
-            continue
-        sos = _roots_to_sos(res[1])
-        d_disp = -sos_allpass_phase(sos, w) / w
-        err = float(np.max(np.abs(1200.0 * np.log2(d_req / (d_disp + d_loss + c)))))
-        if err < best[0]:
-            best = (err, sos, c)
+        weights = w0.copy()
+        for _ in range(1 + int(reweight)):
+            res = _lsee_allpass(w, d_req - d_loss - c, order, weights)
+            if res is None:
+                break
+            sos = _roots_to_sos(res[1])
+            d_disp = -sos_allpass_phase(sos, w) / w
+            e = np.abs(1200.0 * np.log2(d_req / (d_disp + d_loss + c)))
+            err = float(np.max(e))
+            if err < best[0]:
+                best = (err, sos, c)
+            weights = weights * (1.0 + e / max(err, 1e-12))
+    return best
+
+
+def choose_dispersion_measured(fk_target, fs, g, a1, max_order=20, tol_cents=0.2,
+                               lsos=None):
+    """Allpass placing given partial frequencies (e.g. measured ones) directly.
+
+    The loop's phase delay must be k fs / f_k at each target partial f_k (k = 1..n): the
+    LSEE design of eq. 14-15 is made to that list instead of eq. 12 (Bank et al. §4.2),
+    with weights 1/k (equal weight per cent) and a few passes of reweighting towards the
+    minimax error. The smallest order (even, <= ``max_order``) within ``tol_cents`` is
+    kept, else the order with the smallest largest error. Returns (n_band, sos, err_cents)."""
+    fk = np.asarray(fk_target, float)
+    n = int(fk.size)
+    if n < 2:
+        return 0, np.zeros((0, 2)), 0.0
+    coarse = np.linspace(0.05, 0.98, 24)
+    best = (np.inf, np.zeros((0, 2)))
+    tried = []
+    for order in range(2, int(max_order) + 1, 2):
+        err, sos, _ = _design_dispersion(0.0, 0.0, fs, g, a1, n, order, coarse, lsos, fk=fk,
+                                         reweight=3)
+        if sos is not None and np.isfinite(err):
+            tried.append((err, order, sos))
+        if sos is not None and err < best[0] - 0.02:
+            best = (err, sos)
+        if best[0] <= tol_cents:
+            break
+    if best[0] > tol_cents:
+        # LSEE minimises an equation error; refine the three best designs on the partials'
+        # own cent errors (the loop must meet k fs / f_k in phase delay), stable by
+        # construction
+        for err, order, sos in sorted(tried, key=lambda t: (t[0], t[1]))[:3]:
+            e2, s2 = _refine_allpass(fk, fs, g, a1, lsos, sos)
+            if e2 < best[0] - 0.02:
+                best = (e2, s2)
+            if best[0] <= tol_cents:
+                break
+    if best[1] is None or not np.isfinite(best[0]):
+        return 0, np.zeros((0, 2)), float("inf")
+    return n, best[1], float(best[0])
+
+
+def _refine_allpass(fk, fs, g, a1, lsos, sos, r_max=0.9995):
+    """Least-squares refinement of an allpass cascade so the loop's phase delay meets
+    k fs / f_k at the target partials (residuals in cents, with the flat delay free).
+
+    Each section's denominator 1 + c1 z^-1 + c2 z^-2 is held as reflection coefficients
+    (c2 = k2, c1 = k1 (1 + k2), |k1|, |k2| < ``r_max``): every iterate is stable. Returns
+    (largest |cents|, sos)."""
+    from scipy.optimize import least_squares
+
+    fk = np.asarray(fk, float)
+    k = np.arange(1, fk.size + 1, dtype=float)
+    w = 2.0 * np.pi * fk / fs
+    d_req = k * fs / fk
+    d_loss = -np.angle(loss_response(g, a1, lsos, w)) / w
+    sos = np.asarray(sos, float).reshape(-1, 2)
+    k2 = np.clip(sos[:, 1], -0.999 * r_max, 0.999 * r_max)
+    k1 = np.clip(sos[:, 0] / (1.0 + k2), -0.999 * r_max, 0.999 * r_max)
+
+    def unpack(q):
+        kk = r_max * np.tanh(q[:-1].reshape(-1, 2))
+        return np.column_stack([kk[:, 0] * (1.0 + kk[:, 1]), kk[:, 1]]), q[-1]
+
+    def resid(q):
+        sec, c = unpack(q)
+        d = -sos_allpass_phase(sec, w) / w + d_loss + c
+        return 1200.0 * np.log2(d_req / np.maximum(d, 1e-9))
+
+    d0 = -sos_allpass_phase(sos, w) / w + d_loss
+    c0 = float(np.mean(d_req - d0))
+    q0 = np.concatenate([np.column_stack([np.arctanh(k1 / r_max), np.arctanh(k2 / r_max)])
+                         .ravel(), [c0]])
+    best = (float("inf"), sos)
+    wt = np.ones_like(w)
+    for _ in range(4):          # reweighted towards the smallest largest error
+        try:
+            r = least_squares(lambda q: wt * resid(q), q0, method="lm",
+                              max_nfev=200 * q0.size)
+        except (ValueError, np.linalg.LinAlgError):
+            break
+        sec, c = unpack(r.x)
+        e = np.abs(resid(r.x))
+        if not np.all(np.isfinite(e)) or c < 2.0:
+            break
+        if float(np.max(e)) < best[0]:
+            best = (float(np.max(e)), sec)
+        q0 = r.x
+        wt = wt * (1.0 + 2.0 * e / max(float(np.max(e)), 1e-12))
     return best
 
 
@@ -456,18 +559,42 @@ def _allpass_group_delay(sos, w):
     return -(sos_allpass_phase(sos, w + h) - sos_allpass_phase(sos, w - h)) / (2.0 * h)
 
 
+def _partial_targets(f0_hz, b, fs, cents):
+    """Target frequencies of partials 1..n: eq. 12 moved by ``cents`` (nan or 0: on eq. 12),
+    up to the last one given and below 0.45 fs; None when no target is given."""
+    c = np.array(cents, float)
+    if c.size == 0 or not np.any(np.isfinite(c) & (c != 0.0)):
+        return None
+    n = int(np.flatnonzero(np.isfinite(c) & (c != 0.0))[-1]) + 1
+    k = np.arange(1, n + 1, dtype=float)
+    f = k * f0_hz * np.sqrt(1.0 + b * k * k) * 2.0 ** (np.nan_to_num(c[:n]) / 1200.0)
+    f = f[f < 0.45 * fs]
+    if f.size < 2 or np.any(np.diff(f) <= 0.0):
+        return None
+    return f
+
+
 @lru_cache(maxsize=4096)
 def _design_string_cached(f0_hz, b, fs, t60_f0_s, t60_high_s, t60_high_hz, damped_t60_s,
                           damped_t60_high_s, strike_position, max_order, t60_partials=(),
-                          loss_order=1, band_partials=0):
+                          loss_order=1, band_partials=0, partial_targets=()):
     f1 = f0_hz * math.sqrt(1.0 + b)
+    targets = _partial_targets(f0_hz, b, fs, partial_targets)
+    if targets is not None:
+        f1 = float(targets[0])
     d1 = fs / f1                                   # loop phase delay needed at f1
     g, a1 = design_loss_filter(f1, fs, t60_f0_s, t60_high_s, t60_high_hz)
     gd, a1d = design_loss_filter(f1, fs, damped_t60_s, damped_t60_high_s, t60_high_hz)
     if band_partials > 0:
         max_order = max(max_order, 2 * MAX_SECTIONS)
-    n_band, sos = choose_dispersion(f0_hz, b, fs, g, a1, max_order=max_order,
-                                    min_partials=band_partials)
+    def dispersion(g, a1, lsos=None):
+        if targets is not None:
+            return choose_dispersion_measured(targets, fs, g, a1, max_order=2 * MAX_SECTIONS,
+                                              lsos=lsos)[:2]
+        return choose_dispersion(f0_hz, b, fs, g, a1, max_order=max_order, lsos=lsos,
+                                 min_partials=band_partials)
+
+    n_band, sos = dispersion(g, a1)
     lsos = np.zeros((0, 5))
     t60p = np.array(t60_partials, float)
     if loss_order > 1 and np.isfinite(t60p).sum() >= 2:
@@ -475,6 +602,9 @@ def _design_string_cached(f0_hz, b, fs, t60_f0_s, t60_high_s, t60_high_hz, dampe
         # loop group delay (eq. 7), a one-pole lower envelope plus peaking cuts (eq. 11)
         kk = np.arange(1, t60p.size + 1, dtype=float)
         fk = kk * f0_hz * np.sqrt(1.0 + b * kk * kk)
+        if targets is not None:
+            m = min(fk.size, targets.size)
+            fk[:m] = targets[:m]
         ok = np.isfinite(t60p) & (t60p > 0) & (fk < 0.45 * fs)
         w = 2.0 * np.pi * fk[ok] / fs
         w1 = np.array([2.0 * np.pi * f1 / fs])
@@ -495,8 +625,7 @@ def _design_string_cached(f0_hz, b, fs, t60_f0_s, t60_high_s, t60_high_hz, dampe
         g, a1, lsos = design_loss_correction(w, need, g0, max(a10, -0.999), loss_order - 1,
                                              fs, f1)
         if len(lsos):
-            n_band, sos = choose_dispersion(f0_hz, b, fs, g, a1, max_order=max_order,
-                                            lsos=lsos, min_partials=band_partials)
+            n_band, sos = dispersion(g, a1, lsos)
     eta = 0.0
     # fine tuning: integer + Thiran for what remains at f1 (eq. 13 with H_fd separate)
     w1 = np.array([2.0 * np.pi * f1 / fs])
@@ -514,6 +643,8 @@ def _design_string_cached(f0_hz, b, fs, t60_f0_s, t60_high_s, t60_high_hz, dampe
     n_out = max(n_band, 1)
     kk = np.arange(1, n_out + 1, dtype=float)
     guess = kk * f0_hz * np.sqrt(1.0 + b * kk * kk)
+    if targets is not None:
+        guess[:min(n_out, targets.size)] = targets[:n_out]
     partials = loop_partials_hz(fs, nut + bridge, eta, sos, g, a1, n_out, guess, lsos)
     return StringDesign(nut, bridge, g, a1, gd, a1d, np.ascontiguousarray(sos), eta,
                         d1, n_band, partials, np.ascontiguousarray(lsos, dtype=np.float64))
@@ -523,7 +654,7 @@ def design_string(f0_hz: float, b: float, fs: float, t60_f0_s: float, t60_high_s
                   t60_high_hz: float, damped_t60_s: float, damped_t60_high_s: float,
                   strike_position: float = 0.125, max_order: int = 16,
                   t60_partials_s=None, loss_order: int = 1,
-                  band_partials: int = 0) -> StringDesign:
+                  band_partials: int = 0, partial_cents=None) -> StringDesign:
     """Design one key's waveguide string.
 
     Parameters
@@ -551,6 +682,12 @@ def design_string(f0_hz: float, b: float, fs: float, t60_f0_s: float, t60_high_s
     band_partials : int
         When > 0, the dispersion design band covers at least this many partials (order up
         to 2 MAX_SECTIONS).
+    partial_cents : sequence of float, optional
+        Offsets (cents) of partials k = 1, 2 ... from eq. 12 (nan or 0: on it), e.g. the
+        deviations of a recording's measured partials. When any is given, the dispersion
+        allpass (order up to 2 MAX_SECTIONS) is designed to place partials 1..n (n the last
+        one given) at those frequencies directly (:func:`choose_dispersion_measured`), and
+        partial 1's target sets the fine tuning.
 
     Returns
     -------
@@ -570,4 +707,6 @@ def design_string(f0_hz: float, b: float, fs: float, t60_f0_s: float, t60_high_s
                                  tuple(float(t) if np.isfinite(t) else 0.0 for t in
                                        (t60_partials_s if t60_partials_s is not None else ())),
                                  int(min(max(loss_order, 1), 1 + MAX_LOSS_SECTIONS)),
-                                 int(band_partials))
+                                 int(band_partials),
+                                 tuple(float(c) if np.isfinite(c) else 0.0 for c in
+                                       (partial_cents if partial_cents is not None else ())))

@@ -175,7 +175,8 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
                            kp.strike_position[i], max_order=max_order,
                            t60_partials_s=kp.t60_partials_s[i] if full else None,
                            loss_order=int(kp.loss_order[i]) if full else 1,
-                           band_partials=int(kp.dispersion_partials[i]) if full else 0)
+                           band_partials=int(kp.dispersion_partials[i]) if full else 0,
+                           partial_cents=kp.partial_cents[i] if full else None)
         strings[key] = sd
         kt_i[key, B.K_NUT_LEN] = sd.nut_delay
         kt_i[key, B.K_BRIDGE_LEN] = sd.bridge_delay
@@ -205,6 +206,8 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
         if kp.n_strings[i] >= 2 and n_res_max > 0:
             k = np.arange(1, 41, dtype=float)
             fk = k * kp.f0_hz[i] * np.sqrt(1.0 + kp.inharmonicity_b[i] * k * k)
+            if full and np.isfinite(kp.partial_cents[i]).any():
+                fk[:sd.n_band] = sd.partials_hz[:sd.n_band]   # placed off eq. 12 (fitted)
             d_g = loop_group_delay(kp.f0_hz[i], kp.inharmonicity_b[i], k, fs_s)
             t60k = sd.t60_s(2 * np.pi * fk / fs_s, fs_s, d_g)
             # string delays in fs samples; the resonator path is later than the string by
