@@ -50,6 +50,8 @@ BAND_PARTIALS = 0
 #: when True, the fitted key's dispersion allpass places the recording's measured partials
 #: 1..N_PARTIAL_CENTS directly (per-key ``partial_kNN_cents``: offsets from eq. 12).
 MEASURED_PARTIALS = True
+#: a partial the placement leaves further off than this (cents) is put back on eq. 12.
+PLACE_MAX_CENTS = 5.0
 #: lowest / highest MIDI key.
 KEY_MIN, KEY_MAX = 21, 108
 
@@ -1170,7 +1172,7 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         iterations = max(iterations, 3)
 
     # 5) render, measure with the same functions, correct (model vs formula differences)
-    best_place = (np.inf, part_cents.copy())
+    best_place = (np.inf, part_cents.copy(), None)
     for it in range(iterations):
         y = render_note(settings, keys_with(over), key, velocity, n_frames, fs)
         err = compare(rec, xm, y, fs)
@@ -1202,10 +1204,14 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
             okp = np.isfinite(part_cents[:m]) & np.isfinite(err.cents[:m])
             e_max = float(np.max(np.abs(err.cents[:m][okp]))) if okp.any() else np.inf
             if e_max < best_place[0]:
-                best_place = (e_max, part_cents.copy())
+                best_place = (e_max, part_cents.copy(), err.cents[:m].copy())
             part_cents[:m][okp] -= 0.5 * np.clip(err.cents[:m][okp], -20.0, 20.0)
-            if it == iterations - 1:
-                part_cents = best_place[1] if np.isfinite(best_place[0]) else part_cents
+            if it == iterations - 1 and np.isfinite(best_place[0]):
+                # a recorded peak the loop cannot reach (> PLACE_MAX_CENTS off, e.g. a
+                # second mode read as the partial) is left on eq. 12, outside the band
+                part_cents = best_place[1].copy()
+                bad = np.abs(np.nan_to_num(best_place[2], nan=0.0)) > PLACE_MAX_CENTS
+                part_cents[:bad.size][bad] = np.nan
             set_partial_cents(over, part_cents)
         elif okc.sum() >= 2:
             bb = over["inharmonicity_b"]
@@ -1251,8 +1257,18 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         if over2 is not over:
             y2 = render_note(settings, keys_with(over2), key, velocity, n_frames, fs)
             e2 = compare(rec, xm, y2, fs)
+            if abs(e2.level_db) > 0.3:          # the search moves the gain: level it again
+                over2 = {**over2, "output_gain_db": float(np.clip(
+                    over2["output_gain_db"] - e2.level_db, -40, 40))}
+                y2 = render_note(settings, keys_with(over2), key, velocity, n_frames, fs)
+                e2 = compare(rec, xm, y2, fs)
             if e2.stft < after.stft:
                 over, y_after, after = over2, y2, e2
+    if abs(after.level_db) > 0.3:
+        over = {**over, "output_gain_db": float(np.clip(over["output_gain_db"]
+                                                        - after.level_db, -40, 40))}
+        y_after = render_note(settings, keys_with(over), key, velocity, n_frames, fs)
+        after = compare(rec, xm, y_after, fs)
     over = {k: float(v) for k, v in over.items()}
     return FitResult(key, velocity, over, before, after, rec, y_before, y_after, fs,
                      n_band=design_band(settings, keys_with(over), key, fs))
