@@ -75,6 +75,39 @@ def _audio_process(gui_pid: int) -> int | None:
     return None
 
 
+def read_stats(proc, path: Path, timeout: float = 5.0) -> dict | None:
+    """Ask the player or panel for its statistics now (SIGUSR1, ``--stats-json``)."""
+    before = path.stat().st_mtime_ns if path.exists() else 0
+    proc.send_signal(signal.SIGUSR1)
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        if path.exists() and path.stat().st_mtime_ns != before:
+            try:
+                return json.loads(path.read_text())
+            except ValueError:
+                pass
+        time.sleep(0.02)
+    return None
+
+
+def _wait_idle(proc, stats_path: Path, tail_max_s: float, step_s: float = 0.5):
+    """Wait until the engine is idle: no voice, and the output skipped >= 90 % of the blocks
+    of the last ``step_s`` (:class:`pianosynth.io.audio_out.IdleGate`). Returns (seconds
+    waited, True) or (tail_max_s, False) when it never went idle."""
+    t0 = time.perf_counter()
+    prev = None
+    while time.perf_counter() - t0 < tail_max_s:
+        st = read_stats(proc, stats_path)
+        if st is not None and "idle_blocks_skipped" in st:
+            cur = (st["callbacks"], st["idle_blocks_skipped"], st.get("voices", 0))
+            if prev is not None and cur[2] == 0 and cur[0] > prev[0] and \
+                    cur[1] - prev[1] >= 0.9 * (cur[0] - prev[0]):
+                return time.perf_counter() - t0, True
+            prev = cur
+        time.sleep(step_s)
+    return tail_max_s, False
+
+
 def load_pieces(midi_dir: Path) -> list[tuple[str, list]]:
     from pianosynth.io.midi_file import read_midi_file
     pieces = []
@@ -152,8 +185,10 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup-s", type=float, default=None,
                     help="seconds of playing before the first memory sample (default: "
                          "10 %% of the playing, 3..30 s)")
-    ap.add_argument("--settle-s", type=float, default=6.0,
-                    help="wait after the last note before measuring the silence")
+    ap.add_argument("--settle-s", type=float, default=2.0,
+                    help="wait after the note-offs before looking for the end of the tail")
+    ap.add_argument("--tail-max-s", type=float, default=60.0,
+                    help="longest wait for the engine to free its last voice, s")
     ap.add_argument("--silence-s", type=float, default=10.0, help="silence measured, s")
     ap.add_argument("--noisy", type=float, default=0.02,
                     help="empty-callback underflow rate above which no verdict is given")
@@ -224,7 +259,13 @@ def main(argv=None) -> int:
         t_play1 = sender.t_last or time.perf_counter()
         cpu1 = (time.perf_counter(), cpu_seconds(audio_pid), cpu_seconds(proc.pid))
         sender.all_off()
+        # "after the last note" = once the last note's tail has ended: the engine has freed
+        # every voice and its soundboard is silent, so the output skips it (stats
+        # idle_blocks_skipped grows by every block); at least --settle-s after the note-offs
         time.sleep(a.settle_s)
+        tail_s, idle_seen = _wait_idle(proc, stats_path, a.tail_max_s)
+        tail_s += a.settle_s
+        time.sleep(0.5)                         # the statistics write is over
         s0 = (time.perf_counter(), cpu_seconds(audio_pid), cpu_seconds(proc.pid))
         time.sleep(a.silence_s)
         s1 = (time.perf_counter(), cpu_seconds(audio_pid), cpu_seconds(proc.pid))
@@ -283,11 +324,13 @@ def main(argv=None) -> int:
         rss_total_kib=[g0, g1], rss_total_growth=growth_t,
         cpu_audio_playing=play_cpu, cpu_audio_silence=sil_cpu, cpu_empty_callback=floor,
         cpu_silence_ratio_raw=raw_ratio, cpu_silence_ratio=ratio,
+        tail_s=round(tail_s, 2), engine_went_idle=idle_seen,
+        idle_blocks_skipped=stats.get("idle_blocks_skipped"),
         cpu_gui_playing=None if a.play else play_gui, cpu_gui_silence=None if a.play else sil_gui)
     verdicts = {
         "underflows": None if (noisy and played_under > allowed) else played_under <= allowed,
         "rss": growth_e <= 0.05 and growth_t <= 0.05,
-        "silence_cpu": ratio <= 0.05,
+        "silence_cpu": idle_seen and ratio <= 0.05,
         "clean_exit": rc == 0 and "Traceback" not in text,
     }
     fig["verdicts"] = verdicts
@@ -312,6 +355,9 @@ def main(argv=None) -> int:
           f"with the same JACK clients costs {100 * floor:.2f} %, so the engine: playing "
           f"{100 * eng_play:.1f} %, silence {100 * eng_sil:.2f} % -> {100 * ratio:.1f} % of "
           f"playing   {pf(verdicts['silence_cpu'])}"
+          + (f"  [silence measured {a.silence_s:.0f} s from the end of the last tail, "
+             f"{tail_s:.1f} s after the note-offs]" if idle_seen else
+             f"  [the engine did not go idle within {tail_s:.0f} s of the note-offs]")
           + ("" if a.play else f"  (panel process: playing {100 * play_gui:.1f} %, "
              f"silence {100 * sil_gui:.1f} %)"))
     print(f"player exit status {rc}   {pf(verdicts['clean_exit'])}")

@@ -411,8 +411,56 @@ class NamedJackServer(JackServer):
         return [line.strip() for line in r.stdout.splitlines() if line.strip()]
 
 
+#: jackd2's registry of running servers (shared memory): a 24-byte header, then
+#: JACK_MAX_SERVERS entries of (pid int32, name char[257], padding) = 264 bytes, the name
+#: stored as "jack-UID:NAME:" (jackd2 common/shm.c, jack_shm_header_t)
+JACK_SHM_REGISTRY = "/dev/shm/jack-shm-registry"
+JACK_MAX_SERVERS = 8
+_REG_HEADER, _REG_ENTRY = 24, 264
+
+
+def dead_server_names(path: str = JACK_SHM_REGISTRY) -> list[str]:
+    """Names of servers that hold a slot of jackd2's registry but are no longer running.
+
+    jackd frees its slot when it stops normally; a server that was killed (SIGKILL, a test
+    run cut short) keeps it, and jackd reclaims a dead server's slot only when a server of
+    the *same name* starts (``jack_register_server``). After eight such leaks every new
+    name fails with "Too many servers already active". Reading only; [] when the registry
+    is absent or not in this layout.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_REG_HEADER + JACK_MAX_SERVERS * _REG_ENTRY)
+    except OSError:
+        return []
+    if len(data) < _REG_HEADER + JACK_MAX_SERVERS * _REG_ENTRY or \
+            int.from_bytes(data[:4], "little") != 0x4A41434B:         # "JACK"
+        return []
+    out = []
+    for i in range(JACK_MAX_SERVERS):
+        off = _REG_HEADER + i * _REG_ENTRY
+        pid = int.from_bytes(data[off:off + 4], "little", signed=True)
+        raw = data[off + 4:off + 4 + 257].split(b"\0")[0].decode(errors="replace")
+        parts = raw.split(":")
+        if pid <= 0 or len(parts) < 2 or not parts[1]:
+            continue
+        try:
+            os.kill(pid, 0)
+            continue                                    # alive (a server, or a reused pid)
+        except ProcessLookupError:
+            out.append(parts[1])
+        except OSError:
+            continue
+    return out
+
+
 def unique_server_name(prefix: str) -> str:
-    """A JACK server name no other test run on this machine uses now."""
+    """A JACK server name no other test run on this machine uses now: the name of a dead
+    server that still holds a registry slot if there is one (starting a server under that
+    name gives the slot back, see :func:`dead_server_names`), else a new one."""
+    dead = dead_server_names()
+    if dead:
+        return dead[(os.getpid() + int(time.time() * 1000)) % len(dead)]
     return f"{prefix}{os.getpid()}_{int(time.time() * 1000) % 100000}"
 
 

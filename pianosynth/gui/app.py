@@ -178,10 +178,20 @@ def cmd_gui(args) -> int:
             panel.close()
         if args.duration:
             QTimer.singleShot(int(args.duration * 1000), stop)
+        def stats_now():
+            stats = session.stats()
+            stats.update(marks)
+            _write_stats(args.stats_json, stats)
+
         # Ctrl-C / SIGTERM close the panel (and fade the audio out) as they stop `play`;
-        # the meter timer runs Python often enough for the handler to be called
+        # SIGUSR1 writes the statistics so far (--stats-json), as `play` does. The handlers
+        # only post to the event loop; the plot timer runs Python often enough (>= 5 Hz)
+        # for them to be called
         old = {sig: signal.signal(sig, lambda *_: QTimer.singleShot(0, stop))
                for sig in (signal.SIGINT, signal.SIGTERM)}
+        if args.stats_json and hasattr(signal, "SIGUSR1"):
+            old[signal.SIGUSR1] = signal.signal(
+                signal.SIGUSR1, lambda *_: QTimer.singleShot(0, stats_now))
         try:
             app.exec()
         finally:
@@ -193,10 +203,18 @@ def cmd_gui(args) -> int:
         session.close()
     _say(f"panel closed: {stats.get('callbacks', 0)} blocks, "
          f"{stats.get('underflows', 0)} underflows")
-    if args.stats_json:
-        try:
-            with open(args.stats_json, "w") as f:
-                json.dump(stats, f, indent=1)
-        except OSError as exc:
-            _say(f"warning: cannot write {args.stats_json}: {exc}")
+    _write_stats(args.stats_json, stats)
     return 0
+
+
+def _write_stats(path: str | None, stats: dict) -> None:
+    """The statistics as JSON at ``path`` (if given), atomically: a reader never sees half
+    a file."""
+    if not path:
+        return
+    try:
+        with open(path + ".tmp", "w") as f:
+            json.dump(stats, f, indent=1)
+        os.replace(path + ".tmp", path)
+    except OSError as exc:
+        _say(f"warning: cannot write {path}: {exc}")

@@ -31,6 +31,7 @@ import traceback
 from multiprocessing import shared_memory
 
 from ..engine.params import PARAM_BY_NAME, PARAMETERS
+from ..io.audio_out import freeze_gc
 from .session import Tap, lower_thread_priority
 
 #: longest wait for the audio process to answer, s (building an engine at a new rate and
@@ -94,9 +95,17 @@ def _dispatch(session, op, args):
         return session.install(settings, keys, design, fs)
     if op == "open_audio":
         device, rate, buffer, mode, start = args
-        status = session.open_audio(device, rate, buffer, mode, start)
+        if start:
+            session.open_audio(device, rate, buffer, mode, start=False)
+            freeze_gc()
+            status = session.start_audio()
+        else:
+            status = session.open_audio(device, rate, buffer, mode, start)
         return status, session.sample_rate
     if op == "start_audio":
+        # what exists now (modules, engine, kernels) out of the collector's reach: a full
+        # collection in this process holds the GIL against the callback (as in `play`)
+        freeze_gc()
         return session.start_audio(), session.sample_rate
     if op == "open_midi":
         return session.open_midi(*args)

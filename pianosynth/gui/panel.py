@@ -37,6 +37,12 @@ from .session import LiveSession, lower_thread_priority, note_name
 #: GUI refresh rates: live plots and lit keys, meters.
 PLOT_HZ = 20
 METER_HZ = 4
+#: ... while the engine renders nothing new (idle: no voice, no tail): the timers slow down
+#: to these rates after IDLE_AFTER_S and come back to the full rates at the first tick that
+#: sees new audio (a note after a silence lights its key within 1 / IDLE_PLOT_HZ s)
+IDLE_PLOT_HZ = 5
+IDLE_METER_HZ = 1
+IDLE_AFTER_S = 1.0
 #: wait after the last change before the selected key is re-analysed, ms.
 ANALYSIS_DEBOUNCE_MS = 350
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]*$")
@@ -175,6 +181,10 @@ class ControlPanel(QMainWindow):
         self.plots.set_selected_key(self.selected_key)
 
         # ---- timers
+        self._seen_activity = -1            # Tap.activity at the last plot tick
+        self._quiet_ticks = 0               # plot ticks since the tap last changed
+        self.idle_timers = False            # the timers run at the idle rates
+        self._label_state: dict = {}
         self.plot_timer = QTimer(self)
         self.plot_timer.timeout.connect(self._tick_plots)
         self.plot_timer.start(int(1000 / PLOT_HZ))
@@ -604,6 +614,19 @@ class ControlPanel(QMainWindow):
         s = self.session
         if not s.ready:
             return
+        activity = s.tap.activity
+        if activity == self._seen_activity:
+            # the engine rendered nothing since the last tick (idle: the output skips it and
+            # only counts silent frames): the plots, lit keys and pedal already show it
+            self._quiet_ticks += 1
+            if not self.idle_timers and self._quiet_ticks * self.plot_timer.interval() >= \
+                    1000 * IDLE_AFTER_S:
+                self._set_idle_timers(True)
+            return
+        self._seen_activity = activity
+        self._quiet_ticks = 0
+        if self.idle_timers:
+            self._set_idle_timers(False)
         self.plots.update_live(s.tap, float(s.sample_rate))
         self.keyboard.set_lit(np.flatnonzero(s.tap.keys_down).tolist())
         if bool(s.tap.sustain) != self.sustain_btn.isChecked():
@@ -611,29 +634,48 @@ class ControlPanel(QMainWindow):
             self.sustain_btn.setChecked(bool(s.tap.sustain))
             self.sustain_btn.blockSignals(False)
 
+    def _set_idle_timers(self, idle: bool) -> None:
+        """Slow the plot and meter timers down while nothing new is rendered, or bring them
+        back to their full rates (the GUI then costs next to nothing in silence)."""
+        self.idle_timers = idle
+        self.plot_timer.setInterval(int(1000 / (IDLE_PLOT_HZ if idle else PLOT_HZ)))
+        self.meter_timer.setInterval(int(1000 / (IDLE_METER_HZ if idle else METER_HZ)))
+        if not idle:
+            self._tick_meters()
+
+    def _set_label(self, name: str, text: str, style: str | None = None,
+                   tip: str | None = None) -> None:
+        """Set a meter label's text, style sheet and tool tip only when they change (a
+        style sheet set again re-polishes the widget even when it is the same)."""
+        state = (text, style, tip)
+        if self._label_state.get(name) == state:
+            return
+        self._label_state[name] = state
+        lab = self.meter_labels[name]
+        lab.setText(text)
+        if style is not None:
+            lab.setStyleSheet(style)
+        if tip is not None:
+            lab.setToolTip(tip)
+
     def _tick_meters(self) -> None:
         m = self.session.meters()
-        lab = self.meter_labels
         audio = m.get("audio", self.session.audio_status)
         if m.get("active") and not audio.startswith("no audio output"):
             fs, blk = m.get("sample_rate", 0), m.get("block_frames", 0)
-            lab["audio"].setText(f"● {fs / 1000:g} kHz" + (f" / {blk}" if blk else ""))
-            lab["audio"].setStyleSheet("color: #7ee787;")
+            self._set_label("audio", f"● {fs / 1000:g} kHz" + (f" / {blk}" if blk else ""),
+                            "color: #7ee787;", audio)
         else:
-            lab["audio"].setText("● no audio" if audio.startswith("no audio output")
-                                 else "● audio off")
-            lab["audio"].setStyleSheet("color: #f0a030;")
-        lab["audio"].setToolTip(audio)
-        lab["cpu"].setText(f"CPU {100 * m['cpu_load']:.0f}%")
+            self._set_label("audio", "● no audio" if audio.startswith("no audio output")
+                            else "● audio off", "color: #f0a030;", audio)
+        self._set_label("cpu", f"CPU {100 * m['cpu_load']:.0f}%")
         symp = int(m.get("sympathetic", 0))
-        lab["voices"].setText(f"voices {m['voices'] - symp}/{m['polyphony']}" +
-                              (f" + {symp} sympathetic" if symp else ""))
+        self._set_label("voices", f"voices {m['voices'] - symp}/{m['polyphony']}" +
+                        (f" + {symp} sympathetic" if symp else ""))
         u = m["underflows"]
-        lab["underflows"].setText(f"underflows {u}")
-        lab["underflows"].setStyleSheet("color: #ff7b72;" if u else "")
+        self._set_label("underflows", f"underflows {u}", "color: #ff7b72;" if u else "")
         midi = m["midi"]
-        lab["midi"].setText(midi if len(midi) < 40 else midi[:37] + "…")
-        lab["midi"].setToolTip(midi)
+        self._set_label("midi", midi if len(midi) < 40 else midi[:37] + "…", None, midi)
         if m["error"] is not None and not getattr(self, "_error_shown", False):
             self._error_shown = True
             self.show_error(f"Audio stopped by an error: {m['error']!r}")

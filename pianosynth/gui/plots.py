@@ -172,8 +172,8 @@ class Plots(QWidget):
     # ------------------------------------------------------------------ live (timer)
     def update_live(self, tap, fs: float) -> None:
         """Oscilloscope, spectrum and hammer force from the audio tap."""
-        force, seq, key, vel = tap.force_trace()
-        if seq != self._force_seq:
+        if tap.force_seq != self._force_seq:         # (no copy of the trace otherwise)
+            force, seq, key, vel = tap.force_trace()
             self._force_seq = seq
             self.show_force(force, fs, key, vel)
         written = tap.written

@@ -37,8 +37,9 @@ from ..engine import blockloop as B
 from ..engine.events import CC_ALL_NOTES_OFF, CC_SUSTAIN, CONTROL_CHANGE, NOTE_OFF, NOTE_ON
 from ..engine.params import PARAM_BY_NAME, PARAMETERS
 from ..errors import PianosynthError
-from ..io.audio_out import (MAX_BLOCK_FRAMES, AudioOutput, BlockClock, import_sounddevice,
-                            list_output_devices, select_output_device)
+from ..io.audio_out import (MAX_BLOCK_FRAMES, AudioOutput, BlockClock, IdleGate,
+                            idle_probe, import_sounddevice, list_output_devices,
+                            select_output_device)
 from ..io.midi_live import LATENCY_MARGIN_S, EventBlock, MidiEventQueue, MidiInputs
 
 #: output ring length in frames (a power of two; 1.4 s at 48 kHz).
@@ -53,7 +54,7 @@ _I_SYMP = getattr(V, "I_SYMP", None)
 
 
 _META = ("written", "force_len", "force_seq", "force_key", "force_velocity", "voices",
-         "sustain", "trace_voice", "trace_strikes", "sympathetic")
+         "sustain", "trace_voice", "trace_strikes", "sympathetic", "activity")
 
 
 def _meta_property(i: int, doc: str):
@@ -110,6 +111,7 @@ class Tap:
         self.keys_down = np.ndarray((128,), np.uint8, buf, off)
         self._mono = np.zeros(MAX_BLOCK_FRAMES, np.float32)
         self._busy = np.zeros(0, bool)
+        self._silent = 0                        # frames of record_silence since the output
         if buffer is None:
             self.trace_voice = -1
             self.trace_strikes = -1
@@ -125,6 +127,8 @@ class Tap:
     trace_voice = _meta_property(7, "engine voice of the trace (audio side)")
     trace_strikes = _meta_property(8, "strike count of that voice (audio side)")
     sympathetic = _meta_property(9, "sympathetic strings among the voices")
+    activity = _meta_property(10, "grows with every block that brought events, a sounding "
+                                  "voice or non-zero output: unchanged, nothing new to show")
 
     def reset_meta(self) -> None:
         self.meta[:] = 0
@@ -135,6 +139,7 @@ class Tap:
     # ---------------------------------------------------------------- audio thread
     def record_events(self, events) -> None:
         """Note which keys are down (a few events per block, plain loop)."""
+        self.meta[10] += 1
         for i in range(len(events)):
             st = int(events["status"][i]) & 0xF0
             d1 = int(events["data1"][i])
@@ -153,6 +158,7 @@ class Tap:
     def record_output(self, out, engine) -> None:
         """Copy a rendered block ``out`` (n, 2) and the engine's meters."""
         n = out.shape[0]
+        self._silent = 0
         m = self._mono[:n]
         np.add(out[:, 0], out[:, 1], out=m)
         m *= 0.5
@@ -182,6 +188,21 @@ class Tap:
             self.meta[8] = strikes
             self.meta[3] = int(engine.iv[tv, V.I_KEY]) if tv >= 0 else -1
             self.meta[2] += 1
+        if self.meta[5] or m.any():                 # something sounds: new to show
+            self.meta[10] += 1
+
+    def record_silence(self, n: int) -> None:
+        """``n`` frames of exact silence from an idle engine (nothing else changed: the
+        voice counts were 0 after the block that found it idle)."""
+        written = int(self.meta[0])
+        if self._silent < RING_FRAMES:          # once the ring holds only zeros: count
+            w = written % RING_FRAMES
+            k = min(n, RING_FRAMES - w)
+            self.ring[w:w + k] = 0.0
+            if k < n:
+                self.ring[:n - k] = 0.0
+            self._silent += n
+        self.meta[0] = written + n
 
     # ---------------------------------------------------------------- GUI thread
     def latest(self, n: int) -> np.ndarray:
@@ -212,6 +233,8 @@ class TappedEngine:
     def __init__(self, engine, tap: Tap):
         self.engine = engine
         self.tap = tap
+        self._probe = None
+        self._probed = None
 
     def render(self, out, events) -> None:
         eng = self.engine
@@ -219,6 +242,21 @@ class TappedEngine:
             self.tap.record_events(events)
         eng.render(out, events)
         self.tap.record_output(out, eng)
+
+    def is_idle(self) -> bool:
+        """Does the current engine hold nothing (:func:`~pianosynth.io.audio_out.idle_probe`;
+        False for an engine that cannot tell)?"""
+        eng = self.engine
+        if eng is not self._probed:             # a new engine (rate change): once
+            self._probe = idle_probe(eng)
+            self._probed = eng
+        probe = self._probe
+        return bool(probe()) if probe is not None else False
+
+    def render_silence(self, out) -> None:
+        """The output skipped a block of an idle engine (:class:`IdleGate`): ``out`` holds
+        zeros; the tap records them."""
+        self.tap.record_silence(out.shape[0])
 
 
 class SilentOutput:
@@ -258,12 +296,13 @@ class SilentOutput:
         n = self.block_frames
         period = n / self.sample_rate
         t_next = time.perf_counter()
+        gate = IdleGate(self.engine)
         while not self._stop.is_set():
             t0 = time.perf_counter()
             try:
                 frame0 = self.frames
                 ev = self.fill_events(frame0, self.clock.update(t0, frame0), n)
-                self.engine.render(self._buf, ev)
+                gate.render(self._buf, ev)
             except BaseException as exc:  # noqa: BLE001 - keep for the GUI, stop the clock
                 self.error = exc
                 return
@@ -744,7 +783,8 @@ class LiveSession:
 
     def stats(self) -> dict:
         s = self.output.stats() if self.output is not None else {}
-        s.update(midi_received=self.queue.received, midi_late=self.queue.late)
+        s.update(midi_received=self.queue.received, midi_late=self.queue.late,
+                 voices=self.tap.voices)
         return s
 
     def close(self) -> None:

@@ -796,6 +796,8 @@ class LivePlayer:
             if k in self._resumed:                   # the run before a JACK server loss
                 s[k] = s.get(k, 0) + int(self._resumed[k])
         s.update(device_losses=self.device_losses, device_recoveries=self.recoveries)
+        if self.engine is not None and hasattr(self.engine, "active_voices"):
+            s.update(voices=int(self.engine.active_voices))     # a racy read: a meter
         if self.queue is not None:
             q = self.queue
             s.update(midi_received=q.received, midi_delivered=q.delivered,
