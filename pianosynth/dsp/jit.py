@@ -58,7 +58,7 @@ def kernels_cached() -> bool:
     """True when the block loop's machine code is in the on-disk cache (a start takes ~1 s);
     False right after an install or a kernel change (the first render compiles, ~1 min)."""
     d = _PKG / "engine" / "__pycache__"
-    return any(d.glob("blockloop.render_strings-*.nbi"))
+    return any(d.glob("blockloop.render_block-*.nbi"))
 
 
 def compile_with_progress(work, say=None, every_s: float = 5.0):

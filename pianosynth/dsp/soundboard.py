@@ -35,7 +35,7 @@ import numpy as np
 from .jit import JIT, JIT_INLINE, njit
 
 __all__ = ["SoundboardState", "make_soundboard_state", "reset_soundboard",
-           "render_soundboard"]
+           "reset_soundboard_at", "render_soundboard"]
 
 
 class SoundboardState(NamedTuple):
@@ -86,6 +86,29 @@ def reset_soundboard(state: SoundboardState) -> None:
         a[...] = 0.0
     for a in (state.dec_idx, state.lo_idx, state.lp_idx, state.pos):
         a[:] = 0
+
+
+@njit(**JIT)
+def reset_soundboard_at(state, phase):
+    """:func:`reset_soundboard` inside a kernel, the decimation phase set to ``phase`` (the
+    caller passes t % 8 for sample t: where a soundboard that had run since sample 0 would
+    be; with zero buffers only the phase matters, so the output does not depend on when the
+    reset happened)."""
+    state.dec_hist[:] = 0.0
+    state.lo_hist[:] = 0.0
+    state.lp_hist[:] = 0.0
+    state.bank_w[:, :] = 0.0
+    state.fir_hist[:] = 0.0
+    state.align[:] = 0.0
+    state.tone_z[:] = 0.0
+    state.fdn_buf[:] = 0.0
+    state.fdn_lp[:] = 0.0
+    state.fdn_v[:] = 0.0
+    state.dec_idx[:] = 0
+    state.lo_idx[:] = 0
+    state.lp_idx[:] = 0
+    state.pos[:] = 0
+    state.dec_idx[0] = phase
 
 
 @njit(**JIT_INLINE)
