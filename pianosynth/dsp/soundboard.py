@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .jit import JIT, JIT_INLINE, njit
+from .jit import JIT, JIT_INLINE, JIT_SUMS, njit
 
 __all__ = ["SoundboardState", "make_soundboard_state", "reset_soundboard",
            "reset_soundboard_at", "render_soundboard"]
@@ -152,7 +152,7 @@ def _hadamard(v):
         h *= 2
 
 
-@njit(**JIT)
+@njit(**JIT_SUMS)
 def render_soundboard(state, coeffs, x, out, n):
     """Render ``n`` stereo samples of soundboard radiation (WRITES ``out[:n, :]``).
 

@@ -11,17 +11,17 @@ import numpy as np
 from ..dsp.jit import JIT, njit
 from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMMER_AGE,
                          I_HAMMER_ON, I_DORMANT, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_RATE, I_SOST, I_STATE, I_SYMP, I_STRIKES,
-                         I_WIDX, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
+                         I_WIDX, I_MASK, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
                          F_FADE_STEP, F_FPREV, F_G, F_GAIN, F_GD, F_K, F_LEVEL, F_LOSS_Y1,
                          F_MASS, F_P, F_RES_DAMP, F_DAMP_SPEED, F_DRIVE_SEEN, F_KNOCK, F_TH_X1, F_TH_Y1, F_TWOZ, F_UPREV, F_VH, F_YH, F_YS,
-                         STEALING, SUSTAINED, render_symp_voice, render_voice)
+                         STEALING, SUSTAINED, render_symp_voice, render_voice, voice_mask)
 from ..dsp.voice import F_LC, F_LS, I_N_LOSS, MAX_LOSS_SECTIONS
 from ..dsp.soundboard import render_soundboard, reset_soundboard_at
 
 # key table columns
 K_NUT_LEN, K_BRIDGE_LEN, K_N_SEC, K_N_RES, K_HAS_DAMPER, K_VALID, K_N_STRINGS, K_RATE, \
-    K_N_LOSS = range(9)
-N_KI = 9
+    K_N_LOSS, K_MASK = range(10)
+N_KI = 10
 KF_G, KF_A1, KF_GD, KF_A1D, KF_ETA, KF_MASS, KF_K, KF_P, KF_TWOZ, KF_GAIN, KF_RES_DAMP, \
     KF_KNOCK = range(12)
 #: loss correction biquads (b0, b1, b2, a1, a2) x MAX_LOSS_SECTIONS from this column
@@ -54,9 +54,12 @@ SILENT_VELOCITY = 1
 
 
 @njit(**JIT)
-def _reset_voice_buffers(v, nut, bridge, dstate, rstate):
-    nut[v, :] = 0.0
-    bridge[v, :] = 0.0
+def _reset_voice_buffers(v, iv, nut, bridge, dstate, rstate):
+    """Zero voice ``v``'s filter states and the part of its delay lines its last string
+    used (the rest is zero already)."""
+    m = voice_mask(iv, v, nut)
+    nut[v, :m + 1] = 0.0
+    bridge[v, :m + 1] = 0.0
     dstate[v, :, :] = 0.0
     rstate[v, :, :] = 0.0
 
@@ -75,6 +78,7 @@ def _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res, row=-1):
     iv[v, I_N_RES] = kt_i[key, K_N_RES]
     iv[v, I_DAMPED_KEY] = kt_i[key, K_HAS_DAMPER]
     iv[v, I_RATE] = kt_i[key, K_RATE]
+    iv[v, I_MASK] = kt_i[key, K_MASK]
     iv[v, I_SYMP] = 0
     fv[v, F_G] = kt_f[key, KF_G]
     fv[v, F_A1] = kt_f[key, KF_A1]
@@ -164,7 +168,7 @@ def _strike(v, hammer_v, iv, fv):
 @njit(**JIT)
 def _init_voice(v, key, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                 kt_i, kt_f, kt_sos, kt_res, row=-1):
-    _reset_voice_buffers(v, nut, bridge, dstate, rstate)
+    _reset_voice_buffers(v, iv, nut, bridge, dstate, rstate)
     _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res, row)
     iv[v, I_STATE] = HELD
     iv[v, I_WIDX] = 0

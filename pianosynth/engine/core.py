@@ -129,6 +129,13 @@ def design_drive_lowpass(fs: float) -> np.ndarray:
     return signal.ellip(6, 0.5, 60.0, 0.4 / 8 * 2.0, output="sos").astype(np.float64)
 
 
+def delay_line_len(fs: float) -> int:
+    """Length of a voice's delay-line rows: a power of two holding the longest string (20 Hz
+    at fs) with room for the hammer window; each key's string uses only the start of it
+    (key table column ``K_MASK``)."""
+    return 1 << int(math.ceil(math.log2(fs / 20.0 + 64)))
+
+
 def design_key_table(settings: dict, fs: float, key_overrides=None,
                      quality: str = "high") -> KeyDesign:
     """Design every key's string, hammer and resonators for output rate ``fs``.
@@ -182,6 +189,10 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
         kt_i[key, B.K_VALID] = 1
         kt_i[key, B.K_N_STRINGS] = kp.n_strings[i]
         kt_i[key, B.K_RATE] = r
+        # the voice uses the start of its delay-line rows: a power of two > longest delay
+        need = max(int(sd.nut_delay), int(sd.bridge_delay)) + 2
+        kt_i[key, B.K_MASK] = min(1 << int(math.ceil(math.log2(max(need, 16)))),
+                                  delay_line_len(fs)) - 1
         kt_sos[key, :len(sd.disp_sos)] = sd.disp_sos
         nl = len(sd.loss_sos)
         kt_i[key, B.K_N_LOSS] = nl
@@ -286,7 +297,7 @@ class Engine:
         poly = int(self.settings["polyphony"])
         nv = int(max_voices) if max_voices else poly + 8 + 88   # + one sympathetic string a key
         self.max_voices = nv
-        buf_len = 1 << int(math.ceil(math.log2(fs / 20.0 + 64)))
+        buf_len = delay_line_len(fs)
         self.iv = np.zeros((nv, V.N_IVARS), np.int64)
         self.fv = np.zeros((nv, V.N_FVARS), np.float64)
         self.nut = np.zeros((nv, buf_len), np.float64)
@@ -322,6 +333,7 @@ class Engine:
         self.out64 = np.zeros((CHUNK, 2), np.float64)
         self._grow_events(4096)         # event arrays: the block's and one chunk's
         self.sb_ctl = np.zeros(2, np.float64)
+        self._out_scratch = np.zeros((CHUNK, 2), np.float64)
         self.gi[B.G_POLYPHONY] = poly
         self.gi[B.G_HAMMER_MODE] = int(hammer_mode)
         self.gi[B.G_RES_FACTOR] = RES_FACTOR
@@ -470,7 +482,7 @@ class Engine:
 
     # -- rendering -------------------------------------------------------------------------
     def render(self, out: np.ndarray, events: np.ndarray = NO_EVENTS) -> None:
-        """Render ``out.shape[0]`` frames into ``out`` ((n, 2) float32 or float64), applying
+        """Render ``out.shape[0]`` frames into ``out`` ((n, 2) float64 or float32), applying
         ``events`` (EVENT_DTYPE, sorted by offset, 0 <= offset < n) at their sample offsets.
         Output is identical for any split of the same stream into blocks.
 
@@ -478,10 +490,14 @@ class Engine:
         cost of a call does not grow with the block, so offline rendering uses long blocks.
         """
         n = out.shape[0]
-        if out.dtype not in (np.float32, np.float64) or not out.flags.c_contiguous:
-            tmp = np.zeros((n, 2), np.float64)      # (a layout the kernel is not built for)
+        if out.dtype != np.float64 or not out.flags.c_contiguous:
+            # the kernel is compiled for one layout only (float64, C order): render into a
+            # scratch block of that layout (grown when a longer block comes) and copy
+            if self._out_scratch.shape[0] < n:
+                self._out_scratch = np.zeros((n, 2), np.float64)
+            tmp = self._out_scratch[:n]
             self.render(tmp, events)
-            out[...] = tmp
+            np.copyto(out, tmp, casting="same_kind")
             return
         ne = len(events)
         if ne > len(self._ev_off):
@@ -502,6 +518,14 @@ class Engine:
                        self.ist4, self.drive, self.drive_sos, self.drive_zi, self.drive_lp,
                        self.noise, self.sb_state, self.sb_coeffs, self.sb_ctl, self.stereo,
                        self.out64)
+
+    def is_idle(self) -> bool:
+        """True when the engine holds exactly nothing (no voice, no tail anywhere, the
+        soundboard silent): rendering a block without events gives exact zeros, so a live
+        callback may skip the call (``render`` itself takes the same short-cut)."""
+        return self._sb_quiet >= 2 and bool(B.is_idle(self.iv, self.noise, self.ring,
+                                                      self.ring2, self.ring4, self.drive,
+                                                      self.drive_zi, self.gf))
 
     @property
     def _sb_quiet(self) -> int:
