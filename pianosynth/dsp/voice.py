@@ -181,10 +181,15 @@ def voice_mask(iv, v, nut):
     """Index mask of voice ``v``'s delay lines: a power of two minus one that holds the
     string's longest delay (set from the key table), so a string uses only the start of its
     rows (a string at fs/8 a few hundred samples, not the whole row: its lines stay in
-    cache); the whole row when unset (0)."""
+    cache; the rows are a little longer than a power of two, see ``DELAY_ROW_PAD`` in
+    engine/core.py, so the voices' starts fall on different cache sets); the whole row when
+    unset (0)."""
     m = iv[v, I_MASK]
     if m <= 0 or m >= nut.shape[1]:
-        return nut.shape[1] - 1
+        p = 1                  # unset: the largest power of two that fits the row
+        while 2 * p <= nut.shape[1]:
+            p *= 2
+        return p - 1
     return m
 
 

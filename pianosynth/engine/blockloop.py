@@ -538,16 +538,28 @@ def interpolate_tick(x_low, push, taps, ring, st, factor):
         st[0] = 0
     q = st[0]
     base = idx + nr
-    acc = 0.0
+    # four partial sums: independent multiply-adds instead of one chain of dependent adds
+    a0 = 0.0
+    a1 = 0.0
+    a2 = 0.0
+    a3 = 0.0
     j = q
     i = 0
     nt = taps.shape[0]
+    f4 = 4 * factor
+    while j + 3 * factor < nt:
+        a0 += taps[j] * ring[base - i]
+        a1 += taps[j + factor] * ring[base - i - 1]
+        a2 += taps[j + 2 * factor] * ring[base - i - 2]
+        a3 += taps[j + 3 * factor] * ring[base - i - 3]
+        j += f4
+        i += 4
     while j < nt:
-        acc += taps[j] * ring[base - i]
+        a0 += taps[j] * ring[base - i]
         j += factor
         i += 1
     st[0] = q + 1
-    return acc
+    return (a0 + a1) + (a2 + a3)
 
 
 @njit(**JIT)
