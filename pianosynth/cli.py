@@ -129,8 +129,8 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tail", type=_tail, default="auto", metavar="auto|SECONDS",
                    help="render this long after the last event; 'auto' (default) stops when "
                         "the piano is silent (-90 dB), at most 30 s after it")
-    p.add_argument("--block-size", type=_int_range(1, 65536, "block size"), default=512,
-                   metavar="N", help="frames per engine block (default 512; the output "
+    p.add_argument("--block-size", type=_int_range(1, 65536, "block size"), default=4096,
+                   metavar="N", help="frames per engine block (default 4096; the output "
                                      "does not depend on it)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar and no summary line")

@@ -17,6 +17,12 @@ JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 #: options for per-sample helpers composed inside kernels.
 JIT_INLINE = dict(cache=True, nogil=True, fastmath=False, error_model="numpy", inline="always")
 
+#: options for long fixed filters (FIR dot products, parallel sections): the sums may be
+#: reassociated and multiply-adds fused, so the compiler can run them in SIMD lanes instead of
+#: one dependent add after another (results differ from the written order by rounding only;
+#: NaN/inf semantics are kept: no "nnan"/"ninf").
+JIT_SUMS = dict(cache=True, nogil=True, fastmath={"reassoc", "contract"}, error_model="numpy")
+
 njit = numba.njit
 
 _PKG = Path(__file__).resolve().parents[1]
@@ -58,7 +64,7 @@ def kernels_cached() -> bool:
     """True when the block loop's machine code is in the on-disk cache (a start takes ~1 s);
     False right after an install or a kernel change (the first render compiles, ~1 min)."""
     d = _PKG / "engine" / "__pycache__"
-    return any(d.glob("blockloop.render_strings-*.nbi"))
+    return any(d.glob("blockloop.render_block-*.nbi"))
 
 
 def compile_with_progress(work, say=None, every_s: float = 5.0):

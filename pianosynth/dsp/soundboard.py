@@ -32,10 +32,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .jit import JIT, JIT_INLINE, njit
+from .jit import JIT, JIT_INLINE, JIT_SUMS, njit
 
 __all__ = ["SoundboardState", "make_soundboard_state", "reset_soundboard",
-           "render_soundboard"]
+           "reset_soundboard_at", "render_soundboard"]
 
 
 class SoundboardState(NamedTuple):
@@ -88,6 +88,29 @@ def reset_soundboard(state: SoundboardState) -> None:
         a[:] = 0
 
 
+@njit(**JIT)
+def reset_soundboard_at(state, phase):
+    """:func:`reset_soundboard` inside a kernel, the decimation phase set to ``phase`` (the
+    caller passes t % 8 for sample t: where a soundboard that had run since sample 0 would
+    be; with zero buffers only the phase matters, so the output does not depend on when the
+    reset happened)."""
+    state.dec_hist[:] = 0.0
+    state.lo_hist[:] = 0.0
+    state.lp_hist[:] = 0.0
+    state.bank_w[:, :] = 0.0
+    state.fir_hist[:] = 0.0
+    state.align[:] = 0.0
+    state.tone_z[:] = 0.0
+    state.fdn_buf[:] = 0.0
+    state.fdn_lp[:] = 0.0
+    state.fdn_v[:] = 0.0
+    state.dec_idx[:] = 0
+    state.lo_idx[:] = 0
+    state.lp_idx[:] = 0
+    state.pos[:] = 0
+    state.dec_idx[0] = phase
+
+
 @njit(**JIT_INLINE)
 def _hadamard(v):
     """In-place unnormalised fast Walsh-Hadamard transform (length a power of 2)."""
@@ -129,7 +152,7 @@ def _hadamard(v):
         h *= 2
 
 
-@njit(**JIT)
+@njit(**JIT_SUMS)
 def render_soundboard(state, coeffs, x, out, n):
     """Render ``n`` stereo samples of soundboard radiation (WRITES ``out[:n, :]``).
 

@@ -56,7 +56,8 @@ I_RATE = 12          # the string runs at fs / I_RATE (1, 2 or 4; multirate stri
 I_SYMP = 13          # 1: an unstruck string ringing in sympathy (driven through the bridge)
 I_DORMANT = 14       # 1: a sympathetic string at exactly zero, skipped while its drive is zero
 I_N_LOSS = 15        # loss correction biquads after the one-pole (0: none; §4.1)
-N_IVARS = 16
+I_MASK = 16          # delay-line index mask: this string uses nut/bridge[v, :I_MASK + 1]
+N_IVARS = 17
 
 # ---- fvars columns ------------------------------------------------------------------------
 F_G = 0
@@ -175,6 +176,23 @@ def hammer_tick(fv, v, u_in, dt, mode):
     return 0.5 * fsum                              # downsampling by averaging
 
 
+@njit(**JIT_INLINE)
+def voice_mask(iv, v, nut):
+    """Index mask of voice ``v``'s delay lines: a power of two minus one that holds the
+    string's longest delay (set from the key table), so a string uses only the start of its
+    rows (a string at fs/8 a few hundred samples, not the whole row: its lines stay in
+    cache; the rows are a little longer than a power of two, see ``DELAY_ROW_PAD`` in
+    engine/core.py, so the voices' starts fall on different cache sets); the whole row when
+    unset (0)."""
+    m = iv[v, I_MASK]
+    if m <= 0 or m >= nut.shape[1]:
+        p = 1                  # unset: the largest power of two that fits the row
+        while 2 * p <= nut.shape[1]:
+            p *= 2
+        return p - 1
+    return m
+
+
 @njit(**JIT)
 def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0, mix, resbuf,
                  fs, hammer_mode, damp_alpha, level_release, free_level, res_factor,
@@ -195,7 +213,7 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
     ``resbuf`` receives the resonator bank output on samples where t % res_factor == 0
     (a zero-stuffed fs-rate signal, interpolated once for all voices by the caller).
     """
-    mask = nut.shape[1] - 1
+    mask = voice_mask(iv, v, nut)
     nl = iv[v, I_NUT_LEN]
     bl = iv[v, I_BRIDGE_LEN]
     tap = bl // 2
@@ -345,8 +363,8 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
                 # a silent sympathetic string with no drive for 64 samples: set it to
                 # exactly zero so the block loop may skip it until its drive returns
                 # (rendering zero state with zero input gives exactly zero: no change)
-                nut[v, :] = 0.0
-                bridge[v, :] = 0.0
+                nut[v, :mask + 1] = 0.0
+                bridge[v, :mask + 1] = 0.0
                 dstate[v, :, :] = 0.0
                 rstate[v, :, :] = 0.0
                 for s in range(2 * MAX_LOSS_SECTIONS):
@@ -379,7 +397,7 @@ def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs,
     (``SYMPATHETIC_MODE`` order 4); their states are kept in registers. Driven by
     ``coupling * drive[t - drive_delay]`` entering as a wave leaving the bridge (§4.3).
     """
-    mask = nut.shape[1] - 1
+    mask = voice_mask(iv, v, nut)
     nl = iv[v, I_NUT_LEN]
     bl = iv[v, I_BRIDGE_LEN]
     tap = bl // 2
@@ -477,8 +495,8 @@ def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs,
                 iv[v, I_STATE] = FREE
                 break
             if dq == 0.0 and iv[v, I_DORMANT] == 0:
-                nut[v, :] = 0.0
-                bridge[v, :] = 0.0
+                nut[v, :mask + 1] = 0.0
+                bridge[v, :mask + 1] = 0.0
                 ly1 = 0.0
                 thx1 = 0.0
                 thy1 = 0.0

@@ -11,16 +11,17 @@ import numpy as np
 from ..dsp.jit import JIT, njit
 from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMMER_AGE,
                          I_HAMMER_ON, I_DORMANT, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_RATE, I_SOST, I_STATE, I_SYMP, I_STRIKES,
-                         I_WIDX, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
+                         I_WIDX, I_MASK, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
                          F_FADE_STEP, F_FPREV, F_G, F_GAIN, F_GD, F_K, F_LEVEL, F_LOSS_Y1,
                          F_MASS, F_P, F_RES_DAMP, F_DAMP_SPEED, F_DRIVE_SEEN, F_KNOCK, F_TH_X1, F_TH_Y1, F_TWOZ, F_UPREV, F_VH, F_YH, F_YS,
-                         STEALING, SUSTAINED, render_symp_voice, render_voice)
+                         STEALING, SUSTAINED, render_symp_voice, render_voice, voice_mask)
 from ..dsp.voice import F_LC, F_LS, I_N_LOSS, MAX_LOSS_SECTIONS
+from ..dsp.soundboard import render_soundboard, reset_soundboard_at
 
 # key table columns
 K_NUT_LEN, K_BRIDGE_LEN, K_N_SEC, K_N_RES, K_HAS_DAMPER, K_VALID, K_N_STRINGS, K_RATE, \
-    K_N_LOSS = range(9)
-N_KI = 9
+    K_N_LOSS, K_MASK = range(10)
+N_KI = 10
 KF_G, KF_A1, KF_GD, KF_A1D, KF_ETA, KF_MASS, KF_K, KF_P, KF_TWOZ, KF_GAIN, KF_RES_DAMP, \
     KF_KNOCK = range(12)
 #: loss correction biquads (b0, b1, b2, a1, a2) x MAX_LOSS_SECTIONS from this column
@@ -42,14 +43,23 @@ N_NZ = 10
 NOISE_SLOTS = 16
 #: delay (samples) of the sympathetic drive; >= the longest chunk the engine renders
 DRIVE_DELAY = 512
+#: samples per inner chunk (the scratch buffers' length); blocks of any size are split
+CHUNK = 512
+#: the soundboard's silence is judged over whole windows of this many samples
+SB_QUIET_WINDOW = 4096
+# soundboard silence control (``sb_ctl``): windows judged quiet in a row, peak so far
+SB_QUIET, SB_PEAK = range(2)
 #: velocity of a silent key press (the hammer does not reach the string)
 SILENT_VELOCITY = 1
 
 
 @njit(**JIT)
-def _reset_voice_buffers(v, nut, bridge, dstate, rstate):
-    nut[v, :] = 0.0
-    bridge[v, :] = 0.0
+def _reset_voice_buffers(v, iv, nut, bridge, dstate, rstate):
+    """Zero voice ``v``'s filter states and the part of its delay lines its last string
+    used (the rest is zero already)."""
+    m = voice_mask(iv, v, nut)
+    nut[v, :m + 1] = 0.0
+    bridge[v, :m + 1] = 0.0
     dstate[v, :, :] = 0.0
     rstate[v, :, :] = 0.0
 
@@ -68,6 +78,7 @@ def _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res, row=-1):
     iv[v, I_N_RES] = kt_i[key, K_N_RES]
     iv[v, I_DAMPED_KEY] = kt_i[key, K_HAS_DAMPER]
     iv[v, I_RATE] = kt_i[key, K_RATE]
+    iv[v, I_MASK] = kt_i[key, K_MASK]
     iv[v, I_SYMP] = 0
     fv[v, F_G] = kt_f[key, KF_G]
     fv[v, F_A1] = kt_f[key, KF_A1]
@@ -157,7 +168,7 @@ def _strike(v, hammer_v, iv, fv):
 @njit(**JIT)
 def _init_voice(v, key, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                 kt_i, kt_f, kt_sos, kt_res, row=-1):
-    _reset_voice_buffers(v, nut, bridge, dstate, rstate)
+    _reset_voice_buffers(v, iv, nut, bridge, dstate, rstate)
     _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res, row)
     iv[v, I_STATE] = HELD
     iv[v, I_WIDX] = 0
@@ -527,16 +538,28 @@ def interpolate_tick(x_low, push, taps, ring, st, factor):
         st[0] = 0
     q = st[0]
     base = idx + nr
-    acc = 0.0
+    # four partial sums: independent multiply-adds instead of one chain of dependent adds
+    a0 = 0.0
+    a1 = 0.0
+    a2 = 0.0
+    a3 = 0.0
     j = q
     i = 0
     nt = taps.shape[0]
+    f4 = 4 * factor
+    while j + 3 * factor < nt:
+        a0 += taps[j] * ring[base - i]
+        a1 += taps[j + factor] * ring[base - i - 1]
+        a2 += taps[j + 2 * factor] * ring[base - i - 2]
+        a3 += taps[j + 3 * factor] * ring[base - i - 3]
+        j += f4
+        i += 4
     while j < nt:
-        acc += taps[j] * ring[base - i]
+        a0 += taps[j] * ring[base - i]
         j += factor
         i += 1
     st[0] = q + 1
-    return acc
+    return (a0 + a1) + (a2 + a3)
 
 
 @njit(**JIT)
@@ -714,3 +737,102 @@ def render_output(stereo, n, gf, out):
                 x = y if x > 0 else -y
             out[i, c] = x
     gf[GF_GAIN] = g
+
+
+@njit(**JIT)
+def render_block(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, sc_d1, sc_d2,
+                 iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
+                 kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, taps, ring, ist, trace,
+                 trace_info, mono, resbuf, mix2, mix4, taps2, ring2, ist2, taps4, ring4,
+                 ist4, drive, drive_sos, drive_zi, drive_lp, noise, sb_state, sb_coeffs,
+                 sb_ctl, stereo, out64):
+    """The whole engine for one block of ``n`` frames, in one call (``Engine.render``).
+
+    Parameters
+    ----------
+    out : float32 or float64 (>= n, 2)
+        Written with the output (limited to the ceiling).
+    ev_off, ev_st, ev_d1, ev_d2 : int64 (m,)
+        The block's events: sample offsets 0 <= off < n (sorted), status, data bytes.
+    sc_off, sc_st, sc_d1, sc_d2 : int64 (>= m,)
+        Scratch for one chunk's events.
+    sb_ctl : float64 (2,)
+        Soundboard silence control [windows judged quiet in a row, peak in this window].
+    (the rest: the engine's arrays, see :func:`render_strings`, :func:`render_output`,
+    :func:`pianosynth.dsp.soundboard.render_soundboard`)
+
+    The block is split into chunks of at most :data:`CHUNK` samples that never straddle
+    a multiple of :data:`SB_QUIET_WINDOW` of the sample clock, so the result is identical
+    for any block size. Per chunk: an engine holding exactly nothing skips its work
+    (:func:`is_idle`, :func:`skip_idle`: exact zeros); else strings and resonators
+    (:func:`render_strings`), the soundboard (Bank et al. §5) unless it is silent with
+    zero input, and the output stage. Soundboard silence: once its input and output have
+    stayed below -300 dB for two whole windows, its state is set to exactly zero (a
+    decaying state would end in slow denormal numbers) and it is skipped until input
+    arrives again.
+    """
+    factor = sb_coeffs.dec_table.shape[0]
+    ne_all = ev_off.shape[0]
+    ei = 0
+    pos = 0
+    while pos < n:
+        m = min(CHUNK, n - pos)
+        t_now = gi[G_T]
+        m = min(m, SB_QUIET_WINDOW - t_now % SB_QUIET_WINDOW)
+        j = ei
+        while j < ne_all and ev_off[j] < pos + m:
+            j += 1
+        ne = j - ei
+        for k in range(ne):
+            o = ev_off[ei + k] - pos
+            sc_off[k] = 0 if o < 0 else (m - 1 if o > m - 1 else o)
+            sc_st[k] = ev_st[ei + k]
+            sc_d1[k] = ev_d1[ei + k]
+            sc_d2[k] = ev_d2[ei + k]
+        ei = j
+        if ne == 0 and sb_ctl[SB_QUIET] >= 2 and is_idle(iv, noise, ring, ring2, ring4, drive,
+                                                          drive_zi, gf):
+            skip_idle(m, gi, ist, ist2, ist4)
+            out64[:m, :] = 0.0
+            out[pos:pos + m, :] = 0.0
+            pos += m
+            continue
+        render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, kt_i, kt_f, kt_sos,
+                       kt_res, vel_m_s, gi, gf, taps, ring, ist, trace, trace_info,
+                       sc_off[:ne], sc_st[:ne], sc_d1[:ne], sc_d2[:ne], m, mono, resbuf,
+                       mix2, mix4, taps2, ring2, ist2, taps4, ring4, ist4, drive, drive_sos,
+                       drive_zi, drive_lp, noise)
+        t_end = gi[G_T]
+        pin = peak(mono[:m])
+        if sb_ctl[SB_QUIET] >= 2 and pin == 0.0:
+            stereo[:m, :] = 0.0        # zero state, zero input: exactly zero out
+        else:
+            if sb_ctl[SB_QUIET] >= 2:  # waking from silence: start from a clean state
+                reset_soundboard_at(sb_state, (t_end - m) % factor)
+                sb_ctl[SB_QUIET] = 0.0
+                sb_ctl[SB_PEAK] = 0.0
+            render_soundboard(sb_state, sb_coeffs, mono, stereo, m)
+            pout = 0.0
+            for i in range(m):
+                a = abs(stereo[i, 0])
+                b = abs(stereo[i, 1])
+                if a > pout:
+                    pout = a
+                if b > pout:
+                    pout = b
+            sb_ctl[SB_PEAK] = max(sb_ctl[SB_PEAK], pin, pout)
+            if t_end % SB_QUIET_WINDOW == 0:
+                quiet = sb_ctl[SB_PEAK] < 1e-15
+                sb_ctl[SB_PEAK] = 0.0
+                sb_ctl[SB_QUIET] = sb_ctl[SB_QUIET] + 1.0 if quiet else 0.0
+                if sb_ctl[SB_QUIET] == 2:
+                    reset_soundboard_at(sb_state, t_end % factor)
+        render_output(stereo, m, gf, out64)
+        for i in range(m):
+            out[pos + i, 0] = out64[i, 0]
+            out[pos + i, 1] = out64[i, 1]
+        pos += m
+    while ei < ne_all:      # events at offsets >= n (should not happen): at the end
+        apply_event(ev_st[ei], ev_d1[ei], ev_d2[ei], iv, fv, nut, bridge, dsos, dstate,
+                    rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, noise)
+        ei += 1

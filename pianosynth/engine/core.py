@@ -1,8 +1,9 @@
 """The engine: parameter state, the key table, voices and the block loop.
 
 ``Engine.render(out, events)`` is the one entry point used by offline rendering and by the
-live audio callback, so both sound identical. Per block it makes three ``nogil`` kernel calls
-(strings + resonators, soundboard, output stage) on preallocated arrays.
+live audio callback, so both sound identical. Per block it makes one ``nogil`` kernel call
+(:func:`pianosynth.engine.blockloop.render_block`: strings + resonators, soundboard, output
+stage) on preallocated arrays.
 """
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ from .events import EVENT_DTYPE, NO_EVENTS
 from .params import PARAM_BY_NAME, defaults, velocity_table_from_points
 
 #: samples per inner chunk (scratch buffers); blocks of any size are split into chunks
-CHUNK = 512
+CHUNK = B.CHUNK
 #: the soundboard's silence is judged over whole windows of this many samples (see render)
-SB_QUIET_WINDOW = 4096
+SB_QUIET_WINDOW = B.SB_QUIET_WINDOW
 MAX_RESONATORS = 10
 RES_FACTOR = 8
 TRACE_S = 0.03
@@ -41,12 +42,9 @@ Z_BRIDGE = 2000.0
 #: the limiter's ceiling: -0.3 dBFS
 CEILING = 10.0 ** (-0.3 / 20.0)
 
-try:  # the shared soundboard (Bank et al. §5); a pass-through until it is available
-    from ..design.soundboard import design_soundboard
-    from ..dsp.soundboard import make_soundboard_state, render_soundboard, reset_soundboard
-    HAVE_SOUNDBOARD = True
-except ImportError:  # pragma: no cover
-    HAVE_SOUNDBOARD = False
+from ..design.soundboard import design_soundboard          # the shared soundboard, §5
+from ..dsp.soundboard import make_soundboard_state, reset_soundboard
+HAVE_SOUNDBOARD = True
 
 
 def target_f1_hz(key: int, settings: dict | None = None) -> float:
@@ -131,6 +129,19 @@ def design_drive_lowpass(fs: float) -> np.ndarray:
     return signal.ellip(6, 0.5, 60.0, 0.4 / 8 * 2.0, output="sos").astype(np.float64)
 
 
+#: extra samples per delay-line row: with rows a power of two long, the voices' (short)
+#: strings would all sit at the same offsets modulo 4 KiB and compete for the same cache
+#: sets (measured: up to 40 % slower, varying from run to run); 40 samples = 5 cache lines
+DELAY_ROW_PAD = 40
+
+
+def delay_line_len(fs: float) -> int:
+    """Length of a voice's delay-line rows: a power of two holding the longest string (20 Hz
+    at fs) with room for the hammer window; each key's string uses only the start of it
+    (key table column ``K_MASK``)."""
+    return 1 << int(math.ceil(math.log2(fs / 20.0 + 64)))
+
+
 def design_key_table(settings: dict, fs: float, key_overrides=None,
                      quality: str = "high") -> KeyDesign:
     """Design every key's string, hammer and resonators for output rate ``fs``.
@@ -185,6 +196,10 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
         kt_i[key, B.K_VALID] = 1
         kt_i[key, B.K_N_STRINGS] = kp.n_strings[i]
         kt_i[key, B.K_RATE] = r
+        # the voice uses the start of its delay-line rows: a power of two > longest delay
+        need = max(int(sd.nut_delay), int(sd.bridge_delay)) + 2
+        kt_i[key, B.K_MASK] = min(1 << int(math.ceil(math.log2(max(need, 16)))),
+                                  delay_line_len(fs)) - 1
         kt_sos[key, :len(sd.disp_sos)] = sd.disp_sos
         nl = len(sd.loss_sos)
         kt_i[key, B.K_N_LOSS] = nl
@@ -291,11 +306,11 @@ class Engine:
         poly = int(self.settings["polyphony"])
         nv = int(max_voices) if max_voices else poly + 8 + 88   # + one sympathetic string a key
         self.max_voices = nv
-        buf_len = 1 << int(math.ceil(math.log2(fs / 20.0 + 64)))
+        buf_len = delay_line_len(fs)
         self.iv = np.zeros((nv, V.N_IVARS), np.int64)
         self.fv = np.zeros((nv, V.N_FVARS), np.float64)
-        self.nut = np.zeros((nv, buf_len), np.float64)
-        self.bridge = np.zeros((nv, buf_len), np.float64)
+        self.nut = np.zeros((nv, buf_len + DELAY_ROW_PAD), np.float64)
+        self.bridge = np.zeros((nv, buf_len + DELAY_ROW_PAD), np.float64)
         self.dsos = np.zeros((nv, MAX_SECTIONS, 2), np.float64)
         self.dstate = np.zeros((nv, MAX_SECTIONS, 4), np.float64)
         self.rcoef = np.zeros((nv, MAX_RESONATORS, 4), np.float64)
@@ -325,10 +340,9 @@ class Engine:
         self.resbuf = np.zeros(CHUNK, np.float64)
         self.stereo = np.zeros((CHUNK, 2), np.float64)
         self.out64 = np.zeros((CHUNK, 2), np.float64)
-        self._ev_off = np.zeros(4096, np.int64)
-        self._ev_st = np.zeros(4096, np.int64)
-        self._ev_d1 = np.zeros(4096, np.int64)
-        self._ev_d2 = np.zeros(4096, np.int64)
+        self._grow_events(4096)         # event arrays: the block's and one chunk's
+        self.sb_ctl = np.zeros(2, np.float64)
+        self._out_scratch = np.zeros((CHUNK, 2), np.float64)
         self.gi[B.G_POLYPHONY] = poly
         self.gi[B.G_HAMMER_MODE] = int(hammer_mode)
         self.gi[B.G_RES_FACTOR] = RES_FACTOR
@@ -340,8 +354,6 @@ class Engine:
         self.gf[B.GF_STEAL_STEP] = 1.0 / (0.005 * fs)
         self.gf[B.GF_GAIN_ALPHA] = 1.0 - math.exp(-1.0 / (0.02 * fs))
         self.gf[B.GF_CEILING] = CEILING
-        self._sb_quiet = 0
-        self._sb_peak = 0.0
         self._apply_live()
         self.gf[B.GF_GAIN] = self.gf[B.GF_GAIN_TARGET]   # snap: no fade-in at start
         self._vel_table = None if velocity_points is None else \
@@ -470,10 +482,8 @@ class Engine:
         for idx in (B.G_POLYPHONY, B.G_HAMMER_MODE, B.G_RES_FACTOR):
             self.gi[idx] = keep[idx]
         self.gi[B.G_TRACE_VOICE] = -1
-        if HAVE_SOUNDBOARD:
-            self.sb_state = make_soundboard_state(self.sb_coeffs)
-        self._sb_quiet = 0
-        self._sb_peak = 0.0
+        self.sb_state = make_soundboard_state(self.sb_coeffs)
+        self.sb_ctl[:] = 0.0
 
     def all_notes_off(self) -> None:
         """Fade every voice out within 5 ms."""
@@ -481,76 +491,55 @@ class Engine:
 
     # -- rendering -------------------------------------------------------------------------
     def render(self, out: np.ndarray, events: np.ndarray = NO_EVENTS) -> None:
-        """Render ``out.shape[0]`` frames into ``out`` ((n, 2) float32 or float64), applying
+        """Render ``out.shape[0]`` frames into ``out`` ((n, 2) float64 or float32), applying
         ``events`` (EVENT_DTYPE, sorted by offset, 0 <= offset < n) at their sample offsets.
-        Output is identical for any split of the same stream into blocks."""
+        Output is identical for any split of the same stream into blocks.
+
+        One kernel call per block (:func:`pianosynth.engine.blockloop.render_block`): the
+        cost of a call does not grow with the block, so offline rendering uses long blocks.
+        """
         n = out.shape[0]
-        pos = 0
-        ev = events
-        ei = 0
+        if out.dtype != np.float64 or not out.flags.c_contiguous:
+            # the kernel is compiled for one layout only (float64, C order): render into a
+            # scratch block of that layout (grown when a longer block comes) and copy
+            if self._out_scratch.shape[0] < n:
+                self._out_scratch = np.zeros((n, 2), np.float64)
+            tmp = self._out_scratch[:n]
+            self.render(tmp, events)
+            np.copyto(out, tmp, casting="same_kind")
+            return
+        ne = len(events)
+        if ne > len(self._ev_off):
+            self._grow_events(ne)
+        if ne:
+            self._eb_off[:ne] = events["offset"]
+            self._eb_st[:ne] = events["status"]
+            self._eb_d1[:ne] = events["data1"]
+            self._eb_d2[:ne] = events["data2"]
         k = self.keys
-        while pos < n:
-            m = min(CHUNK, n - pos)
-            t_now = int(self.gi[B.G_T])
-            m = min(m, SB_QUIET_WINDOW - t_now % SB_QUIET_WINDOW)   # see the soundboard
-            # events of this chunk
-            j = ei
-            while j < len(ev) and ev["offset"][j] < pos + m:
-                j += 1
-            ne = j - ei
-            if ne > len(self._ev_off):
-                self._grow_events(ne)
-            if ne:
-                self._ev_off[:ne] = np.clip(ev["offset"][ei:j] - pos, 0, m - 1)
-                self._ev_st[:ne] = ev["status"][ei:j]
-                self._ev_d1[:ne] = ev["data1"][ei:j]
-                self._ev_d2[:ne] = ev["data2"][ei:j]
-            ei = j
-            if ne == 0 and self._sb_quiet >= 2 and B.is_idle(
-                    self.iv, self.noise, self.ring, self.ring2, self.ring4, self.drive,
-                    self.drive_zi, self.gf):
-                # silence costs nothing: no voice, no tail anywhere -> exact zeros
-                B.skip_idle(m, self.gi, self.ist, self.ist2, self.ist4)
-                self.out64[:m] = 0.0
-                out[pos:pos + m] = 0.0
-                pos += m
-                continue
-            B.render_strings(self.iv, self.fv, self.nut, self.bridge, self.dsos, self.dstate,
-                             self.rcoef, self.rstate, k.kt_i, k.kt_f, k.kt_sos, k.kt_res,
-                             k.vel_m_s, self.gi, self.gf, self.taps, self.ring, self.ist,
-                             self.trace, self.trace_info, self._ev_off[:ne], self._ev_st[:ne],
-                             self._ev_d1[:ne], self._ev_d2[:ne], m, self.mono, self.resbuf,
-                             self.mix2, self.mix4, self.taps2, self.ring2, self.ist2,
-                             self.taps4, self.ring4, self.ist4, self.drive,
-                             self.drive_sos, self.drive_zi, self.drive_lp, self.noise)
-            t_end = int(self.gi[B.G_T])
-            if HAVE_SOUNDBOARD and self._sb_quiet >= 2 and B.peak(self.mono[:m]) == 0.0:
-                self.stereo[:m] = 0.0      # zero state, zero input: exactly zero out
-            elif HAVE_SOUNDBOARD:
-                if self._sb_quiet >= 2:    # waking from silence: start from a clean state
-                    self._reset_soundboard(t_end - m)
-                    self._sb_quiet = 0
-                    self._sb_peak = 0.0
-                render_soundboard(self.sb_state, self.sb_coeffs, self.mono[:m],
-                                  self.stereo[:m], m)
-                # silence: once input and output have stayed below -300 dB for two whole
-                # 4096-sample windows of the clock (chunks never straddle a window's end,
-                # so this is decided the same way for any block size), set the soundboard
-                # to exactly zero (its decaying state would end in slow denormal numbers)
-                self._sb_peak = max(self._sb_peak, B.peak(self.mono[:m]),
-                                    B.peak(self.stereo[:m].reshape(-1)))
-                if t_end % SB_QUIET_WINDOW == 0:
-                    quiet = self._sb_peak < 1e-15
-                    self._sb_peak = 0.0
-                    self._sb_quiet = self._sb_quiet + 1 if quiet else 0
-                    if self._sb_quiet == 2:
-                        self._reset_soundboard(t_end)
-            else:
-                self.stereo[:m, 0] = self.mono[:m]
-                self.stereo[:m, 1] = self.mono[:m]
-            B.render_output(self.stereo, m, self.gf, self.out64)
-            out[pos:pos + m] = self.out64[:m]
-            pos += m
+        B.render_block(out, n, self._eb_off[:ne], self._eb_st[:ne], self._eb_d1[:ne],
+                       self._eb_d2[:ne], self._ev_off, self._ev_st, self._ev_d1, self._ev_d2,
+                       self.iv, self.fv, self.nut, self.bridge, self.dsos, self.dstate,
+                       self.rcoef, self.rstate, k.kt_i, k.kt_f, k.kt_sos, k.kt_res,
+                       k.vel_m_s, self.gi, self.gf, self.taps, self.ring, self.ist,
+                       self.trace, self.trace_info, self.mono, self.resbuf, self.mix2,
+                       self.mix4, self.taps2, self.ring2, self.ist2, self.taps4, self.ring4,
+                       self.ist4, self.drive, self.drive_sos, self.drive_zi, self.drive_lp,
+                       self.noise, self.sb_state, self.sb_coeffs, self.sb_ctl, self.stereo,
+                       self.out64)
+
+    def is_idle(self) -> bool:
+        """True when the engine holds exactly nothing (no voice, no tail anywhere, the
+        soundboard silent): rendering a block without events gives exact zeros, so a live
+        callback may skip the call (``render`` itself takes the same short-cut)."""
+        return self._sb_quiet >= 2 and bool(B.is_idle(self.iv, self.noise, self.ring,
+                                                      self.ring2, self.ring4, self.drive,
+                                                      self.drive_zi, self.gf))
+
+    @property
+    def _sb_quiet(self) -> int:
+        """Whole 4096-sample windows the soundboard has been silent in a row (2: skipped)."""
+        return int(self.sb_ctl[B.SB_QUIET])
 
     def _reset_soundboard(self, t: int) -> None:
         """Zero the soundboard's state, its decimation phase set to where a soundboard that
@@ -560,11 +549,10 @@ class Engine:
         self.sb_state.dec_idx[0] = t % self.sb_coeffs.dec_table.shape[0]
 
     def _grow_events(self, n):
-        size = 1 << int(math.ceil(math.log2(n)))
-        self._ev_off = np.zeros(size, np.int64)
-        self._ev_st = np.zeros(size, np.int64)
-        self._ev_d1 = np.zeros(size, np.int64)
-        self._ev_d2 = np.zeros(size, np.int64)
+        size = 1 << int(math.ceil(math.log2(max(n, 1))))
+        for name in ("_ev_off", "_ev_st", "_ev_d1", "_ev_d2", "_eb_off", "_eb_st", "_eb_d1",
+                     "_eb_d2"):
+            setattr(self, name, np.zeros(size, np.int64))
 
     def render_frames(self, n: int, events: np.ndarray = NO_EVENTS,
                       block_size: int = 512) -> np.ndarray:

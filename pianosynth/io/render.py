@@ -118,7 +118,7 @@ def _retune(engine, changes: dict) -> None:
         engine.retune_keys(changes)
 
 
-def render_midi(events: np.ndarray, engine, sample_rate: int, block_size: int = 512,
+def render_midi(events: np.ndarray, engine, sample_rate: int, block_size: int = 4096,
                 tail: float | str = "auto", progress: bool = False,
                 retunes=None) -> np.ndarray:
     """Render timestamped MIDI events through ``engine``, block by block.
@@ -221,7 +221,7 @@ def note_events(key: int, velocity: int, duration_s: float) -> np.ndarray:
 def render_note(key: int, velocity: int = 100, duration_s: float = 2.0,
                 sample_rate: int = 48000, settings: dict | None = None,
                 keys: dict | None = None, tail: float | str = "auto",
-                block_size: int = 512, progress: bool = False) -> np.ndarray:
+                block_size: int = 4096, progress: bool = False) -> np.ndarray:
     """Render one note on a fresh engine.
 
     Parameters
