@@ -118,6 +118,9 @@ KEY_OVERRIDES: dict[str, tuple[float, float, str]] = {
     # the dispersion allpass covers at least this many partials (0: the perceptual band)
     "dispersion_partials": (0.0, 40.0, ""),
     **{f"t60_k{k:02d}_s": (0.02, 120.0, "s") for k in range(1, 21)},
+    # offsets (cents) of partials 1..20 from eq. 12: the fitted key's dispersion allpass places
+    # the recording's measured partials directly (design.string.choose_dispersion_measured)
+    **{f"partial_k{k:02d}_cents": (-50.0, 50.0, "cent") for k in range(1, 21)},
 }
 #: partials whose T60 a preset may give (``t60_k01_s`` .. ``t60_k20_s``)
 N_T60_PARTIALS = 20
