@@ -12,9 +12,15 @@ Then it releases everything and measures the silence. Printed, with PASS/FAIL:
   callbacks: allowed ``baseline + 1``;
 - resident memory (VmRSS) of the audio process and of panel + audio together, from
   ``--warmup`` seconds into the playing to its end: growth <= 5 %;
-- CPU of the audio process in silence (after the last note has died away) against its CPU
-  while playing: <= 5 %. The panel's CPU is printed too (its meters and plots keep
-  repainting in silence; that is the GUI, not the engine).
+- CPU of the audio process in silence against its CPU while playing, both above what an
+  empty callback with the same JACK clients costs: <= 5 %. "In silence after the last
+  note" is measured from the moment the last note's tail has ended: all notes and pedals
+  released, then the engine has freed every voice and its soundboard is quiet, which the
+  player reports (SIGUSR1 statistics: no voice, and the output skips the idle engine in
+  every block, :class:`pianosynth.io.audio_out.IdleGate`); waited for up to
+  ``--tail-max-s``. Also printed: the share of silent blocks in which the engine was not
+  called at all (>= 95 %), and the panel's CPU (its timers slow down to 5 and 1 Hz while
+  nothing new is rendered).
 
 Usage::
 
@@ -42,6 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
+from pianosynth.io.audio_out import IDLE_RECHECK_BLOCKS  # noqa: E402
 from jack_helpers import LogTail, NamedJackServer, cpu_seconds, empty_callback_run, \
     player_env, unique_server_name, vm_rss_kib  # noqa: E402
 
@@ -93,19 +100,19 @@ def read_stats(proc, path: Path, timeout: float = 5.0) -> dict | None:
 def _wait_idle(proc, stats_path: Path, tail_max_s: float, step_s: float = 0.5):
     """Wait until the engine is idle: no voice, and the output skipped >= 90 % of the blocks
     of the last ``step_s`` (:class:`pianosynth.io.audio_out.IdleGate`). Returns (seconds
-    waited, True) or (tail_max_s, False) when it never went idle."""
+    waited, True, last statistics) or (tail_max_s, False, ...) when it never went idle."""
     t0 = time.perf_counter()
-    prev = None
+    prev = st = None
     while time.perf_counter() - t0 < tail_max_s:
         st = read_stats(proc, stats_path)
         if st is not None and "idle_blocks_skipped" in st:
             cur = (st["callbacks"], st["idle_blocks_skipped"], st.get("voices", 0))
             if prev is not None and cur[2] == 0 and cur[0] > prev[0] and \
                     cur[1] - prev[1] >= 0.9 * (cur[0] - prev[0]):
-                return time.perf_counter() - t0, True
+                return time.perf_counter() - t0, True, st
             prev = cur
         time.sleep(step_s)
-    return tail_max_s, False
+    return tail_max_s, False, st
 
 
 def load_pieces(midi_dir: Path) -> list[tuple[str, list]]:
@@ -195,6 +202,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=int, default=48000)
     ap.add_argument("--period", type=int, default=256)
     ap.add_argument("--json", type=Path, help="write the figures here too")
+    ap.add_argument("--noise-tolerant", action="store_true",
+                    help="judge the silence CPU against the dearer of the two empty-callback "
+                         "runs (the CI version on shared cores)")
     ap.add_argument("--qt-path", type=Path, default=os.environ.get("SOAK_QT_PATH"),
                     help="folder put first on the panel's PYTHONPATH (a PySide6 installed "
                          "with pip --target, when the environment's one is refused)")
@@ -207,7 +217,10 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="soak_jack_"))
     server = NamedJackServer(unique_server_name("pssoak"), a.rate, a.period,
                              log_path=str(work / "jackd.log"))
-    server.start()
+    try:
+        server.start()
+    except RuntimeError as exc:
+        raise SystemExit(f"soak_jack: cannot start a JACK server: {exc}") from None
     server.use()
     env = player_env(server)
     env["QT_QPA_PLATFORM"] = "offscreen"
@@ -263,12 +276,16 @@ def main(argv=None) -> int:
         # every voice and its soundboard is silent, so the output skips it (stats
         # idle_blocks_skipped grows by every block); at least --settle-s after the note-offs
         time.sleep(a.settle_s)
-        tail_s, idle_seen = _wait_idle(proc, stats_path, a.tail_max_s)
+        tail_s, idle_seen, st0 = _wait_idle(proc, stats_path, a.tail_max_s)
         tail_s += a.settle_s
         time.sleep(0.5)                         # the statistics write is over
         s0 = (time.perf_counter(), cpu_seconds(audio_pid), cpu_seconds(proc.pid))
         time.sleep(a.silence_s)
         s1 = (time.perf_counter(), cpu_seconds(audio_pid), cpu_seconds(proc.pid))
+        st1 = read_stats(proc, stats_path) or {}
+        st0 = st0 or {}
+        sil_blocks = st1.get("callbacks", 0) - st0.get("callbacks", 0)
+        sil_skipped = st1.get("idle_blocks_skipped", 0) - st0.get("idle_blocks_skipped", 0)
         sender.close()
         proc.send_signal(signal.SIGTERM)
         try:
@@ -294,6 +311,7 @@ def main(argv=None) -> int:
     calls = (t_abs1 - t_abs0) / period_s
     rate = max(u / max(c, 1) for c, u, _ in base)
     floor = min(b[2] for b in base)
+    floor_hi = max(b[2] for b in base)
     allowed = rate * calls + 1.0
     noisy = rate > a.noisy
     # --- memory
@@ -312,6 +330,10 @@ def main(argv=None) -> int:
     # the engine's share: above what an empty callback with the same JACK clients costs
     eng_play, eng_sil = max(play_cpu - floor, 1e-9), max(sil_cpu - floor, 0.0)
     ratio = eng_sil / eng_play
+    # the same with the dearer of the two empty-callback runs (their spread is the machine's
+    # noise in this run): the verdict with --noise-tolerant (the CI version)
+    ratio_hi = max(sil_cpu - floor_hi, 0.0) / max(play_cpu - floor_hi, 1e-9)
+    skip_share = sil_skipped / sil_blocks if sil_blocks > 0 else float("nan")
 
     fig.update(
         played_s=round(t_abs1 - t_abs0, 1), messages_sent=sender.sent,
@@ -325,12 +347,15 @@ def main(argv=None) -> int:
         cpu_audio_playing=play_cpu, cpu_audio_silence=sil_cpu, cpu_empty_callback=floor,
         cpu_silence_ratio_raw=raw_ratio, cpu_silence_ratio=ratio,
         tail_s=round(tail_s, 2), engine_went_idle=idle_seen,
+        cpu_empty_callback_hi=floor_hi, cpu_silence_ratio_hi=ratio_hi,
+        silence_blocks=sil_blocks, silence_blocks_skipped=sil_skipped,
         idle_blocks_skipped=stats.get("idle_blocks_skipped"),
         cpu_gui_playing=None if a.play else play_gui, cpu_gui_silence=None if a.play else sil_gui)
     verdicts = {
         "underflows": None if (noisy and played_under > allowed) else played_under <= allowed,
         "rss": growth_e <= 0.05 and growth_t <= 0.05,
-        "silence_cpu": idle_seen and ratio <= 0.05,
+        "silence_cpu": idle_seen and (ratio_hi if a.noise_tolerant else ratio) <= 0.05,
+        "silence_skipped": idle_seen and skip_share >= 0.95,
         "clean_exit": rc == 0 and "Traceback" not in text,
     }
     fig["verdicts"] = verdicts
@@ -360,6 +385,11 @@ def main(argv=None) -> int:
              f"  [the engine did not go idle within {tail_s:.0f} s of the note-offs]")
           + ("" if a.play else f"  (panel process: playing {100 * play_gui:.1f} %, "
              f"silence {100 * sil_gui:.1f} %)"))
+    print(f"silence: the engine was skipped in {sil_skipped} of {sil_blocks} blocks "
+          f"({100 * skip_share:.1f} %; the rest: one render per {IDLE_RECHECK_BLOCKS} "
+          f"skipped)   "
+          f"{pf(verdicts['silence_skipped'])}; silence CPU against the dearer empty callback "
+          f"({100 * floor_hi:.2f} %): {100 * ratio_hi:.1f} % of playing")
     print(f"player exit status {rc}   {pf(verdicts['clean_exit'])}")
     if a.json:
         a.json.write_text(json.dumps(fig, indent=1))

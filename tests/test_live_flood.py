@@ -270,7 +270,8 @@ def _flood_run(rtmidi, server, work: Path):
     print(f"flood: callbacks per second while flooded "
           f"{', '.join(f'{x:.0f}' for x in per_s)} (nominal {RATE / PERIOD:.1f}); VmRSS "
           f"{late_rss[0] / 1024:.1f} MiB at 3 s -> {late_rss[-1] / 1024:.1f} MiB at the end "
-          f"({100 * growth:+.2f} %)")
+          f"({100 * growth:+.2f} %); render load mean {100 * stats['render_load_mean']:.0f} %, "
+          f"max {100 * stats['render_load_max']:.0f} % of the block time")
 
     assert rc == 0, text
     assert "Traceback" not in text, text

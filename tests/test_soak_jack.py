@@ -1,16 +1,26 @@
 """The 30-second version of ``scripts/soak_jack.py`` (issue 8, "Long run"; the 10-minute run
-is a script, not CI).
+is a script, not CI). Part of the default suite.
 
-The panel runs offscreen with the engine in its own process, on a named dummy JACK server,
-the pieces of ``../shared/data/midi/`` are played into its virtual port. Judged by the
-script: underflows while playing <= empty callback (scaled) + 1, resident memory growth
-<= 5 %, clean exit. The silence-CPU criterion (<= 5 % of playing) is printed; it is
-an expected failure until the engine skips its block work when idle (the Python side of
-``Engine.render`` costs ~3 % of a core in silence against ~8 % for a quiet piece here).
+On a named dummy JACK server (48 kHz, 256 frames) the pieces of ``../shared/data/midi/`` are
+played for 30 s into the control panel's virtual port (offscreen, engine in its own
+process), or into ``pianosynth play --virtual`` where this PySide6 cannot run the panel
+(``pianosynth.gui.binding_problem``; ``SOAK_QT_PATH`` names a folder with another PySide6).
+Judged by the script, against an empty PortAudio callback with the same JACK clients
+measured in the same run (before and after):
 
-One whole run (the CI budget); exit status 2 of the
-script (the empty callback alone dropped > 2 % of its blocks) skips as inconclusive.
-Budget: ~70 s per run.
+- underflows while playing <= the empty callback's rate x callbacks + 1;
+- resident memory growth <= 5 % from second 3 to the end of the playing;
+- silence, measured once the last note's tail has ended (the engine freed every voice):
+  the engine is skipped in >= 95 % of the silent blocks (asserted), and the audio process's
+  CPU above the empty callback is <= 5 % of its CPU above it while playing
+  (``--noise-tolerant``: against the dearer of the two empty-callback runs, whose spread is
+  this machine's noise; an expected failure with its figures while it stays above, see the
+  note in the test);
+- a clean exit (status 0, no traceback).
+
+A shared 2-core machine is noisy in bursts: up to ``ATTEMPTS`` whole runs are judged and
+the first that passes (underflows, memory, skipping, exit) ends the test; a run whose empty callback alone dropped
+> 2 % of its blocks is inconclusive (skipped if no run passed). Budget: ~60 s a run.
 """
 from __future__ import annotations
 
@@ -25,15 +35,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from jack_helpers import REPO, jack_missing_reason  # noqa: E402
 
-#: live stress checks (MIDI flood, soak, MTS on JACK): minutes of timing on a real server,
-#: flaky on shared CI cores; run with PIANOSYNTH_STRESS_TESTS=1 (and the scripts/ versions)
-pytestmark = pytest.mark.skipif(not os.environ.get("PIANOSYNTH_STRESS_TESTS"),
-                                reason="live stress test: set PIANOSYNTH_STRESS_TESTS=1")
-
-
 MIDI_DIR = Path(os.environ.get("SOAK_MIDI_DIR", "")) if os.environ.get("SOAK_MIDI_DIR") \
     else Path(REPO).parent / "shared" / "data" / "midi"
-ATTEMPTS = 1
+ATTEMPTS = int(os.environ.get("SOAK_ATTEMPTS", "2"))
 
 
 def _gui_usable() -> str | None:
@@ -60,27 +64,48 @@ def test_soak_30_seconds(tmp_path):
     for attempt in range(1, ATTEMPTS + 1):
         out = tmp_path / f"soak{attempt}.json"
         r = subprocess.run([sys.executable, str(Path(REPO) / "scripts" / "soak_jack.py"),
-                            "--minutes", "0.5", "--baseline-s", "8", "--warmup-s", "3",
-                            "--settle-s", "4", "--silence-s", "4", "--midi-dir", str(MIDI_DIR),
+                            "--minutes", "0.5", "--baseline-s", "6", "--warmup-s", "3",
+                            "--settle-s", "1", "--silence-s", "5", "--tail-max-s", "30",
+                            "--noise-tolerant", "--midi-dir", str(MIDI_DIR),
                             "--json", str(out), *mode],
-                           capture_output=True, text=True, timeout=400)
-        print(r.stdout[-4000:])
+                           capture_output=True, text=True, timeout=300)
+        print(f"--- attempt {attempt}\n{r.stdout[-4000:]}")
         if not out.exists():
             pytest.fail(f"soak_jack.py did not finish (status {r.returncode}):\n"
                         f"{r.stdout[-3000:]}\n{r.stderr[-3000:]}", pytrace=False)
         fig = json.loads(out.read_text())
-        v = fig["verdicts"]
         runs.append(fig)
-        if v["underflows"] is not False and v["rss"] and v["clean_exit"]:
+        v = fig["verdicts"]
+        # a broken exit, a leak or an engine that is not skipped in silence is no noise
+        assert v["clean_exit"], fig
+        assert v["rss"], fig
+        assert v["silence_skipped"], fig
+        if all(x is True for k, x in v.items() if k != "silence_cpu"):
             break
-    v = runs[-1]["verdicts"]
-    assert v["clean_exit"], runs[-1]
-    assert v["rss"], runs[-1]
-    if v["underflows"] is None:
+    last = runs[-1]
+    if all(x is True for k, x in last["verdicts"].items() if k != "silence_cpu"):
+        if not last["verdicts"]["silence_cpu"]:
+            # Open (issue 8): the engine is skipped in silence (asserted above), yet the
+            # audio process costs ~0.7-1.5 % of a core more than the empty-callback script:
+            # the same PortAudio/JACK callback path in a process with numba and the engine
+            # loaded (measured: an empty callback in such a process costs ~0.9 % more than
+            # in a bare one). Against ~7-10 % for playing that is 7-20 % of playing.
+            pytest.xfail(f"silence CPU {100 * last['cpu_silence_ratio_hi']:.1f} % of playing "
+                         f"(audio process {100 * last['cpu_audio_silence']:.2f} %, empty "
+                         f"callback {100 * last['cpu_empty_callback']:.2f}-"
+                         f"{100 * last['cpu_empty_callback_hi']:.2f} %, playing "
+                         f"{100 * last['cpu_audio_playing']:.1f} %)")
+        return
+    if all(f["verdicts"]["underflows"] is None for f in runs):
         pytest.skip("inconclusive: the empty callback alone dropped "
-                    f"{100 * runs[-1]['baseline_rate']:.1f} % of its blocks")
-    assert v["underflows"], runs[-1]
-    if not v["silence_cpu"]:
-        pytest.xfail(f"silence costs {100 * runs[-1]['cpu_silence_ratio']:.0f} % of playing "
-                     "(engine above an empty callback); needs an idle short-cut in "
-                     "Engine.render")
+                    + ", ".join(f"{100 * f['baseline_rate']:.1f} %" for f in runs)
+                    + " of its blocks")
+
+    def brief(f):
+        return (f"underflows {f['underflows_playing']} (allowed {f['underflows_allowed']}), "
+                f"silence CPU {100 * f['cpu_silence_ratio_hi']:.1f} % of playing "
+                f"(audio process {100 * f['cpu_audio_silence']:.2f} % vs empty callback "
+                f"{100 * f['cpu_empty_callback']:.2f}-{100 * f['cpu_empty_callback_hi']:.2f} %, "
+                f"playing {100 * f['cpu_audio_playing']:.1f} %)")
+    pytest.fail(f"no run of {ATTEMPTS} passed: " + "; ".join(brief(f) for f in runs),
+                pytrace=False)

@@ -628,7 +628,9 @@ class ControlPanel(QMainWindow):
         if self.idle_timers:
             self._set_idle_timers(False)
         self.plots.update_live(s.tap, float(s.sample_rate))
-        self.keyboard.set_lit(np.flatnonzero(s.tap.keys_down).tolist())
+        # a copy first: the audio process writes keys_down (shared memory) meanwhile, and
+        # numpy's nonzero raises when the count changes under it (seen in a 10-minute soak)
+        self.keyboard.set_lit(np.flatnonzero(s.tap.keys_down.copy()).tolist())
         if bool(s.tap.sustain) != self.sustain_btn.isChecked():
             self.sustain_btn.blockSignals(True)
             self.sustain_btn.setChecked(bool(s.tap.sustain))
