@@ -49,6 +49,9 @@ CHUNK = 512
 SB_QUIET_WINDOW = 4096
 # soundboard silence control (``sb_ctl``): windows judged quiet in a row, peak so far
 SB_QUIET, SB_PEAK = range(2)
+#: the soundboard is silent when input and output stay below this (-160 dBFS: 16 dB under
+#: the last bit of 24-bit audio) for two whole windows; its state is then set to zero
+SB_QUIET_LEVEL = 1e-8
 #: velocity of a silent key press (the hammer does not reach the string)
 SILENT_VELOCITY = 1
 
@@ -767,9 +770,9 @@ def render_block(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, sc_d1, sc_d
     (:func:`is_idle`, :func:`skip_idle`: exact zeros); else strings and resonators
     (:func:`render_strings`), the soundboard (Bank et al. §5) unless it is silent with
     zero input, and the output stage. Soundboard silence: once its input and output have
-    stayed below -300 dB for two whole windows, its state is set to exactly zero (a
+    stayed below -160 dB for two whole windows, its state is set to exactly zero (a
     decaying state would end in slow denormal numbers) and it is skipped until input
-    arrives again.
+    arrives again (:data:`SB_QUIET_LEVEL`).
     """
     factor = sb_coeffs.dec_table.shape[0]
     ne_all = ev_off.shape[0]
@@ -822,7 +825,7 @@ def render_block(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, sc_d1, sc_d
                     pout = b
             sb_ctl[SB_PEAK] = max(sb_ctl[SB_PEAK], pin, pout)
             if t_end % SB_QUIET_WINDOW == 0:
-                quiet = sb_ctl[SB_PEAK] < 1e-15
+                quiet = sb_ctl[SB_PEAK] < SB_QUIET_LEVEL
                 sb_ctl[SB_PEAK] = 0.0
                 sb_ctl[SB_QUIET] = sb_ctl[SB_QUIET] + 1.0 if quiet else 0.0
                 if sb_ctl[SB_QUIET] == 2:
