@@ -65,6 +65,8 @@ def child(args) -> dict:
     from pianosynth.engine.core import Engine
     from pianosynth.engine.events import EVENT_DTYPE, NO_EVENTS
     from pianosynth.io.audio_out import import_sounddevice
+    sys.path.insert(0, str(REPO / "scripts"))
+    from bench_voices import copy_voices
     sd = import_sounddevice()
     fs = int(sd.query_devices(kind="output")["default_samplerate"])
     try:
@@ -81,26 +83,12 @@ def child(args) -> dict:
     st = dict(n=0, under=0)
     loads = np.zeros(1 << 16)
 
-    def duplicate_voices(n):
-        """Copy sounding voices into free slots until ``n`` voices sound (in the callback,
-        between two renders: no other thread touches the engine)."""
-        from pianosynth.dsp import voice as V
-        live = np.nonzero(engine.iv[:, V.I_STATE] != V.FREE)[0]
-        free = np.nonzero(engine.iv[:, V.I_STATE] == V.FREE)[0]
-        if not len(live):
-            return
-        for j, v in enumerate(free[: max(0, n - len(live))]):
-            src = live[j % len(live)]
-            for a in (engine.iv, engine.fv, engine.nut, engine.bridge, engine.dsos,
-                      engine.dstate, engine.rcoef, engine.rstate):
-                a[v] = a[src]
-
     def callback(out, frames, t_info, status):
         t0 = time.perf_counter()
         if status.output_underflow:
             st["under"] += 1
         if st.get("dup"):
-            duplicate_voices(st.pop("dup"))
+            copy_voices(engine, st.pop("dup"))   # between two renders: no race
         ev = q.popleft() if q else NO_EVENTS
         engine.render(out, ev)
         i = st["n"]

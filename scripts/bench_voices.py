@@ -30,14 +30,21 @@ def start_voices(eng, n):
     ev = make_events([(0, 0x90, k, 100) for k in keys])     # held keys, no pedal:
     # full struck strings only (the pedal would add cheap sympathetic strings)
     eng.render_frames(BLOCK, ev, block_size=BLOCK)
+    copy_voices(eng, n)
+    eng.render_frames(BLOCK * 8, block_size=BLOCK)     # past the attacks
+
+
+def copy_voices(eng, n):
+    """Copy sounding voices' states into free slots until ``n`` voices sound."""
     live = np.nonzero(eng.iv[:, V.I_STATE] != V.FREE)[0]
     free = np.nonzero(eng.iv[:, V.I_STATE] == V.FREE)[0]
+    if not len(live):
+        return
     for j, v in enumerate(free[: max(0, n - len(live))]):
         src = live[j % len(live)]
         for a in (eng.iv, eng.fv, eng.nut, eng.bridge, eng.dsos, eng.dstate, eng.rcoef,
                   eng.rstate):
             a[v] = a[src]
-    eng.render_frames(BLOCK * 8, block_size=BLOCK)     # past the attacks
 
 
 def rss_mb():

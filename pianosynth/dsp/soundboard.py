@@ -81,11 +81,7 @@ def reset_soundboard(state: SoundboardState) -> None:
 
     The smoothed gains are kept; ring positions need not move (the buffers are zero).
     """
-    for a in (state.dec_hist, state.lo_hist, state.lp_hist, state.bank_w, state.fir_hist,
-              state.align, state.tone_z, state.fdn_buf, state.fdn_lp, state.fdn_v):
-        a[...] = 0.0
-    for a in (state.dec_idx, state.lo_idx, state.lp_idx, state.pos):
-        a[:] = 0
+    reset_soundboard_at(state, 0)
 
 
 @njit(**JIT)

@@ -43,8 +43,7 @@ Z_BRIDGE = 2000.0
 CEILING = 10.0 ** (-0.3 / 20.0)
 
 from ..design.soundboard import design_soundboard          # the shared soundboard, §5
-from ..dsp.soundboard import make_soundboard_state, reset_soundboard
-HAVE_SOUNDBOARD = True
+from ..dsp.soundboard import make_soundboard_state
 
 
 def target_f1_hz(key: int, settings: dict | None = None) -> float:
@@ -397,12 +396,11 @@ class Engine:
 
     def _soundboard_design(self):
         s = self.settings
-        if HAVE_SOUNDBOARD:
-            self.sb_coeffs = cached_call(design_soundboard, self.sample_rate,
-                                         level_db=s["soundboard_level_db"],
-                                         fdn_t60_s=s["soundboard_t60_s"],
-                                         balance=s["soundboard_balance"])
-            self.sb_state = make_soundboard_state(self.sb_coeffs)
+        self.sb_coeffs = cached_call(design_soundboard, self.sample_rate,
+                                     level_db=s["soundboard_level_db"],
+                                     fdn_t60_s=s["soundboard_t60_s"],
+                                     balance=s["soundboard_balance"])
+        self.sb_state = make_soundboard_state(self.sb_coeffs)
 
     def set_param(self, name: str, value: float) -> None:
         """Set one parameter (clamped with a warning). Live ones act at the next block;
@@ -413,7 +411,7 @@ class Engine:
         if p.group == "soundboard":
             old_state = getattr(self, "sb_state", None)
             self._soundboard_design()
-            if old_state is not None and HAVE_SOUNDBOARD:
+            if old_state is not None:
                 for a, b in zip(self.sb_state, old_state):
                     if a.shape == b.shape:
                         a[...] = b
@@ -509,9 +507,7 @@ class Engine:
             np.copyto(out, tmp, casting="same_kind")
             return
         ne = len(events)
-        if ne == 0 and self.sb_ctl[B.SB_QUIET] >= 2 and B.is_idle(
-                self.iv, self.noise, self.ring, self.ring2, self.ring4, self.drive,
-                self.drive_zi, self.gf):
+        if ne == 0 and self.is_idle():
             # silence costs nothing: the kernel would skip every chunk (exact zeros); the
             # clock and phases advance exactly as it would, without its long argument list
             B.skip_idle(n, self.gi, self.ist, self.ist2, self.ist4)
@@ -549,13 +545,6 @@ class Engine:
     def _sb_quiet(self) -> int:
         """Whole 4096-sample windows the soundboard has been silent in a row (2: skipped)."""
         return int(self.sb_ctl[B.SB_QUIET])
-
-    def _reset_soundboard(self, t: int) -> None:
-        """Zero the soundboard's state, its decimation phase set to where a soundboard that
-        had run since t = 0 would be at sample ``t`` (with zero buffers only the phase
-        matters: the output then does not depend on when the reset happened)."""
-        reset_soundboard(self.sb_state)
-        self.sb_state.dec_idx[0] = t % self.sb_coeffs.dec_table.shape[0]
 
     def _grow_events(self, n):
         size = 1 << int(math.ceil(math.log2(max(n, 1))))

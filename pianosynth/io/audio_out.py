@@ -214,34 +214,12 @@ def select_output_device(name: str | None, sd=None) -> int:
 def idle_probe(engine):
     """A function ``() -> bool`` telling whether ``engine`` holds nothing now, or ``None``.
 
-    The engine's own ``is_idle()`` if it has one (:class:`~pianosynth.gui.session.
-    TappedEngine`, or an :class:`~pianosynth.engine.core.Engine` that offers it); else, for
-    an ``Engine``, the test its own ``render`` makes before its idle short-cut: the
-    soundboard quiet for two windows and :func:`pianosynth.engine.blockloop.is_idle` on its
-    state arrays (looked up at each call: ``Engine.reset`` may replace them). Anything
-    else (a test double with only ``render``): ``None``, never skipped.
+    The engine's own ``is_idle()`` (:meth:`pianosynth.engine.core.Engine.is_idle`,
+    :class:`~pianosynth.gui.session.TappedEngine`); anything without it (a test double with
+    only ``render``): ``None``, never skipped.
     """
     f = getattr(engine, "is_idle", None)
-    if callable(f):
-        return f
-    names = ("iv", "noise", "ring", "ring2", "ring4", "drive", "drive_zi", "gf")
-    if not all(hasattr(engine, n) for n in names):
-        return None
-    try:
-        from ..engine import blockloop as B
-        test = B.is_idle
-
-        def probe() -> bool:
-            e = engine
-            # the soundboard's tail too: it is judged silent after two quiet windows
-            return (getattr(e, "_sb_quiet", 2) >= 2 and
-                    bool(test(e.iv, e.noise, e.ring, e.ring2, e.ring4, e.drive, e.drive_zi,
-                              e.gf)))
-
-        probe()                             # the arguments still fit the kernel
-    except Exception:  # noqa: BLE001 - an engine of another shape: no gate
-        return None
-    return probe
+    return f if callable(f) else None
 
 
 class IdleGate:
