@@ -131,3 +131,67 @@ def test_tap_counts_silence_and_activity_only_for_sound():
     assert tap.activity == act, "silence is nothing new to show"
     assert tap.written == w + 10 * N, "skipped frames still count as output"
     assert not tap.latest(RING_FRAMES // 2)[-10 * N:].any()
+
+
+# ---------------------------------------------------------------- silence in C
+def _c_gate():
+    from pianosynth.io.audio_out import gate_cfunc
+    f = gate_cfunc()
+    if f is None:
+        pytest.skip("numba cannot build the C callback here")
+    return f
+
+
+def test_c_callback_writes_zeros_only_while_armed_and_else_calls_python():
+    """:func:`gate_cfunc` (driven through ctypes as PortAudio would): zeros and no Python
+    call for blocks up to LIMIT while nothing woke it; WAKE, HOLD, an underflow flag or a
+    block past LIMIT reach the Python callback with the same arguments."""
+    import ctypes
+
+    from pianosynth.io import audio_out as A
+    f = _c_gate()
+    proto = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulong,
+                             ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p)
+    seen = []
+
+    def python(inp, outp, frames, tinfo, flags, user):
+        seen.append((frames, flags))
+        return 0
+    py = proto(python)
+    st = np.zeros(A.G_LEN, np.int64)
+    st[A.G_PYFN] = ctypes.cast(py, ctypes.c_void_p).value
+    st[A.G_CHANNELS] = 2
+    out = np.ones((N, 2), np.float32)
+    cb = proto(f.address)
+
+    def block(flags=0):
+        return cb(None, out.ctypes.data, N, None, flags, st.ctypes.data)
+
+    assert block() == 0 and seen == [(N, 0)], "not armed: Python"
+    assert out.min() == 1.0, "... which writes the block, not C"
+    st[A.G_FRAME], st[A.G_LIMIT] = 1000, 1000 + 2 * N
+    assert block() == 0 and block() == 0 and len(seen) == 1
+    assert not out.any() and st[A.G_FRAME] == 1000 + 2 * N and st[A.G_BLOCKS] == 2
+    out[:] = 1.0
+    block()
+    assert len(seen) == 2 and out.min() == 1.0, "past LIMIT: Python"
+    st[A.G_LIMIT] = 1 << 62
+    for word in (A.G_WAKE, A.G_HOLD):
+        st[word] = 1
+        block()
+        st[word] = 0
+    block(A.PA_OUTPUT_UNDERFLOW)
+    assert seen[2:] == [(N, 0), (N, 0), (N, A.PA_OUTPUT_UNDERFLOW)]
+    block()
+    assert len(seen) == 5 and st[A.G_BLOCKS] == 3
+
+
+def test_a_queued_midi_message_wakes_the_c_callback():
+    """MidiEventQueue.push sets the output's wake word after the message is queued."""
+    from pianosynth.io.midi_live import MidiEventQueue
+    q = MidiEventQueue()
+    q.push(0.0, 0x90, 60, 100)                 # no output attached: nothing to wake
+    wake = np.zeros(1, np.int64)
+    q.wake = wake
+    q.push(0.0, 0x80, 60, 0)
+    assert wake[0] == 1 and len(q) == 2

@@ -110,9 +110,8 @@ def _dispatch(session, op, args):
     if op == "open_midi":
         return session.open_midi(*args)
     if op == "file":
-        from ..io.live import FileEvents
         events, = args
-        session.file = None if events is None else FileEvents(events, session.sample_rate)
+        session.set_midi_file(events)
         return None
     if op == "meters":
         return session.meters()

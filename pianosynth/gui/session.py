@@ -258,6 +258,11 @@ class TappedEngine:
         zeros; the tap records them."""
         self.tap.record_silence(out.shape[0])
 
+    def skip_frames(self, n: int) -> None:
+        """``n`` frames of zeros were written without calling anything here (the output's C
+        callback, :func:`~pianosynth.io.audio_out.gate_cfunc`): the tap records them."""
+        self.tap.record_silence(n)
+
 
 class SilentOutput:
     """A paced clock in place of a sound card: the :class:`AudioOutput` interface, no sound.
@@ -579,6 +584,8 @@ class LiveSession:
             out = SilentOutput(fs, self._silent_block, reason=self._audio_reason)
         out.engine = self.tapped
         out.fill_events = self._fill
+        if hasattr(out, "set_event_sources"):   # silence without Python (AudioOutput)
+            out.set_event_sources(self.queue, self._next_file_frame)
         self.output = out
         self.audio_status = "audio: opened, not started"
         return self.start_audio() if start else self.audio_status
@@ -746,6 +753,13 @@ class LiveSession:
         """Play a MIDI file's events (``read_midi_file`` rows) from the next block."""
         from ..io.live import FileEvents
         self.file = None if events is None else FileEvents(events, self.sample_rate)
+        wake = getattr(self.output, "wake", None)
+        if wake is not None:
+            wake[0] = 1                         # the next block goes through Python
+
+    def _next_file_frame(self):
+        f = self.file
+        return f.next_frame() if f is not None else None
 
     # ------------------------------------------------------------------ queries
     @property

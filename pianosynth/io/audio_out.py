@@ -23,6 +23,22 @@ PortAudio lists the JACK host API only if a JACK server is running when PortAudi
 earlier. On JACK the server sets the block size (``blocksize=0``: PortAudio hands over
 JACK's period; asking for another size makes PortAudio re-buffer, which adds latency and
 underflows).
+
+Silence in C
+------------
+A Python callback costs the process CPU at every block even when it only writes zeros:
+the interpreter is entered from PortAudio's thread (GIL, CFFI, a new numpy array) ~190
+times a second at 256 frames. Measured on the JACK dummy server, 15 s of silence, one
+core: an empty Python callback 2.3-2.6 %, the same in a process with the engine loaded
+3.3-3.5 %, the gated engine (:class:`IdleGate`) 4.2 %. So the stream's callback is a small
+C function (:func:`gate_cfunc`, numba ``cfunc``): while the engine is idle and no event
+can come it writes zeros and returns without Python (0.5-0.9 %); otherwise it calls the
+Python callback. Python arms it after each block it renders (:meth:`AudioOutput._armed`):
+up to the engine's next recheck (:data:`IDLE_RECHECK_BLOCKS`) or the next scheduled event
+(a MIDI file), and any event source disarms it at once by writing one word
+(:attr:`AudioOutput.wake`, set by :meth:`MidiEventQueue.push`). An underflow, a stop fade
+or an error also go through Python. ``PIANOSYNTH_C_GATE=0`` turns this off (the plain
+sounddevice callback).
 """
 from __future__ import annotations
 
@@ -53,6 +69,16 @@ MAX_UNDERFLOW_TIMES = 1024
 #: asked again whether it is idle: a parameter changed in silence (a master gain glide)
 #: settles within this many blocks (64 x 256 frames at 48 kHz: 0.34 s).
 IDLE_RECHECK_BLOCKS = 64
+#: PortAudio's status flag for an output underflow, its callback return values
+PA_OUTPUT_UNDERFLOW = 0x4
+PA_CONTINUE, PA_ABORT = 0, 2
+#: words of the state the C callback (:func:`gate_cfunc`) shares with Python (int64 each):
+#: WAKE != 0: an event came (written by any producer thread, cleared by the callback);
+#: HOLD != 0: Python must see every block (written by control threads); FRAME: the next
+#: block's first frame; LIMIT: C may write zeros up to this frame; BLOCKS: blocks C wrote
+#: since the last Python call; PYFN: address of the Python callback; CHANNELS
+G_WAKE, G_HOLD, G_FRAME, G_LIMIT, G_BLOCKS, G_PYFN, G_CHANNELS = range(7)
+G_LEN = 8
 
 _INSTALL_HINT = ("install it with `apt-get install libportaudio2` (Debian/Ubuntu) or "
                  "`brew install portaudio` (macOS)")
@@ -254,15 +280,25 @@ class IdleGate:
         Blocks not rendered so far.
     """
 
-    __slots__ = ("engine", "probe", "silence", "idle", "left", "skipped")
+    __slots__ = ("engine", "probe", "silence", "silent_frames", "idle", "left", "skipped")
 
     def __init__(self, engine):
         self.engine = engine
         self.probe = idle_probe(engine)
         self.silence = getattr(engine, "render_silence", None)
+        self.silent_frames = getattr(engine, "skip_frames", None)
         self.idle = False
         self.left = 0
         self.skipped = 0
+
+    def skipped_elsewhere(self, blocks: int, frames: int) -> None:
+        """``blocks`` blocks (``frames`` frames) this gate would have skipped were written
+        as zeros without it (:func:`gate_cfunc`): count them, and tell the engine's
+        ``skip_frames(frames)`` if it has one (the panel's tap)."""
+        self.skipped += blocks
+        self.left = self.left - blocks if self.left > blocks else 0
+        if self.silent_frames is not None:
+            self.silent_frames(frames)
 
     def render(self, out, events) -> None:
         """``engine.render(out, events)``, or zeros into ``out`` when that is what it would
@@ -280,6 +316,40 @@ class IdleGate:
             self.left = IDLE_RECHECK_BLOCKS
         else:
             self.idle = False
+
+
+_GATE_CFUNC: list = []
+
+
+def _c_gate_wanted() -> bool:
+    return os.environ.get("PIANOSYNTH_C_GATE", "1").strip() not in ("0", "no", "off", "")
+
+
+def gate_cfunc():
+    """The stream's C callback: zeros while Python armed it, else the Python callback.
+
+    Returns
+    -------
+    numba CFunc or None
+        ``int32(void* in, void* out, unsigned long frames, void* time_info,
+        unsigned long status, void* state)``, PortAudio's ``PaStreamCallback`` with
+        ``state`` a :data:`G_LEN` int64 array (``G_*`` words); ``None`` when numba cannot
+        build it (the plain sounddevice callback is used then).
+
+    Notes
+    -----
+    :func:`pianosynth.io.gate_callback.pa_gate_callback`: a block is written there
+    (zeros) iff ``WAKE == 0``, ``HOLD == 0``, no underflow is flagged and
+    ``FRAME + frames <= LIMIT``; else the function at ``PYFN`` (a CFFI callback, which
+    takes the GIL) is called with the same arguments.
+    """
+    if not _GATE_CFUNC:
+        try:
+            from .gate_callback import pa_gate_callback
+        except Exception:  # noqa: BLE001 - no numba/llvmlite or a compile failure
+            pa_gate_callback = None
+        _GATE_CFUNC.append(pa_gate_callback)
+    return _GATE_CFUNC[0]
 
 
 class BlockClock:
@@ -420,12 +490,65 @@ class AudioOutput:
         self.faded = threading.Event()
         self._stream = None
         self._gate: IdleGate | None = None
+        #: state shared with the C callback (``G_*`` words, :func:`gate_cfunc`)
+        self._cstate = np.zeros(G_LEN, np.int64)
+        #: one word any event producer sets to make the next block go through Python
+        #: (:meth:`set_event_sources` hands it to the MIDI queue)
+        self.wake = self._cstate[G_WAKE:G_WAKE + 1]
+        self.event_horizon = None
+        self._wake_ready = False
+        #: True when the stream's callback is :func:`gate_cfunc` (silence without Python)
+        self.c_gate = False
+        self._c_callback = None
+        self._cfunc = gate_cfunc() if _c_gate_wanted() else None
 
     # ------------------------------------------------------------------ audio thread
     def _callback(self, outdata, frames, time_info, status):
+        """sounddevice's callback (the plain path, without :func:`gate_cfunc`)."""
+        if self._process(outdata, frames, status.output_underflow) != PA_CONTINUE:
+            raise self.sd.CallbackAbort
+
+    def _c_entry(self, inp, outp, frames, time_info, flags, user):
+        """The Python side of :func:`gate_cfunc` (a CFFI callback: must not raise)."""
+        st = self._cstate
+        st[G_WAKE] = 0                      # before the queue is drained: a later push wakes
+        b = int(st[G_BLOCKS])
+        if b:                               # blocks C wrote as zeros since the last call
+            st[G_BLOCKS] = 0
+            nfr = int(st[G_FRAME]) - self.frames
+            self.frames += nfr
+            self.callbacks += b
+            self._gate.skipped_elsewhere(b, nfr)
+        out = np.frombuffer(self._ffi.buffer(outp, frames * self._frame_bytes),
+                            np.float32).reshape(frames, 2)
+        rc = self._process(out, frames, bool(flags & PA_OUTPUT_UNDERFLOW))
+        if rc == PA_CONTINUE:
+            self._arm(st, frames)
+        else:
+            st[G_LIMIT] = 0
+        return rc
+
+    def _arm(self, st, frames) -> None:
+        """Let the C callback write the next silent blocks while the gate would skip them:
+        up to the engine's next recheck or the next scheduled event, while no event source
+        wakes it (:data:`G_WAKE`)."""
+        g = self._gate
+        st[G_FRAME] = self.frames
+        if not (g.idle and g.left > 0 and self._fade_pos < 0 and self._wake_ready):
+            st[G_LIMIT] = 0
+            return
+        limit = self.frames + g.left * frames
+        h = self.event_horizon
+        if h is not None:
+            nxt = h()
+            if nxt is not None and nxt < limit:
+                limit = nxt
+        st[G_LIMIT] = limit
+
+    def _process(self, outdata, frames, underflow) -> int:
         t0 = time.perf_counter()
         try:
-            if status.output_underflow:
+            if underflow:
                 if self.underflows < MAX_UNDERFLOW_TIMES:
                     self.underflow_times[self.underflows] = t0
                 self.underflows += 1
@@ -442,11 +565,12 @@ class AudioOutput:
             self.error = exc
             outdata.fill(0)
             self.faded.set()
-            raise self.sd.CallbackAbort from None
+            return PA_ABORT
         load = (time.perf_counter() - t0) * self.sample_rate / frames
         self.render_load_sum += load
         if load > self.render_load_max:
             self.render_load_max = load
+        return PA_CONTINUE
 
     def _apply_fade(self, outdata, frames):
         p = self._fade_pos
@@ -471,14 +595,73 @@ class AudioOutput:
         blocksize = 0 if self.is_jack else self.requested_blocksize
         self._gate = IdleGate(self.engine)
         try:
-            self._stream = sd.OutputStream(
-                device=self.device, samplerate=self.sample_rate, blocksize=blocksize,
-                channels=2, dtype="float32", latency="low", callback=self._callback)
+            self._stream = self._open_c_stream(blocksize) if self._cfunc is not None \
+                else None
+            if self._stream is None:
+                self._stream = sd.OutputStream(
+                    device=self.device, samplerate=self.sample_rate, blocksize=blocksize,
+                    channels=2, dtype="float32", latency="low", callback=self._callback)
             self._stream.start()
         except sd.PortAudioError as exc:
             self._stream = None
             raise PianosynthError(f"cannot open audio device {self.device_name!r} "
                                   f"({self.hostapi}): {_pa_text(exc)}") from None
+
+    def _open_c_stream(self, blocksize):
+        """The stream with :func:`gate_cfunc` as its callback (sounddevice's stream class
+        without its Python wrapper); ``None`` if this sounddevice has no such way."""
+        sd = self.sd
+        ffi = getattr(sd, "_ffi", None)
+        base = getattr(sd, "_StreamBase", None)
+        if ffi is None or base is None:
+            return None
+        try:
+            self._c_callback = ffi.callback("PaStreamCallback", self._c_entry,
+                                            onerror=self._c_error)
+        except Exception:  # noqa: BLE001 - another sounddevice: the plain callback
+            return None
+        st = self._cstate
+        st[:] = 0
+        st[G_PYFN] = int(ffi.cast("uintptr_t", self._c_callback))
+        st[G_CHANNELS] = 2
+        self._ffi = ffi
+        self._frame_bytes = 2 * 4
+        stream = base(kind="output", device=self.device, samplerate=self.sample_rate,
+                      blocksize=blocksize, channels=2, dtype="float32", latency="low",
+                      callback=self._cfunc.address,
+                      userdata=ffi.cast("void*", st.ctypes.data), wrap_callback=None)
+        self.c_gate = True
+        return stream
+
+    def _c_error(self, exc_type, exc, tb):
+        """A Python error escaped :meth:`_c_entry` (a bug): keep it, stop the stream."""
+        self.error = exc
+        self.faded.set()
+        return PA_ABORT
+
+    def set_event_sources(self, queue=None, horizon=None) -> None:
+        """Declare where events come from, so silent blocks can be written without Python.
+
+        Parameters
+        ----------
+        queue : MidiEventQueue or None
+            Live events: its ``push`` sets :attr:`wake`, so the next block goes through
+            Python. ``None``: no live events.
+        horizon : callable or None
+            ``horizon() -> int | None``: the first frame of the next scheduled event (a
+            MIDI file), or None.
+
+        Until this is called every block goes through Python (an unknown producer could
+        not wake the C callback).
+        """
+        if queue is not None:
+            queue.wake = self.wake
+        self.event_horizon = horizon
+        self._wake_ready = True
+
+    def hold(self, on: bool = True) -> None:
+        """Make every block go through Python (``on``) or let silent ones skip it again."""
+        self._cstate[G_HOLD] = 1 if on else 0
 
     @property
     def active(self) -> bool:
@@ -501,6 +684,7 @@ class AudioOutput:
         """Fade the output to silence over ``fade_s`` (called from a non-audio thread)."""
         if self._fade_pos < 0:
             self._fade_pos = 0
+        self._cstate[G_HOLD] = 1                # the fade is counted in Python
 
     def close(self) -> None:
         """Stop and close the stream (idempotent)."""
@@ -512,16 +696,20 @@ class AudioOutput:
                 s.close()
 
     def stats(self) -> dict:
+        pending = int(self._cstate[G_BLOCKS])          # written in C, not yet counted here
         return dict(device=self.device_name, hostapi=self.hostapi,
                     sample_rate=self.sample_rate, block_frames=self.block_frames,
-                    callbacks=self.callbacks, frames=self.frames,
+                    callbacks=self.callbacks + pending,
+                    frames=max(self.frames, int(self._cstate[G_FRAME])),
                     underflows=self.underflows,
                     underflow_times=[round(float(t), 4) for t in
                                      self.underflow_times[:min(self.underflows,
                                                                MAX_UNDERFLOW_TIMES)]],
                     render_load_mean=round(self.render_load_mean, 4),
                     render_load_max=round(self.render_load_max, 4),
-                    idle_blocks_skipped=self._gate.skipped if self._gate is not None else 0)
+                    idle_blocks_skipped=(self._gate.skipped + pending
+                                         if self._gate is not None else 0),
+                    silence_in_c=self.c_gate)
 
 
 def _pa_text(exc) -> str:

@@ -193,6 +193,11 @@ class FileEvents:
     def done(self) -> bool:
         return self.pos >= self.count
 
+    def next_frame(self) -> int | None:
+        """Output frame of the next event not yet handed out, or None after the last."""
+        i = self.pos
+        return int(self.frames[i]) if i < self.count else None
+
     def fill(self, block: EventBlock, start: int, frame0: int, n: int) -> int:
         """Copy the events of frames ``[frame0, frame0 + n)`` into ``block`` from ``start``."""
         i = self.pos
@@ -628,6 +633,9 @@ class LivePlayer:
             self.tuner.start()
         self.audio.engine = self.engine
         self.audio.fill_events = self._make_fill()
+        # every event source known: silent blocks may be written without Python
+        self.audio.set_event_sources(self.queue,
+                                     self.file.next_frame if self.file is not None else None)
         freeze_gc()
         self.audio.start()
         self.t_start = time.perf_counter()

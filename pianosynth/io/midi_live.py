@@ -264,6 +264,10 @@ class MidiEventQueue:
         self.sysex_dropped = 0
         #: called (no arguments, from the MIDI thread) after a SysEx message was queued
         self.on_sysex = None
+        #: a one-element int64 array set to 1 after each push (the audio output's
+        #: :attr:`~pianosynth.io.audio_out.AudioOutput.wake`: the next block goes through
+        #: Python and drains the queue), or None
+        self.wake = None
 
     def push(self, t: float, status: int, data1: int = 0, data2: int = 0) -> None:
         """Append one message that arrived at perf_counter() time ``t`` (any thread)."""
@@ -272,6 +276,9 @@ class MidiEventQueue:
         self._dq.append((t, status, data1, data2))
         self.recent.append((status, data1, data2))
         self.received += 1
+        w = self.wake
+        if w is not None:                    # after the append: the drain that clears it
+            w[0] = 1                         # finds the message
 
     def push_sysex(self, t: float, data) -> None:
         """Queue one System Exclusive message (``F0 ... F7``) for the worker (any thread)."""
