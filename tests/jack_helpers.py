@@ -511,6 +511,107 @@ print(n[0], n[1], cpu)
 """
 
 
+_C_CALLBACK = r"""
+import sys, time, numpy as np, rtmidi, sounddevice as sd
+sys.path.insert(0, %r)
+from pianosynth.io.audio_out import G_CHANNELS, G_LEN, G_LIMIT, gate_cfunc
+midi = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="pianosynth")
+midi.open_virtual_port("midi_in")
+f = gate_cfunc()
+st = np.zeros(G_LEN, np.int64)
+st[G_CHANNELS] = 2
+st[G_LIMIT] = 1 << 62                       # never calls Python
+s = sd._StreamBase(kind="output", samplerate=%d, blocksize=0, channels=2, dtype="float32",
+                   latency="low", callback=f.address,
+                   userdata=sd._ffi.cast("void*", st.ctypes.data), wrap_callback=None)
+s.start()
+time.sleep(0.5)
+c0, t0 = time.process_time(), time.perf_counter()
+time.sleep(%f)
+cpu = (time.process_time() - c0) / (time.perf_counter() - t0)
+s.stop(); s.close()
+sd._terminate()
+midi.close_port()
+print(cpu)
+"""
+
+
+def c_callback_cpu(seconds: float, env: dict, rate: int = 48000) -> float:
+    """CPU (share of one core) of a process whose PortAudio stream callback is C writing
+    zeros (:func:`pianosynth.io.audio_out.gate_cfunc`, never entering Python), next to an
+    idle rtmidi JACK input: what the JACK clients of the player cost with nothing rendered
+    and no interpreter woken (JACK's wake-ups of both client threads)."""
+    import sys
+    r = subprocess.run([sys.executable, "-X", "faulthandler", "-c", _C_CALLBACK % (REPO, rate, seconds)],
+                       capture_output=True, text=True, timeout=seconds + 60, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"C-callback baseline failed (status {r.returncode}): "
+                           f"{r.stderr[-2000:]} {r.stdout[-500:]}")
+    return float(r.stdout.split()[-1])
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
+    """{thread id: (name, user + system CPU seconds so far)} of process ``pid``."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tids:
+        try:
+            with open(f"/proc/{pid}/task/{t}/stat") as f:
+                text = f.read()
+            with open(f"/proc/{pid}/task/{t}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        out[int(t)] = (name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return out
+
+
+_EMPTY_CALLBACK_TIMED = r"""
+import sys, time, rtmidi, sounddevice as sd
+midi = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="pianosynth")
+midi.open_virtual_port("midi_in")
+n, times = [0], []
+def cb(out, frames, t, status):
+    n[0] += 1
+    if status.output_underflow:
+        times.append(time.perf_counter())
+    out.fill(0)
+with sd.OutputStream(samplerate=%d, blocksize=0, channels=2, dtype="float32", callback=cb):
+    print("ready", flush=True)
+    time.sleep(%f)
+sd._terminate()
+midi.close_port()
+print(n[0], " ".join(repr(t) for t in times))
+"""
+
+
+def empty_callback_process(seconds: float, env: dict, rate: int = 48000):
+    """Start an empty PortAudio callback with an idle rtmidi JACK input (``pianosynth:
+    midi_in``, no Python callback: messages sent to it stay in rtmidi's C queue) for
+    ``seconds``; ``finish_empty_callback(proc)`` gives (callbacks, underflow times). For a
+    baseline under the same load as the player (a MIDI flood sent to that port)."""
+    import sys
+    proc = subprocess.Popen([sys.executable, "-c", _EMPTY_CALLBACK_TIMED % (rate, seconds)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line = proc.stdout.readline()
+    if "ready" not in line:
+        proc.kill()
+        raise RuntimeError(f"empty-callback process failed: {proc.stderr.read()[-2000:]}")
+    return proc
+
+
+def finish_empty_callback(proc, timeout: float = 120.0) -> tuple[int, list[float]]:
+    out, err = proc.communicate(timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"empty-callback process failed: {err[-2000:]}")
+    fields = out.split()
+    return int(fields[0]), [float(t) for t in fields[1:]]
+
+
 def player_env(server: "NamedJackServer | None" = None) -> dict:
     """Environment for a ``python -m pianosynth`` subprocess (this checkout first on the
     path, no inherited stats file; ``server``'s name if given)."""
