@@ -14,7 +14,14 @@ From one recorded note of a known key the fit estimates, in the order of Bank et
    its frequency -> resonator bank of eq. 16 (``second_mode_level``, ``late_t60_ratio``,
    ``unison_detune_cents``);
 4. **excitation**: the hammer velocity whose attack brightness (spectral centroid of the
-   first 100 ms) matches the recording, then the level -> ``output_gain_db``.
+   first 100 ms) matches the recording, then the level -> ``output_gain_db``;
+5. render-measure-correct passes (tuning, loss, level), the base preset's decay kept when it
+   is closer, a short STFT search when the fit is not closer than the base preset;
+6. **every partial's T60** (:func:`fit_partial_t60`): the loss filter of order 5 (one-pole
+   plus four peaking cuts, eq. 11) designed from a per-partial list that is moved, partial by
+   partial, until the render's single-exponential T60 reads the recording's; kept when every
+   T60 is then within T60_TOL_PCT and the note still closer to the recording than the base
+   preset (STFT distance), or closer on both counts; always with ``--match-t60``.
 
 The fitted note is rendered with the same engine and measured with the same functions as the
 recording; errors before (base preset) and after (fitted) are reported: partial frequencies
@@ -810,6 +817,8 @@ class Errors:
 MIN_RANGE_DB = 20.0
 #: span of the STFT distance after the onset, s.
 STFT_SPAN_S = 3.0
+#: a fitted partial's T60 counts as matched within this many % of the recording's (issue 5).
+T60_TOL_PCT = 20.0
 
 
 def stft_eps(rec: NoteAnalysis) -> float:
@@ -822,6 +831,18 @@ def stft_eps(rec: NoteAnalysis) -> float:
 def _aligned(x, onset, fs, span_s):
     i0 = max(0, onset - int(0.01 * fs))
     return x[i0:i0 + int(span_s * fs)]
+
+
+def render_cents(rec: NoteAnalysis, y, fs: int, n_cents: int = 20, onset: int | None = None):
+    """Partials of a render (:func:`analysis.find_partials` from the recording's partial 1
+    and B) and their cents over the recording's -> (partials_hz, cents), index k - 1."""
+    y = A.to_mono(y)
+    n0y = A.detect_onset(y, fs) if onset is None else int(onset)
+    ncp = max(n_cents, rec.partials_hz.size)
+    pr = A.find_partials(y, fs, rec.f1_hz, n_partials=ncp, onset=n0y,
+                         inharmonicity_guess=max(rec.inharmonicity_b, 1e-6))
+    m = min(pr.size, rec.partials_hz.size)
+    return pr, 1200.0 * np.log2(pr[:m] / rec.partials_hz[:m])
 
 
 def compare(rec: NoteAnalysis, xm, y, fs: int, n_cents: int = 20) -> Errors:
@@ -837,11 +858,7 @@ def compare(rec: NoteAnalysis, xm, y, fs: int, n_cents: int = 20) -> Errors:
     background noise, which no model renders, do not count."""
     y = A.to_mono(y)
     n0y = A.detect_onset(y, fs)
-    ncp = max(n_cents, rec.partials_hz.size)
-    pr = A.find_partials(y, fs, rec.f1_hz, n_partials=ncp, onset=n0y,
-                         inharmonicity_guess=max(rec.inharmonicity_b, 1e-6))
-    m = min(pr.size, rec.partials_hz.size)
-    cents = 1200.0 * np.log2(pr[:m] / rec.partials_hz[:m])
+    pr, cents = render_cents(rec, y, fs, n_cents, n0y)
     nd = rec.decay_freqs_hz.size
     shift = (n0y - rec.onset) / fs
     fy = np.where(np.isfinite(pr[:nd]), pr[:nd], rec.decay_freqs_hz) if pr.size >= nd \
@@ -874,6 +891,8 @@ class FitResult:
     fs: int
     n_band: int = 0             # partials inside the fitted string's dispersion design band
     log: list = field(default_factory=list)
+    t60_match: Errors | None = None     # the per-partial T60 stage's render (fit_partial_t60)
+    t60_match_overrides: dict | None = None
 
 
 def resonator_partials(kp, i: int, settings: dict, fs: int, f_hz) -> np.ndarray:
@@ -952,7 +971,8 @@ def estimate_velocity(settings, overrides, key, rec: NoteAnalysis, fs, say=None)
 
 def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool = False,
              velocity: int | None = None, iterations: int = 1, log=None,
-             max_render_s: float = 30.0, refine_evals: int = 40) -> FitResult:
+             max_render_s: float = 30.0, refine_evals: int = 40, t60_stage: bool = True,
+             match_t60: bool = False) -> FitResult:
     """Fit the per-key parameters of ``key`` to one recorded note.
 
     Parameters
@@ -978,6 +998,15 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         Render-measure-correct passes after the first estimate.
     log : callable, optional
         Progress messages (e.g. ``print``).
+    t60_stage : bool
+        Then fit every partial's T60 (:func:`fit_partial_t60`, loss order 5) from the fit;
+        its result is kept when every T60 with >= MIN_RANGE_DB of decay is within
+        T60_TOL_PCT and the STFT distance stays below the base preset's, or when it is
+        closer on both counts; either way it is returned in ``FitResult.t60_match``.
+    match_t60 : bool
+        Keep the T60 stage's result whatever the STFT distance (the per-partial decays
+        before the sound: the engine's second modes cannot give every partial its own
+        two-stage decay, so matching the single-exponential T60s costs the prompt decay).
 
     Returns
     -------
@@ -1264,6 +1293,34 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
                 e2 = compare(rec, xm, y2, fs)
             if e2.stft < after.stft:
                 over, y_after, after = over2, y2, e2
+    t60_match = t60_over = None
+    if t60_stage or match_t60:
+        # 6) every partial's T60 (the criterion of the single-exponential decay)
+        o6, y6, e6 = fit_partial_t60(settings, keys_with, over, rec, xm, key, velocity, fs,
+                                     n_frames, say, start=after)
+        if y6 is not None:
+            t60_match, t60_over = e6, {k: float(v) for k, v in o6.items()}
+            sc6, sca = _t60_score(e6.t60_pct), _t60_score(after.t60_pct)
+            met = sc6[0] == int(np.isfinite(e6.t60_pct).sum())
+            keep = match_t60 or (met and e6.stft < before.stft) or (
+                sc6 > sca and e6.stft <= after.stft)
+            say(f"T60 stage: {sc6[0]} of {int(np.isfinite(e6.t60_pct).sum())} within "
+                f"{T60_TOL_PCT:g} % (fit: {sca[0]}), STFT distance {e6.stft:.3f} (fit "
+                f"{after.stft:.3f}, base preset {before.stft:.3f}): "
+                + ("kept" if keep else "not kept"))
+            if keep:
+                over, y_after, after = dict(o6), y6, e6
+    # 7) the placed partials once more, as the analysis reads them from the final render
+    over_c = fit_partial_cents(settings, keys_with, over, rec, key, velocity, fs, say)
+    if over_c is not over:
+        y_c = render_note(settings, keys_with(over_c), key, velocity, n_frames, fs)
+        e_c = compare(rec, xm, y_c, fs)
+        c_old, c_new = after.cents[:20], e_c.cents[:20]
+        # kept when closer in cents without losing a matched T60 or the STFT criterion
+        worse_t60 = _t60_score(e_c.t60_pct)[0] < _t60_score(after.t60_pct)[0]
+        stft_ok = e_c.stft < before.stft or after.stft >= before.stft
+        if np.nanmax(np.abs(c_new)) < np.nanmax(np.abs(c_old)) and not worse_t60 and stft_ok:
+            over, y_after, after = over_c, y_c, e_c
     if abs(after.level_db) > 0.3:
         over = {**over, "output_gain_db": float(np.clip(over["output_gain_db"]
                                                         - after.level_db, -40, 40))}
@@ -1271,7 +1328,193 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         after = compare(rec, xm, y_after, fs)
     over = {k: float(v) for k, v in over.items()}
     return FitResult(key, velocity, over, before, after, rec, y_before, y_after, fs,
-                     n_band=design_band(settings, keys_with(over), key, fs))
+                     n_band=design_band(settings, keys_with(over), key, fs),
+                     t60_match=t60_match, t60_match_overrides=t60_over)
+
+
+def model_t60(settings: dict, key_overrides: dict, key: int, fs: int, n: int) -> np.ndarray:
+    """Designed decay time (T60, s) of the string partials 1..n of ``key``: the whole loss
+    filter (one-pole and correction cuts) over the loop group delay of eq. 12 at the
+    partials' frequencies, as the engine computes it for the resonator bank (nan when the
+    key has no string at ``fs``).
+
+    Notes
+    -----
+    T60_k = -ln(1000) D_k / (fs_s ln|H_l(w_k)|) (eq. 7), D_k the loop group delay."""
+    from .design.string import loop_group_delay
+    from .engine import blockloop as BL
+    from .engine.core import clamp_settings, design_key_table
+
+    kd = design_key_table(clamp_settings(settings), fs,
+                          {int(k): dict(v) for k, v in key_overrides.items()})
+    sd = kd.strings[key]
+    if sd is None:
+        return np.full(n, np.nan)
+    fs_s = fs / max(int(kd.kt_i[key, BL.K_RATE]), 1)
+    i = int(key) - KEY_MIN
+    f0, b = kd.kp.f0_hz[i], kd.kp.inharmonicity_b[i]
+    k = np.arange(1, n + 1, dtype=float)
+    fk = k * f0 * np.sqrt(1.0 + b * k * k)
+    m = min(n, sd.n_band, sd.partials_hz.size)
+    if np.isfinite(kd.kp.partial_cents[i]).any() and m:
+        fk[:m] = sd.partials_hz[:m]
+    out = sd.t60_s(2.0 * np.pi * fk / fs_s, fs_s, loop_group_delay(f0, b, k, fs_s))
+    return np.where(fk < 0.45 * fs_s, out, np.nan)
+
+
+def _t60_score(pct) -> tuple:
+    """Rank of a T60 error list (%): more partials within T60_TOL_PCT first, then the smaller
+    largest error."""
+    p = np.abs(np.asarray(pct, float))
+    p = p[np.isfinite(p)]
+    if not p.size:
+        return (0, 0.0)
+    return (int(np.sum(p <= T60_TOL_PCT)), -float(np.max(p)))
+
+
+def _list_for(settings, keys_with, over, key, fs, want_string, n_designs: int = 6):
+    """T60 list (``t60_kNN_s``) whose designed loss filter gives ``want_string`` (s, nan: no
+    target) at the partials: fixed-point iterations list *= want / designed (the one-pole
+    lower envelope and peaking cuts of design_loss_correction are fitted to the list in the
+    least-squares sense, so a list off the target can bring the design onto it); the list
+    with the most partials within T60_TOL_PCT of the target is kept. Returns (list, designed
+    T60s of that list)."""
+    want = np.asarray(want_string, float)
+    ok = np.isfinite(want)
+    tl = want.copy()
+    best = ((-1, 0.0), tl.copy(), np.full(want.size, np.nan))
+    o = dict(over)
+    for _ in range(n_designs):
+        _set_t60_list(o, tl)
+        d = model_t60(settings, keys_with(o), key, fs, want.size)
+        sc = _t60_score(100.0 * (d[ok] / want[ok] - 1.0))
+        if sc > best[0]:
+            best = (sc, tl.copy(), d)
+        if sc[0] == int(ok.sum()) and sc[1] > -0.25 * T60_TOL_PCT:
+            break
+        corr = np.where(ok & np.isfinite(d) & (d > 0), want / d, 1.0)
+        tl = np.where(ok, np.clip(tl * corr, 0.02, 120.0), tl)
+    return best[1], best[2]
+
+
+def _set_t60_list(over: dict, t_list) -> None:
+    """Write per-partial T60s (s, nan = not given) as ``t60_kNN_s`` overrides."""
+    from .engine.params import N_T60_PARTIALS
+
+    t = np.asarray(t_list, float)
+    for j in range(N_T60_PARTIALS):
+        name = f"t60_k{j + 1:02d}_s"
+        if j < t.size and np.isfinite(t[j]):
+            over[name] = float(np.clip(t[j], 0.02, 120.0))
+        else:
+            over.pop(name, None)
+
+
+def fit_partial_t60(settings, keys_with, over, rec: NoteAnalysis, xm, key: int, velocity: int,
+                    fs: int, n_frames: int, say, renders: int = 8, loss_order: int = 5,
+                    start: Errors | None = None,
+                    patience: int = 3) -> tuple[dict, np.ndarray, Errors]:
+    """Fit every partial's measured T60 (the single-exponential decay :func:`compare` reads,
+    partials with >= MIN_RANGE_DB of recorded decay) with the higher-order loss filter
+    (one-pole plus ``loss_order`` - 1 peaking cuts, Bank et al. §4.1 eq. 11), the second
+    modes (resonator bank, eq. 16) as they are.
+
+    The decay the analysis reads from a render is not the string's own: where a partial has
+    a resonator, its single-exponential T60 is that of the string mode plus the second mode
+    (whose T60 is ``late_t60_ratio`` times the string's, so the sum scales with it). So each
+    partial's string T60 is moved by a secant step in log T60 (measured against designed,
+    slope 1 at first, then from the last two renders), the string designed for it
+    (:func:`_list_for`, design only), rendered and measured again; the render with the most
+    partials within T60_TOL_PCT is kept. ``start``: the errors of ``over``'s own render (the
+    first step then starts from its reading); the passes stop when every partial is within,
+    after ``renders`` renders, or after ``patience`` renders without a better one.
+
+    Returns (overrides, render, Errors) of the kept render (render and Errors None when the
+    recording has no partial with MIN_RANGE_DB of decay)."""
+    from .engine.params import N_T60_PARTIALS
+
+    n = min(N_T60_PARTIALS, rec.decay_range_db.size)
+    t_rec = np.array([tm.t60_single_s if tm is not None else np.nan for tm in rec.two_mode])[:n]
+    want = np.where(np.nan_to_num(rec.decay_range_db[:n], nan=0.0) >= MIN_RANGE_DB, t_rec,
+                    np.nan)
+    if np.isfinite(want).sum() < 1:
+        return over, None, None
+    o = dict(over)
+    o["loss_order"] = float(loss_order)
+    target = want.copy()              # the string's own T60 asked of the design
+    slope = np.ones(n)
+    hist = None
+    if start is not None:
+        lx = np.log(model_t60(settings, keys_with(over), key, fs, n))
+        lm = np.log(start.t60_ren_s[:n])
+        okk = np.isfinite(lx) & np.isfinite(lm) & np.isfinite(want)
+        hist = (lx, lm)
+        target = np.where(okk, np.exp(lx + np.clip(np.log(want) - lm, -1.5, 1.5)), target)
+    best = None
+    since = 0
+    for it in range(renders):
+        tl, designed = _list_for(settings, keys_with, o, key, fs, target)
+        _set_t60_list(o, tl)
+        y = render_note(settings, keys_with(o), key, velocity, n_frames, fs)
+        err = compare(rec, xm, y, fs)
+        used = dict(o)
+        o["output_gain_db"] = float(np.clip(o["output_gain_db"] - err.level_db, -40, 40))
+        sc = _t60_score(err.t60_pct)
+        say(f"T60 pass {it + 1}: {sc[0]} of {int(np.isfinite(err.t60_pct).sum())} partials "
+            f"within {T60_TOL_PCT:g} % (largest {-sc[1]:.0f} %), STFT distance {err.stft:.3f}")
+        if best is None or sc > best[0]:
+            best = (sc, used, y, err)
+            since = 0
+        else:
+            since += 1
+        if sc[0] == int(np.isfinite(err.t60_pct).sum()) or since >= patience:
+            break
+        # per partial, a secant step in log T60: ln(measured) against ln(string T60) has
+        # slope 1 for a lone string mode, less where a resonator's mode or the end of the
+        # span flattens the reading
+        lx, lm = np.log(designed[:n]), np.log(err.t60_ren_s[:n])
+        okk = np.isfinite(lx) & np.isfinite(lm) & np.isfinite(want)
+        if hist is not None:
+            dx, dm = lx - hist[0], lm - hist[1]
+            s_new = np.where(np.abs(dx) > 0.02, dm / np.where(np.abs(dx) > 0.02, dx, 1.0), slope)
+            slope = np.where(okk & np.isfinite(s_new), np.clip(s_new, 0.3, 1.5), slope)
+        hist = (lx, lm)
+        step = np.where(okk, np.clip((np.log(want) - lm) / slope, -1.5, 1.5), 0.0)
+        target = np.where(okk, np.exp(lx + step), target)
+    return best[1], best[2], best[3]
+
+
+def fit_partial_cents(settings, keys_with, over: dict, rec: NoteAnalysis, key: int,
+                      velocity: int, fs: int, say, passes: int = 6, gain: float = 0.7,
+                      span_s: float = 3.5) -> dict:
+    """More render-measure-correct passes on the placed partials (``partial_kNN_cents``):
+    each placed partial moved by ``gain`` times its cent error as measured on a short render
+    (:func:`render_cents`, the measure of :func:`compare`: the second modes pull the peaks,
+    so the design's placement is not what the analysis reads); the placement with the
+    smallest largest error over partials 1-20 is returned (``over`` itself when none is
+    better)."""
+    n = N_PARTIAL_CENTS
+    pc = np.array([over.get(f"partial_k{j + 1:02d}_cents", np.nan) for j in range(n)], float)
+    if not np.isfinite(pc).any():
+        return over
+    o = dict(over)
+    best = (np.inf, over)
+    n_frames = int(span_s * fs)
+    for it in range(passes):
+        y = render_note(settings, keys_with(o), key, velocity, n_frames, fs)
+        c = render_cents(rec, y, fs, 20)[1][:n]
+        fin = np.isfinite(c)
+        e_max = float(np.max(np.abs(c[fin]))) if fin.any() else np.inf
+        say(f"cents pass {it + 1}: largest {e_max:.2f} cents over {int(fin.sum())} partials")
+        if e_max < best[0]:
+            best = (e_max, dict(o))
+        if e_max < 0.3:
+            break
+        m = min(n, c.size)
+        ok = np.isfinite(pc[:m]) & fin[:m]
+        pc[:m][ok] -= gain * np.clip(c[:m][ok], -20.0, 20.0)
+        set_partial_cents(o, pc)
+    return best[1]
 
 
 def _refine(settings, keys_with, over, rec, xm, key, velocity, fs, max_evals, say):
@@ -1388,6 +1631,9 @@ def add_fit_arguments(p) -> None:
     p.add_argument("--loss-order", type=int, default=1, metavar="N",
                    help="loss filter order: 1 the one-pole of Bank et al. eq. 8; 2-5 adds "
                         "N-1 peaking cuts fitted to the per-partial T60s (eq. 11)")
+    p.add_argument("--match-t60", action="store_true",
+                   help="keep the per-partial T60 fit (loss order 5) even where it moves the "
+                        "sound further from the recording (multi-resolution STFT distance)")
     p.add_argument("--refine", action="store_true",
                    help="then minimise the multi-resolution STFT distance (bounded search, "
                         "about 40 renders)")
@@ -1445,7 +1691,7 @@ def cmd_fit(args) -> int:
     data, fs = load_recording(args.recording)
     say = (lambda *_: None) if args.quiet else print
     res = fit_note(data, fs, key, base=base, loss_order=args.loss_order, refine=args.refine,
-                   velocity=args.velocity, log=say)
+                   velocity=args.velocity, log=say, match_t60=args.match_t60)
     from .engine.params import KEY_OVERRIDES
     keys = {int(k): dict(v) for k, v in base.keys.items()}
     fields = {k: v for k, v in res.overrides.items() if k in KEY_OVERRIDES}
