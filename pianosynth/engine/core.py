@@ -242,7 +242,9 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
             rc = design_resonators(fk, t60k, sd.nut_delay * r, sd.bridge_delay * r, fs,
                                    RES_FACTOR, min(n_res_max, MAX_RESONATORS),
                                    kp.unison_detune_cents[i], kp.late_t60_ratio[i],
-                                   kp.second_mode_level[i], interp_delay - delays[r])
+                                   kp.second_mode_level[i], interp_delay - delays[r],
+                                   kp.second_level[i], kp.second_ratio[i],
+                                   kp.second_detune_cents[i])
             kt_res[key, :len(rc)] = rc
             kt_i[key, B.K_N_RES] = len(rc)
     vel = np.zeros(128)
