@@ -3,7 +3,10 @@ for a real piece in every quality mode, FluidSynth rendering the same file with 
 in the same run (Debian packages fluidsynth and fluid-soundfont-gm, installed when missing),
 and the cost of one voice in ns per sample.
 
-Usage: python scripts/bench_render.py [MIDI] [--sample-rate HZ] [--no-fluidsynth]
+Usage: python scripts/bench_render.py [MIDI] [--sample-rate HZ] [--no-fluidsynth] [--runs N]
+
+The machine is shared: each round renders with FluidSynth and every mode in turn, and the
+fastest of each counts (medians are printed too).
 """
 import argparse
 import os
@@ -84,31 +87,56 @@ def main():
     ap.add_argument("midi", nargs="?", default=str(DEFAULT_MIDI))
     ap.add_argument("--sample-rate", type=int, default=48000)
     ap.add_argument("--no-fluidsynth", action="store_true")
+    ap.add_argument("--runs", type=int, default=3,
+                    help="rounds; each renders with FluidSynth and every mode once, in turn, "
+                         "and the fastest of each counts (other load on the machine only "
+                         "ever adds time; alternating spreads it over all)")
     a = ap.parse_args()
     fs = a.sample_rate
+    runs = max(1, a.runs)
     ev = midi_file.read_midi_file(a.midi)
-    print(f"piece: {Path(a.midi).name} at {fs} Hz")
-    fluid = None
-    if not a.no_fluidsynth and ensure_fluidsynth():
-        fcpu, fwall, fdur = fluidsynth_seconds(a.midi, fs)
-        fluid = fdur / fcpu
-        print(f"FluidSynth (FluidR3 GM piano): {fdur:.1f} s of audio, cpu {fcpu:.2f} s, "
-              f"wall {fwall:.2f} s -> {fluid:.1f} s of audio per CPU s")
-    elif not a.no_fluidsynth:
+    print(f"piece: {Path(a.midi).name} at {fs} Hz, {runs} rounds (fastest of each counts)")
+    use_fluid = not a.no_fluidsynth and ensure_fluidsynth()
+    if not a.no_fluidsynth and not use_fluid:
         print("FluidSynth not available (needs apt: fluidsynth fluid-soundfont-gm)")
-    for q in ("high", "normal", "eco"):
+    modes = ("high", "normal", "eco")
+    engines = {}
+    for q in modes:
         eng = Engine(sample_rate=fs, quality=q)
         eng.render_frames(64)                         # compile/load kernels first
-        eng.reset()
-        t0 = time.process_time()
-        w0 = time.perf_counter()
-        y = render.render_midi(ev, eng, fs, tail="auto")
-        cpu = time.process_time() - t0
-        wall = time.perf_counter() - w0
-        dur = len(y) / fs
-        ratio = f"; ratio to FluidSynth {dur / cpu / fluid:.2f}" if fluid else ""
-        print(f"pianosynth {q:6s}: {dur:.1f} s of audio, cpu {cpu:.2f} s, wall {wall:.2f} s "
-              f"-> {dur / cpu:.1f} s of audio per CPU s{ratio}")
+        engines[q] = eng
+    cpu = {k: [] for k in ("fluid",) + modes}
+    dur = {}
+    for _ in range(runs):
+        if use_fluid:
+            fcpu, _fwall, dur["fluid"] = fluidsynth_seconds(a.midi, fs)
+            cpu["fluid"].append(fcpu)
+        for q in modes:
+            eng = engines[q]
+            eng.reset()
+            t0 = time.process_time()
+            y = render.render_midi(ev, eng, fs, tail="auto")
+            cpu[q].append(time.process_time() - t0)
+            dur[q] = len(y) / fs
+
+    def stats(k):
+        c = sorted(cpu[k])
+        return c[0], c[len(c) // 2]
+    fluid = None
+    if use_fluid:
+        lo, med = stats("fluid")
+        fluid = dur["fluid"] / lo
+        print(f"FluidSynth (FluidR3 GM piano): {dur['fluid']:.1f} s of audio, cpu {lo:.2f} s "
+              f"(median {med:.2f}) -> {fluid:.1f} s of audio per CPU s")
+    for q in modes:
+        lo, med = stats(q)
+        speed = dur[q] / lo
+        ratio = ""
+        if fluid:
+            ratio = (f"; ratio to FluidSynth {speed / fluid:.2f} "
+                     f"(medians: {dur[q] / med / (dur['fluid'] / stats('fluid')[1]):.2f})")
+        print(f"pianosynth {q:6s}: {dur[q]:.1f} s of audio, cpu {lo:.2f} s (median {med:.2f}) "
+              f"-> {speed:.1f} s of audio per CPU s{ratio}")
     ns, base, nv = per_voice_ns(fs)
     print(f"per voice: {ns:.1f} ns per voice-sample ({nv} voices held); "
           f"engine with no voices (soundboard, output): {base:.1f} ns per sample")

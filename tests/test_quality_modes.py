@@ -6,7 +6,7 @@ import pytest
 
 from pianosynth import analysis as A
 from pianosynth.design.keyboard import KEYS
-from pianosynth.engine.core import QUALITY_MODES, Engine
+from pianosynth.engine.core import QUALITY_MODES, SYMPATHETIC_BY_QUALITY, Engine
 from pianosynth.engine.events import make_events
 
 _E = {}
@@ -66,3 +66,38 @@ def test_retune_keys_live_moves_partial_one():
     y = eng.render_frames(44100, make_events([(0, 0x90, 60, 80)]))[:, 0]
     f1 = A.partial_frequency(y[2205:], 44100, 265.0)
     assert abs(1200 * math.log2(f1 / 265.0)) < 0.5
+
+
+@pytest.mark.parametrize("quality", list(QUALITY_MODES))
+def test_sympathetic_strings_up_to_the_modes_top_key(quality):
+    """With the pedal down every key up to the mode's top key has a sympathetic string (the
+    struck one has its played voice), none above it (SYMPATHETIC_BY_QUALITY)."""
+    from pianosynth.dsp import voice as V
+    top = SYMPATHETIC_BY_QUALITY[quality][1]
+    eng = engine(quality)
+    eng.render_frames(2048, make_events([(0, 0xB0, 64, 127), (10, 0x90, 60, 100)]))
+    live = eng.iv[:, V.I_STATE] != V.FREE
+    symp = set(eng.iv[live & (eng.iv[:, V.I_SYMP] != 0), V.I_KEY].tolist())
+    assert symp == set(range(21, top + 1)) - {60}, (quality, sorted(symp)[-5:])
+
+
+@pytest.mark.parametrize("quality", ["normal", "eco"])
+def test_pedalled_chord_excites_unplayed_strings_every_mode(quality):
+    """The cheaper sympathetic strings of normal and eco still bloom: a C-E-G chord with the
+    pedal down puts >= 6 dB more at G2's partial 1 (an un-played string) than without."""
+    fs = 44100
+    chord = [(0, 0x90, k, 100) for k in (60, 64, 67)] + \
+        [(int(0.2 * fs), 0x80, k, 0) for k in (60, 64, 67)]
+    eng = engine(quality)
+    f1 = eng.keys.kp.f1_hz[43 - 21]
+    ped = eng.render_frames(int(1.2 * fs), make_events([(0, 0xB0, 64, 127)] + chord))[:, 0]
+    dry = engine(quality).render_frames(int(1.2 * fs), make_events(chord))[:, 0]
+
+    def band_db(y):
+        seg = y[int(0.4 * fs):]
+        spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg))))
+        f = np.fft.rfftfreq(len(seg), 1 / fs)
+        return 20 * np.log10(np.max(spec[(f > f1 * 0.985) & (f < f1 * 1.015)]) + 1e-30)
+    gain = band_db(ped) - band_db(dry)
+    print(f"{quality}: G2 partial 1 +{gain:.1f} dB with the pedal")
+    assert gain > 6

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engine.params import N_T60_PARTIALS, PARAM_BY_NAME, defaults
+from ..engine.params import N_SECOND_MODES, N_T60_PARTIALS, PARAM_BY_NAME, defaults
 
 #: partials whose frequency a per-key override may move off eq. 12 (``partial_k01_cents`` ..
 #: ``partial_k20_cents``, written by ``pianosynth fit``)
@@ -179,6 +179,9 @@ class KeyboardParams:
     partial_cents : (88, N_PARTIAL_CENTS) offsets (cents) of partials 1.. from eq. 12, nan =
     not given; when given, the dispersion allpass places those partials directly
     (``design.string.choose_dispersion_measured``; per-key ``partial_kNN_cents``).
+    second_level, second_ratio, second_detune_cents : (88, N_SECOND_MODES) the second mode of
+    partials 1.. on its own (level, T60 ratio, detuning), nan = the key's values
+    (per-key ``second_level_kNN``, ``second_ratio_kNN``, ``second_detune_kNN_cents``).
     """
 
     keys: np.ndarray
@@ -203,6 +206,9 @@ class KeyboardParams:
     t60_partials_s: np.ndarray = None
     dispersion_partials: np.ndarray = None
     partial_cents: np.ndarray = None
+    second_level: np.ndarray = None
+    second_ratio: np.ndarray = None
+    second_detune_cents: np.ndarray = None
 
     def index(self, key: int) -> int:
         return int(key) - KEY_MIN
@@ -274,7 +280,13 @@ def design_keyboard(settings: dict | None = None,
         loss_order=np.ones(n, np.int64), t60_partials_s=np.full((n, N_T60_PARTIALS), np.nan),
         dispersion_partials=np.zeros(n, np.int64),
         partial_cents=np.full((n, N_PARTIAL_CENTS), np.nan),
+        second_level=np.full((n, N_SECOND_MODES), np.nan),
+        second_ratio=np.full((n, N_SECOND_MODES), np.nan),
+        second_detune_cents=np.full((n, N_SECOND_MODES), np.nan),
     )
+    per_partial = (("second_level_k", "", kp.second_level),
+                   ("second_ratio_k", "", kp.second_ratio),
+                   ("second_detune_k", "_cents", kp.second_detune_cents))
     for key, over in (key_overrides or {}).items():
         i = int(key) - KEY_MIN
         if not 0 <= i < n:
@@ -285,6 +297,14 @@ def design_keyboard(settings: dict | None = None,
                 continue
             if field.startswith("partial_k") and field.endswith("_cents"):
                 kp.partial_cents[i, int(field[9:-6]) - 1] = value
+                continue
+            done = False
+            for prefix, suffix, arr in per_partial:
+                if field.startswith(prefix) and field.endswith(suffix):
+                    arr[i, int(field[len(prefix):len(field) - len(suffix)]) - 1] = value
+                    done = True
+                    break
+            if done:
                 continue
             arr = getattr(kp, field)
             arr[i] = int(round(value)) if arr.dtype.kind == "i" else value

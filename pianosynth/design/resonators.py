@@ -66,7 +66,8 @@ def resonator_coefficients(freq_hz, t60_s, amp, phase, fs_low):
 
 
 def design_resonators(partials_hz, partial_t60_s, nut_len, bridge_len, fs, factor,
-                      count, detune_cents, late_t60_ratio, level, interp_delay):
+                      count, detune_cents, late_t60_ratio, level, interp_delay,
+                      level_k=None, ratio_k=None, detune_k_cents=None):
     """Resonator bank of one key.
 
     Parameters
@@ -84,6 +85,11 @@ def design_resonators(partials_hz, partial_t60_s, nut_len, bridge_len, fs, facto
         relative to the partial.
     interp_delay : float
         Latency of the interpolation filter (samples at fs); compensated in the phase.
+    level_k, ratio_k, detune_k_cents : arrays, optional
+        The second mode of partial k+1 on its own (level, T60 ratio, detuning in cents);
+        nan or beyond the array = the scalar above. A level of 0 leaves that partial without
+        a resonator (it decays in one stage). ``pianosynth fit`` writes them (per-key
+        ``second_level_kNN`` ...).
 
     Returns
     -------
@@ -92,7 +98,25 @@ def design_resonators(partials_hz, partial_t60_s, nut_len, bridge_len, fs, facto
     fs_low = fs / factor
     f = np.asarray(partials_hz, float)
     sel = np.nonzero(f < fs / (4.0 * factor))[0][:count]
-    if len(sel) == 0 or level <= 0.0:
+
+    def per_partial(arr, default):
+        out = np.full(len(sel), float(default))
+        if arr is not None:
+            a = np.asarray(arr, float)
+            inside = sel < len(a)
+            given = np.zeros(len(sel), bool)
+            given[inside] = np.isfinite(a[sel[inside]])
+            out[given] = a[sel[given]]
+        return out
+    # alternate the sign of the detuning so neighbouring partials do not beat in lockstep
+    sign = np.where(np.arange(len(sel)) % 2 == 0, 1.0, -1.0)
+    lev = per_partial(level_k, level)
+    ratio = per_partial(ratio_k, late_t60_ratio)
+    det = per_partial(detune_k_cents, np.nan)
+    det = np.where(np.isfinite(det), det, sign * detune_cents)
+    keep = lev > 0.0
+    sel, lev, ratio, det = sel[keep], lev[keep], ratio[keep], det[keep]
+    if len(sel) == 0:
         return np.zeros((0, 4))
     f = f[sel]
     w = 2.0 * np.pi * f / fs
@@ -100,9 +124,7 @@ def design_resonators(partials_hz, partial_t60_s, nut_len, bridge_len, fs, facto
     b = bridge_len / 2.0
     h = (2.0 / n_loop) * (np.exp(-1j * w * b) - np.exp(-1j * w * (b + nut_len)))
     h = h * np.exp(1j * w * interp_delay)
-    # alternate the sign of the detuning so neighbouring partials do not beat in lockstep
-    sign = np.where(np.arange(len(sel)) % 2 == 0, 1.0, -1.0)
-    f2 = f * 2.0 ** (sign * detune_cents / 1200.0)
-    t60 = np.asarray(partial_t60_s, float)[sel] * late_t60_ratio
-    amp = level * factor * np.abs(h)
+    f2 = f * 2.0 ** (det / 1200.0)
+    t60 = np.asarray(partial_t60_s, float)[sel] * ratio
+    amp = lev * factor * np.abs(h)
     return resonator_coefficients(f2, t60, amp, np.angle(h), fs_low)

@@ -245,6 +245,18 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
     dmask = drive.shape[0] - 1
     cpl = coupling * r
     hammer_on = iv[v, I_HAMMER_ON] != 0
+    c1a = dsos[v, 0, 0] if nsec > 0 else 0.0
+    c2a = dsos[v, 0, 1] if nsec > 0 else 0.0
+    c1b = dsos[v, 1, 0] if nsec > 1 else 0.0
+    c2b = dsos[v, 1, 1] if nsec > 1 else 0.0
+    xa1 = dstate[v, 0, 0]
+    xa2 = dstate[v, 0, 1]
+    ya1 = dstate[v, 0, 2]
+    ya2 = dstate[v, 0, 3]
+    xb1 = dstate[v, 1, 0]
+    xb2 = dstate[v, 1, 1]
+    yb1 = dstate[v, 1, 2]
+    yb2 = dstate[v, 1, 3]
     start = n0 + ((r - (t0 + n0) % r) % r)
     for i in range(start, n1, r):
         t = t0 + i
@@ -273,16 +285,32 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
                 fv[v, st + 1] = fv[v, c + 2] * yc - fv[v, c + 4] * out
                 yc = out
             y = yc + damp * (y - yc)
-        for s in range(nsec):                            # dispersion allpass biquads
-            c1 = dsos[v, s, 0]
-            c2 = dsos[v, s, 1]
-            out = c2 * y + c1 * dstate[v, s, 0] + dstate[v, s, 1] \
-                - c1 * dstate[v, s, 2] - c2 * dstate[v, s, 3]
-            dstate[v, s, 1] = dstate[v, s, 0]
-            dstate[v, s, 0] = y
-            dstate[v, s, 3] = dstate[v, s, 2]
-            dstate[v, s, 2] = out
+        # dispersion allpass biquads: the first two (all a treble string has) with their
+        # states in registers, the rest through memory
+        if nsec > 0:
+            out = c2a * y + c1a * xa1 + xa2 - c1a * ya1 - c2a * ya2
+            xa2 = xa1
+            xa1 = y
+            ya2 = ya1
+            ya1 = out
             y = out
+            if nsec > 1:
+                out = c2b * y + c1b * xb1 + xb2 - c1b * yb1 - c2b * yb2
+                xb2 = xb1
+                xb1 = y
+                yb2 = yb1
+                yb1 = out
+                y = out
+                for s in range(2, nsec):
+                    c1 = dsos[v, s, 0]
+                    c2 = dsos[v, s, 1]
+                    out = c2 * y + c1 * dstate[v, s, 0] + dstate[v, s, 1] \
+                        - c1 * dstate[v, s, 2] - c2 * dstate[v, s, 3]
+                    dstate[v, s, 1] = dstate[v, s, 0]
+                    dstate[v, s, 0] = y
+                    dstate[v, s, 3] = dstate[v, s, 2]
+                    dstate[v, s, 2] = out
+                    y = out
         th = eta * y + thx1 - eta * thy1                 # Thiran fine tuning
         thx1 = y
         thy1 = th
@@ -369,12 +397,22 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
                 rstate[v, :, :] = 0.0
                 for s in range(2 * MAX_LOSS_SECTIONS):
                     fv[v, F_LS + s] = 0.0
+                xa1 = xa2 = ya1 = ya2 = 0.0
+                xb1 = xb2 = yb1 = yb2 = 0.0
                 ly1 = 0.0
                 thx1 = 0.0
                 thy1 = 0.0
                 level = 0.0
                 iv[v, I_DORMANT] = 1
             dq = 0.0
+    dstate[v, 0, 0] = xa1
+    dstate[v, 0, 1] = xa2
+    dstate[v, 0, 2] = ya1
+    dstate[v, 0, 3] = ya2
+    dstate[v, 1, 0] = xb1
+    dstate[v, 1, 1] = xb2
+    dstate[v, 1, 2] = yb1
+    dstate[v, 1, 3] = yb2
     iv[v, I_WIDX] = w
     fv[v, F_DRIVE_SEEN] = dq
     fv[v, F_LOSS_Y1] = ly1
@@ -436,6 +474,15 @@ def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs,
     xb2 = dstate[v, 1, 1]
     yb1 = dstate[v, 1, 2]
     yb2 = dstate[v, 1, 3]
+    nrow = nut[v]              # 1-D rows: one base address, no per-sample row arithmetic
+    brow = bridge[v]
+    g0 = fv[v, F_G]
+    gd = fv[v, F_GD]
+    a10 = fv[v, F_A1]
+    a1d = fv[v, F_A1D]
+    symp_mode = iv[v, I_SYMP]
+    dormant = iv[v, I_DORMANT]
+    freed = False
     start = n0 + ((r - (t0 + n0) % r) % r)
     for i in range(start, n1, r):
         t = t0 + i
@@ -443,10 +490,10 @@ def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs,
             damp += (damp_t - damp) * (damp_alpha if damp_t > damp else lift_alpha)
             if abs(damp - damp_t) < 1e-9:
                 damp = damp_t
-            g = fv[v, F_G] + damp * (fv[v, F_GD] - fv[v, F_G])
-            a1 = fv[v, F_A1] + damp * (fv[v, F_A1D] - fv[v, F_A1])
-        u_nb = -nut[v, (w - nl) & mask]
-        x = bridge[v, (w - bl) & mask]
+            g = g0 + damp * (gd - g0)
+            a1 = a10 + damp * (a1d - a10)
+        u_nb = -nrow[(w - nl) & mask]
+        x = brow[(w - bl) & mask]
         ly1 = g * (1.0 + a1) * x - a1 * ly1              # loss, eq. 8
         y = ly1
         if nsec > 0:
@@ -469,15 +516,15 @@ def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs,
         u_bn = -th
         dr = drive[(t - drive_delay) & dmask]
         if dr != 0.0:
-            iv[v, I_DORMANT] = 0
+            dormant = 0
             dq = 1.0
             u_bn += cpl * dr
-        nut[v, w & mask] = u_bn
-        bridge[v, w & mask] = u_nb
-        out_s = bridge[v, (w - tap) & mask] * gain * fade
+        nrow[w & mask] = u_bn
+        brow[w & mask] = u_nb
+        out_s = brow[(w - tap) & mask] * gain * fade
         w += 1
         if not (abs(out_s) < 1e6):
-            iv[v, I_STATE] = FREE
+            freed = True
             break
         mix[i] += out_s
         a = abs(out_s)
@@ -488,23 +535,26 @@ def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs,
             fade -= fade_step
             if fade <= 0.0:
                 fade = 0.0
-                iv[v, I_STATE] = FREE
+                freed = True
                 break
         if (t & 63) == 0 and level < free_level:
-            if damp_t >= 0.99 or iv[v, I_SYMP] == 2:
-                iv[v, I_STATE] = FREE
+            if damp_t >= 0.99 or symp_mode == 2:
+                freed = True
                 break
-            if dq == 0.0 and iv[v, I_DORMANT] == 0:
-                nut[v, :mask + 1] = 0.0
-                bridge[v, :mask + 1] = 0.0
+            if dq == 0.0 and dormant == 0:
+                nrow[:mask + 1] = 0.0
+                brow[:mask + 1] = 0.0
                 ly1 = 0.0
                 thx1 = 0.0
                 thy1 = 0.0
                 xa1 = xa2 = ya1 = ya2 = 0.0
                 xb1 = xb2 = yb1 = yb2 = 0.0
                 level = 0.0
-                iv[v, I_DORMANT] = 1
+                dormant = 1
             dq = 0.0
+    iv[v, I_DORMANT] = dormant
+    if freed:
+        iv[v, I_STATE] = FREE
     dstate[v, 0, 0] = xa1
     dstate[v, 0, 1] = xa2
     dstate[v, 0, 2] = ya1

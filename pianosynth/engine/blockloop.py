@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dsp.jit import JIT, njit
+from ..dsp.jit import JIT, JIT_INLINE, njit
 from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMMER_AGE,
                          I_HAMMER_ON, I_DORMANT, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_RATE, I_SOST, I_STATE, I_SYMP, I_STRIKES,
                          I_WIDX, I_MASK, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
@@ -302,6 +302,8 @@ def _sympathetic_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
     for key in range(21, 109):
         if kt_i[key, K_VALID] == 0:
             continue
+        if 128 + key < kt_i.shape[0] and kt_i[128 + key, K_VALID] == 0:
+            continue       # this quality mode gives the key no sympathetic string
         has = False
         for v in range(nv):
             if iv[v, I_STATE] != FREE and iv[v, I_KEY] == key:
@@ -521,7 +523,7 @@ def _all_zero_ring(a, t0, n, mask):
     return True
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def interpolate_tick(x_low, push, taps, ring, st, factor):
     """Polyphase interpolation of a zero-stuffed sum, one fs sample (state ``st`` = [q, idx]).
 

@@ -100,6 +100,17 @@ BASS_KEY_LIMIT = 45
 #: at fs/8 where its f1 allows (the drive is low-passed before, see blockloop) with at most
 #: a 4th-order dispersion allpass and no resonator bank (Bank et al. §4.2-4.3, §6)
 SYMPATHETIC_MODE = (8, 8, 4)
+#: the sympathetic strings of each quality mode: (their design, the highest key that has
+#: one). normal and eco trade some of the bloom for CPU (an unstruck string costs as much
+#: per sample whatever it contributes; in Debussy's Clair de lune with the pedal ~70 of them
+#: ring, more CPU than the struck strings in eco): a 2nd-order dispersion allpass, and no
+#: sympathetic string for the top keys (normal: above C7, whose partial 1 > 2 kHz needs
+#: fs/2 or fs/4 instead of fs/8; eco: above E6, the undamped top of the keyboard)
+SYMPATHETIC_BY_QUALITY = {
+    "high": ("sympathetic", 108),
+    "normal": ("sympathetic_lean", 96),
+    "eco": ("sympathetic_lean", 88),
+}
 #: scale of the one-way bridge coupling at sympathetic_coupling = 1: with 2 F / Z_b in full
 #: (factor 1) all 88 undamped strings lifted a pedalled C4 (v100) by +19 dB into the limiter;
 #: at 0.1 its level 0.1-0.5 s after the key is released under the pedal is +2.5 dB, and
@@ -109,7 +120,8 @@ SYMPATHETIC_CALIBRATION = 0.1
 #: amplitude of a damper / pedal noise burst at 0 dB on the string sum: the peak of a C4
 #: struck at velocity 64 (so the noise levels read as dB below a mezzo-forte note)
 NOISE_REF = 0.216
-_STRING_MODES = dict(QUALITY_MODES, sympathetic=SYMPATHETIC_MODE)
+_STRING_MODES = dict(QUALITY_MODES, sympathetic=SYMPATHETIC_MODE,
+                     sympathetic_lean=SYMPATHETIC_MODE[:2] + (2,))
 
 
 def string_interpolator_taps(fs: float, factor: int) -> np.ndarray:
@@ -159,7 +171,8 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
     interp_delay = (len(taps) - 1) / 2.0
     damper_t60 = settings["damper_t60_s"]
     n_res_max = int(settings["resonator_count"]) if settings["resonators_on"] >= 0.5 else 0
-    if quality == "sympathetic":
+    unstruck = quality.startswith("sympathetic")
+    if unstruck:
         n_res_max = 0        # the bank is driven by the hammer: nothing to do unstruck
     strings = [None] * 128
     delays = {r: (len(string_interpolator_taps(fs, r)) - 1) / 2.0 for r in (1, 2, 4)}
@@ -168,7 +181,7 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
         r = r_bass if key < BASS_KEY_LIMIT else r_rest
         # a struck string needs room for the hammer point: a loop of >= 8 samples; an
         # unstruck sympathetic one only >= 4 (what the filter design allows)
-        min_loop = 4 if quality == "sympathetic" else 8
+        min_loop = 4 if unstruck else 8
         while r > 1 and (f1 >= 0.4 * fs / r or fs / r / f1 < min_loop):
             r //= 2
         fs_s = fs / r
@@ -179,7 +192,7 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
         d_t60_high = min(0.5 * d_t60, kp.t60_high_s[i])
         # a fitted key's higher-order loss and wide dispersion band (not for the cheap
         # sympathetic design: its kernel runs the one-pole only)
-        full = quality != "sympathetic"
+        full = not unstruck
         sd = design_string(kp.f0_hz[i], kp.inharmonicity_b[i], fs_s, kp.t60_f0_s[i],
                            kp.t60_high_s[i], kp.t60_high_hz[i], d_t60, d_t60_high,
                            kp.strike_position[i], max_order=max_order,
@@ -229,7 +242,9 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
             rc = design_resonators(fk, t60k, sd.nut_delay * r, sd.bridge_delay * r, fs,
                                    RES_FACTOR, min(n_res_max, MAX_RESONATORS),
                                    kp.unison_detune_cents[i], kp.late_t60_ratio[i],
-                                   kp.second_mode_level[i], interp_delay - delays[r])
+                                   kp.second_mode_level[i], interp_delay - delays[r],
+                                   kp.second_level[i], kp.second_ratio[i],
+                                   kp.second_detune_cents[i])
             kt_res[key, :len(rc)] = rc
             kt_i[key, B.K_N_RES] = len(rc)
     vel = np.zeros(128)
@@ -245,13 +260,18 @@ SYMPATHETIC_QUALITY = "sympathetic"
 def design_tables(settings: dict, fs: float, key_overrides=None, quality: str = "high",
                   cache: bool = True) -> KeyDesign:
     """The engine's key table: rows 0..127 the played strings at ``quality``, rows 128..255
-    the sympathetic strings at :data:`SYMPATHETIC_QUALITY` (omitted when equal)."""
+    the sympathetic strings of :data:`SYMPATHETIC_BY_QUALITY` (omitted for a sympathetic
+    design itself); a key above the mode's top key has an invalid row there (no sympathetic
+    string)."""
     call = cached_call if cache else (lambda fn, *a: fn(*a))
     main = call(design_key_table, settings, fs, key_overrides, quality)
-    if quality == SYMPATHETIC_QUALITY:
+    if quality.startswith(SYMPATHETIC_QUALITY):
         return main
-    symp = call(design_key_table, settings, fs, key_overrides, SYMPATHETIC_QUALITY)
-    return KeyDesign(main.kp, np.concatenate([main.kt_i, symp.kt_i]),
+    symp_quality, top_key = SYMPATHETIC_BY_QUALITY.get(quality, (SYMPATHETIC_QUALITY, 108))
+    symp = call(design_key_table, settings, fs, key_overrides, symp_quality)
+    symp_i = symp.kt_i.copy()
+    symp_i[top_key + 1:, B.K_VALID] = 0      # no sympathetic string above top_key
+    return KeyDesign(main.kp, np.concatenate([main.kt_i, symp_i]),
                      np.concatenate([main.kt_f, symp.kt_f]),
                      np.concatenate([main.kt_sos, symp.kt_sos]),
                      np.concatenate([main.kt_res, symp.kt_res]), main.vel_m_s, main.strings)

@@ -121,7 +121,16 @@ KEY_OVERRIDES: dict[str, tuple[float, float, str]] = {
     # offsets (cents) of partials 1..20 from eq. 12: the fitted key's dispersion allpass places
     # the recording's measured partials directly (design.string.choose_dispersion_measured)
     **{f"partial_k{k:02d}_cents": (-50.0, 50.0, "cent") for k in range(1, 21)},
+    # the second mode of partial k (resonator bank, §4.3, eq. 16) on its own: level relative
+    # to the string partial (0 = none: the partial decays in one stage), T60 over the string
+    # partial's T60 (< 1: the second mode is the fast one), detuning; absent = the key's
+    # second_mode_level / late_t60_ratio / +-unison_detune_cents
+    **{f"second_level_k{k:02d}": (0.0, 2.0, "x") for k in range(1, 11)},
+    **{f"second_ratio_k{k:02d}": (0.05, 200.0, "x") for k in range(1, 11)},
+    **{f"second_detune_k{k:02d}_cents": (-20.0, 20.0, "cent") for k in range(1, 11)},
 }
+#: partials whose second mode a preset may give on its own (``second_level_k01`` ..)
+N_SECOND_MODES = 10
 #: partials whose T60 a preset may give (``t60_k01_s`` .. ``t60_k20_s``)
 N_T60_PARTIALS = 20
 

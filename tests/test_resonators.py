@@ -1,0 +1,60 @@
+"""The resonator bank's per-partial second modes (Bank et al. §4.3, eq. 16; per-key
+``second_level_kNN``, ``second_ratio_kNN``, ``second_detune_kNN_cents``)."""
+import numpy as np
+
+from pianosynth.design.keyboard import design_keyboard
+from pianosynth.design.resonators import design_resonators
+from pianosynth.engine.core import Engine
+from pianosynth.engine import blockloop as B
+
+FS = 44100.0
+
+
+def _bank(**kw):
+    f = 130.8 * np.arange(1, 11)
+    t60 = np.full(10, 10.0)
+    return design_resonators(f, t60, 80, 90, FS, 8, 8, 1.0, 3.0, 0.5, 20.0, **kw)
+
+
+def _pole(row, fs_low=FS / 8):
+    """Frequency (Hz) and T60 (s) of one resonator row (a1 = -2 r cos w, a2 = r^2 in
+    columns 2, 3 of eq. 16's coefficients)."""
+    r = np.sqrt(row[3])
+    w = np.arccos(-row[2] / (2 * r))
+    return w * fs_low / (2 * np.pi), -3.0 * np.log(10.0) / (fs_low * np.log(r))
+
+
+def test_per_partial_second_modes_replace_the_keys_values():
+    ref = _bank()
+    assert ref.shape == (8, 4)
+    # nothing given (nan) = the key's values, exactly
+    same = _bank(level_k=np.full(10, np.nan), ratio_k=np.full(10, np.nan),
+                 detune_k_cents=np.full(10, np.nan))
+    np.testing.assert_array_equal(same, ref)
+    # partial 2: T60 ratio 10 instead of 3 -> its second mode decays 10/3 as slowly
+    r = _bank(ratio_k=[np.nan, 10.0])
+    f_ref, t_ref = _pole(ref[1])
+    f_new, t_new = _pole(r[1])
+    assert abs(t_new / t_ref - 10.0 / 3.0) < 0.01 * 10.0 / 3.0
+    np.testing.assert_array_equal(r[[0] + list(range(2, 8))], ref[[0] + list(range(2, 8))])
+    # partial 3 detuned by +7 cents on its own (the key's: -1 cent, alternating sign)
+    d = _bank(detune_k_cents=[np.nan, np.nan, 7.0])
+    f3, _ = _pole(d[2])
+    assert abs(1200 * np.log2(f3 / (3 * 130.8)) - 7.0) < 0.05
+    # level 0 drops partial 1's resonator: one row fewer, the rest unchanged
+    z = _bank(level_k=[0.0])
+    assert z.shape == (7, 4)
+    np.testing.assert_array_equal(z, ref[1:])
+
+
+def test_per_key_fields_reach_the_engine():
+    over = {60: {"second_level_k01": 0.0, "second_ratio_k02": 10.0}}
+    kp = design_keyboard(None, over)
+    assert kp.second_level[60 - 21, 0] == 0.0 and kp.second_ratio[60 - 21, 1] == 10.0
+    assert np.isnan(kp.second_level[60 - 21, 1]) and np.isnan(kp.second_level[59 - 21, 0])
+    plain = Engine(sample_rate=44100)
+    fitted = Engine(sample_rate=44100, key_overrides=over)
+    n_plain = plain.keys.kt_i[60, B.K_N_RES]
+    assert fitted.keys.kt_i[60, B.K_N_RES] == n_plain - 1
+    # every other key keeps its bank exactly
+    np.testing.assert_array_equal(fitted.keys.kt_res[61], plain.keys.kt_res[61])
