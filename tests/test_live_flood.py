@@ -196,11 +196,13 @@ def test_midi_flood(server, tmp_path):
             print(f"flood: attempt {attempt}: {exc}")
         assert server.alive, "the JACK server died during the run"
     if underflows and not failures:
-        # Open problem (issue 8): under > 10 000 messages/s the player drops 2-10 % of its
-        # blocks against ~0.1 % for the empty callback, with the note-on budget, the stale
-        # drop, either MIDI mode (callback / poll) and few retunes. Survival, memory, the
-        # running callback and the message accounting are asserted above; this part is
-        # reported as an expected failure until the cause is found.
+        # Open problem (issue 8): under 12 000 messages/s the player dropped 69-279 blocks
+        # in 10 s (callback mode) against 29-45 for an empty callback under the same flood;
+        # poll mode 35-112, but its reader wakes 1000 times a second and costs ~3 % of a
+        # core in silence. The cause: rtmidi calls Python per message in JACK's thread,
+        # which then waits for the GIL. The fix is a JACK MIDI input without Python in
+        # JACK's thread (events into a ring the audio callback reads). Survival, memory, the
+        # running callback and the message accounting are asserted above.
         pytest.xfail("underflows above the empty callback under the flood: "
                      + "; ".join(underflows))
     if failures:
