@@ -60,6 +60,51 @@ def all_within(e):
     return bool(np.all(np.abs(t) <= F.T60_TOL_PCT))
 
 
+def plot_decays(name, r, xm, fs, path, n_max=12):
+    """Recorded (black) and fitted (red) envelopes of the partials whose T60 counts (>= 20 dB
+    of recorded decay), with the fit span (blue) and the recording's noise floor (grey), as
+    :func:`pianosynth.fit.compare` reads them; the T60 stage's render (green) when not kept."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pianosynth import analysis as A
+
+    rec = r.recording
+    f = rec.decay_freqs_hz
+    idx = np.flatnonzero(np.nan_to_num(rec.decay_range_db, nan=0.0) >= F.MIN_RANGE_DB)[:n_max]
+    if not idx.size:
+        return
+    t, er = A.partial_envelopes(xm, fs, f)
+    ya = r.render_after
+    ty, ey = A.partial_envelopes(ya, fs, f)
+    n0y = A.detect_onset(ya, fs)
+    cols = 3
+    rows = (idx.size + cols - 1) // cols
+    fig, axs = plt.subplots(rows, cols, figsize=(15, 3.2 * rows), squeeze=False)
+    for a, j in zip(axs.flat, idx):
+        t0 = rec.onset / fs
+        a.plot(t - t0, er[j], "k", lw=0.7, label="recording")
+        a.plot(ty - n0y / fs, ey[j], "r", lw=0.7, label="fitted")
+        a.axhline(rec.floor_db[j], color="gray", ls=":")
+        for tv in (rec.t_peak_s[j], rec.t_end_s[j]):
+            a.axvline(tv - t0, color="b", ls=":")
+        a.set_title(f"{name} partial {j + 1} ({f[j]:.0f} Hz): T60 rec {r.after.t60_rec_s[j]:.2f} s, "
+                    f"fit {r.after.t60_ren_s[j]:.2f} s, range {rec.decay_range_db[j]:.0f} dB",
+                    fontsize=8)
+        top = float(np.nanmax(er[j]))
+        a.set_ylim(top - 90, top + 5)
+        a.set_xlim(-0.2, rec.t_end_s[j] - t0 + 1.0)
+        a.set_xlabel("s")
+        a.set_ylabel("dB")
+    axs.flat[0].legend(fontsize=8)
+    for a in list(axs.flat)[idx.size:]:
+        a.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "docs" / "realism" / "fit_all.md"))
@@ -68,6 +113,8 @@ def main(argv=None):
                     help="loss filter order (1 one-pole; 2-5 with peaking cuts, eq. 11)")
     ap.add_argument("--match-t60", action="store_true",
                     help="keep the per-partial T60 stage's fit whatever its STFT distance")
+    ap.add_argument("--plot-decays", default=None, metavar="DIR",
+                    help="write recorded vs fitted partial envelopes (PNG) per file here")
     ap.add_argument("--presets", default=None, help="also save each fitted preset here")
     ap.add_argument("--names", nargs="*", default=None,
                     help="only these recordings (e.g. L3_close_24); rows printed, table kept")
@@ -118,6 +165,10 @@ def main(argv=None):
                 n_alt_stft += r.t60_match.stft < r.before.stft
             lines.append(row(name, r))
             print(lines[-1], flush=True)
+            if args.plot_decays:
+                Path(args.plot_decays).mkdir(parents=True, exist_ok=True)
+                plot_decays(name, r, F.A.to_mono(data), fs,
+                            Path(args.plot_decays) / f"decays_{name}.png")
             if args.presets:
                 from pianosynth.presets import Preset, save_preset
                 d = Path(args.presets)
