@@ -7,9 +7,12 @@ and plots run as on a desktop; the engine runs in its own process) and plays the
 Then it releases everything and measures the silence. Printed, with PASS/FAIL:
 
 - underflows while playing (the audio process's own count, timestamps inside the playing
-  window) against an empty PortAudio callback (plus an idle rtmidi JACK input: the same
-  clients) measured on the same server before and after, scaled to the same number of
-  callbacks: allowed ``baseline + 1``;
+  window) against an empty PortAudio callback (plus an idle rtmidi JACK input and a
+  connected rtmidi output like this script's sender: the same JACK clients) measured on the
+  same server before and after, scaled to the same number of callbacks: allowed
+  ``baseline + 1``. Printed with them: how many followed a callback that worked more than
+  half a period (this program's work) and how many a short callback after which the next
+  came more than 1.5 periods later (the thread was not run in time: the machine);
 - resident memory (VmRSS) of the audio process and of panel + audio together, from
   ``--warmup`` seconds into the playing to its end: growth <= 5 %;
 - CPU of the instrument (panel + audio process, or the player) in silence against its CPU
@@ -168,6 +171,7 @@ class Sender(threading.Thread):
         self.sent = 0
         self.played = []
         self.t_last = None
+        self.times = []                         # perf_counter() of each message sent
 
     def all_off(self):
         for ch in range(16):
@@ -193,6 +197,8 @@ class Sender(threading.Thread):
                     time.sleep(min(d, 0.05))
                 self.mo.send_message(msg)
                 self.sent += 1
+                if len(self.times) < 200000:
+                    self.times.append(time.perf_counter())
             self.all_off()              # a piece cut short by the end: pedals up, notes off
             self.played.append(name)
             time.sleep(0.3)
@@ -258,7 +264,7 @@ def main(argv=None) -> int:
     fig = dict(minutes=a.minutes, mode="play" if a.play else "gui (panel open, offscreen)",
                pieces=[p[0] for p in pieces])
     try:
-        base = [empty_callback_run(base_s / 2, env, a.rate)]
+        base = [empty_callback_run(base_s / 2, env, a.rate, sender=True)]
         c_floor = [c_callback_cpu(min(base_s / 2, 10.0), env, a.rate)]
         cmd = [sys.executable, "-m", "pianosynth", "play" if a.play else "gui", "--virtual",
                "--stats-json", str(stats_path)]
@@ -325,7 +331,7 @@ def main(argv=None) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             rc = proc.wait()
-        base.append(empty_callback_run(base_s / 2, env, a.rate))
+        base.append(empty_callback_run(base_s / 2, env, a.rate, sender=True))
         c_floor.append(c_callback_cpu(min(base_s / 2, 10.0), env, a.rate))
     finally:
         if proc is not None and proc.poll() is None:
@@ -341,6 +347,30 @@ def main(argv=None) -> int:
     t_abs0, t_abs1 = t_play0, t_play1
     times = stats.get("underflow_times", [])
     played_under = sum(1 for t in times if t_abs0 <= t <= t_abs1)
+    # what came before each underflow while playing: the previous callback's work and the
+    # gap since it started (the player's own figures; see AudioOutput.underflow_gaps)
+    gaps = stats.get("underflow_gaps_ms", [])
+    works = stats.get("underflow_prev_work_ms", [])
+    per_ms = 1e3 * a.period / a.rate
+    inside = [(g, w) for t, g, w in zip(times, gaps, works) if t_abs0 <= t <= t_abs1]
+    long_work = sum(1 for g, w in inside if w > 0.5 * per_ms)
+    late_wake = sum(1 for g, w in inside if w <= 0.5 * per_ms and g > 1.5 * per_ms)
+    # ... and how many came within three periods after a MIDI message was sent (the player's
+    # MIDI input takes the GIL in JACK's thread for each message), against the share of
+    # the playing time that lies within three periods after a message
+    import bisect
+    sends = sender.times
+    win = 3 * a.period / a.rate
+    near_midi = 0
+    for t in (t for t in times if t_abs0 <= t <= t_abs1):
+        i = bisect.bisect_right(sends, t)
+        if i and t - sends[i - 1] <= win:
+            near_midi += 1
+    covered, end = 0.0, -1.0
+    for t in sends:
+        covered += min(win, t + win - max(t, end)) if t + win > end else 0.0
+        end = max(end, t + win)
+    midi_share = covered / max(t_abs1 - t_abs0, 1e-9)
     calls = (t_abs1 - t_abs0) / period_s
     rate = max(u / max(c, 1) for c, u, _ in base)
     floor = min(b[2] for b in base)
@@ -382,6 +412,10 @@ def main(argv=None) -> int:
         pieces_played=len(sender.played), player_exit=rc,
         player_callbacks=stats.get("callbacks"), player_underflows_total=stats.get("underflows"),
         underflows_playing=played_under, callbacks_playing=round(calls),
+        underflows_after_long_work=long_work, underflows_after_late_wakeup=late_wake,
+        underflows_near_midi=near_midi, time_share_near_midi=midi_share,
+        render_load_mean=stats.get("render_load_mean"),
+        render_load_max=stats.get("render_load_max"),
         baseline=[{"callbacks": c, "underflows": u, "cpu": p} for c, u, p in base],
         baseline_rate=rate, underflows_allowed=round(allowed, 2),
         rss_audio_kib=[e0, e1], rss_audio_peak_kib=peak_e, rss_audio_growth=growth_e,
@@ -416,6 +450,14 @@ def main(argv=None) -> int:
           f"{stats.get('underflows')} in {stats.get('callbacks')}, start-up and stop "
           f"included); empty callback: " + ", ".join(f"{u} in {c}" for c, u, _ in base)
           + f" -> allowed {allowed:.1f}   {pf(verdicts['underflows'])}")
+    if inside:
+        print(f"  before those underflows: the previous callback worked > half a period in "
+              f"{long_work}; it was short and the next one came > 1.5 periods later (its "
+              f"thread was not run in time) in {late_wake}; within three periods after a MIDI "
+              f"message in {near_midi} (such moments are {100 * midi_share:.1f} % of the "
+              f"playing time); render load mean "
+              f"{100 * (stats.get('render_load_mean') or 0):.0f} %, max "
+              f"{100 * (stats.get('render_load_max') or 0):.0f} % of a period")
     print(f"resident memory, audio process: {e0 / 1024:.1f} -> {e1 / 1024:.1f} MiB "
           f"({100 * growth_e:+.2f} %, peak {peak_e / 1024:.1f}); "
           + ("" if a.play else f"panel + audio: {g0 / 1024:.1f} -> {g1 / 1024:.1f} MiB "

@@ -494,6 +494,9 @@ _EMPTY_CALLBACK = r"""
 import sys, time, rtmidi, sounddevice as sd
 midi = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="pianosynth")
 midi.open_virtual_port("midi_in")
+if %d:                                      # the soak's sender client, connected, silent
+    mo = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="soaksend")
+    mo.open_port([i for i, p in enumerate(mo.get_ports()) if "pianosynth:midi_in" in p][0])
 n = [0, 0]
 def cb(out, frames, t, status):
     n[0] += 1
@@ -621,14 +624,16 @@ def player_env(server: "NamedJackServer | None" = None) -> dict:
     return server.env(env) if server is not None else env
 
 
-def empty_callback_run(seconds: float, env: dict, rate: int = 48000) -> tuple[int, int, float]:
+def empty_callback_run(seconds: float, env: dict, rate: int = 48000,
+                       sender: bool = False) -> tuple[int, int, float]:
     """(callbacks, underflows, CPU) of an empty PortAudio callback next to an idle rtmidi JACK
     input (the same JACK clients as the player, doing nothing), on the server of ``env``.
     CPU is the process's share of one core while the stream runs: what any PortAudio + JACK
     client costs here before it renders a sample (JACK wake-ups, Python entering the
-    callback)."""
+    callback). ``sender``: also an rtmidi JACK output connected to that input and sending
+    nothing (the graph of a test that plays MIDI into the player has that client too)."""
     import sys
-    r = subprocess.run([sys.executable, "-c", _EMPTY_CALLBACK % (rate, seconds)],
+    r = subprocess.run([sys.executable, "-c", _EMPTY_CALLBACK % (int(sender), rate, seconds)],
                        capture_output=True, text=True, timeout=seconds + 60, env=env)
     if r.returncode != 0:
         raise RuntimeError(f"empty-callback baseline failed: {r.stderr[-2000:]}")

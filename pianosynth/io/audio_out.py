@@ -437,6 +437,11 @@ class AudioOutput:
     underflow_times : numpy.ndarray
         :func:`time.perf_counter` of the first :data:`MAX_UNDERFLOW_TIMES` of them
         (CLOCK_MONOTONIC on Linux: comparable between processes).
+    underflow_gaps, underflow_prev_work : numpy.ndarray
+        For each of them: time since the previous callback started, and how long that
+        previous callback worked, s. A gap of several periods after a short callback is a
+        thread that was not run in time (the machine); a long previous callback is work
+        that did not fit (this program).
     callbacks, frames : int
         Callbacks so far, frames rendered so far.
     block_frames : int
@@ -475,6 +480,10 @@ class AudioOutput:
         self.underflows = 0
         #: perf_counter() of the first MAX_UNDERFLOW_TIMES underflows (preallocated)
         self.underflow_times = np.zeros(MAX_UNDERFLOW_TIMES)
+        self.underflow_gaps = np.zeros(MAX_UNDERFLOW_TIMES)
+        self.underflow_prev_work = np.zeros(MAX_UNDERFLOW_TIMES)
+        self._last_t0 = 0.0                 # start of the previous Python callback
+        self._last_work = 0.0               # and its duration, s
         self.callbacks = 0
         self.frames = 0
         self.block_frames = 0
@@ -549,9 +558,12 @@ class AudioOutput:
         t0 = time.perf_counter()
         try:
             if underflow:
-                if self.underflows < MAX_UNDERFLOW_TIMES:
-                    self.underflow_times[self.underflows] = t0
-                self.underflows += 1
+                u = self.underflows
+                if u < MAX_UNDERFLOW_TIMES:
+                    self.underflow_times[u] = t0
+                    self.underflow_gaps[u] = t0 - self._last_t0
+                    self.underflow_prev_work[u] = self._last_work
+                self.underflows = u + 1
                 self.clock.reset()
             frame0 = self.frames
             events = self.fill_events(frame0, self.clock.update(t0, frame0), frames)
@@ -566,7 +578,10 @@ class AudioOutput:
             outdata.fill(0)
             self.faded.set()
             return PA_ABORT
-        load = (time.perf_counter() - t0) * self.sample_rate / frames
+        work = time.perf_counter() - t0
+        self._last_t0 = t0
+        self._last_work = work
+        load = work * self.sample_rate / frames
         self.render_load_sum += load
         if load > self.render_load_max:
             self.render_load_max = load
@@ -705,6 +720,12 @@ class AudioOutput:
                     underflow_times=[round(float(t), 4) for t in
                                      self.underflow_times[:min(self.underflows,
                                                                MAX_UNDERFLOW_TIMES)]],
+                    underflow_gaps_ms=[round(1e3 * float(t), 2) for t in
+                                       self.underflow_gaps[:min(self.underflows,
+                                                                MAX_UNDERFLOW_TIMES)]],
+                    underflow_prev_work_ms=[round(1e3 * float(t), 3) for t in
+                                            self.underflow_prev_work[:min(
+                                                self.underflows, MAX_UNDERFLOW_TIMES)]],
                     render_load_mean=round(self.render_load_mean, 4),
                     render_load_max=round(self.render_load_max, 4),
                     idle_blocks_skipped=(self._gate.skipped + pending

@@ -600,6 +600,9 @@ class LivePlayer:
             raise PianosynthError(f"--sample-rate {a.sample_rate}: give 8000 to 384000 Hz")
         preset_name, settings, keys = _load_preset(a.preset)
         file_events = _read_midi_file(a.midi_file) if a.midi_file else None
+        # a Python thread that keeps the GIL (the "poll" MIDI reader in a flood, the tuner)
+        # hands it to the callback after 1 ms, not 5 (as in the panel's audio process)
+        sys.setswitchinterval(0.001)
 
         sd = import_sounddevice()
         device = select_output_device(a.audio_device, sd)
