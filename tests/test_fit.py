@@ -238,7 +238,7 @@ def test_two_notes_are_refused(shared_data, tmp_path, capsys):
 
 def test_loss_order_out_of_range_is_refused(tmp_path, capsys):
     rc = main(["fit", str(tmp_path / "x.wav"), "--key", "60", "-o", str(tmp_path / "o.toml"),
-               "--loss-order", "9"])
+               "--loss-order", "10"])
     err = capsys.readouterr().err
     assert rc == 2 and "must be 1" in err
 

@@ -96,8 +96,9 @@ def t60_of_loop(g: float, a1: float, loop_delay, w: np.ndarray, fs: float) -> np
 # ---------------------------------------------------------------------------------------------
 # Higher-order loss: one-pole + peaking-cut correction (Bank et al. §4.1, eq. 7 and 11)
 # ---------------------------------------------------------------------------------------------
-#: most correction biquads after the one-pole (``loss_order`` = 1 + sections, <= 5)
-MAX_LOSS_SECTIONS = 4
+#: most correction biquads after the one-pole (``loss_order`` = 1 + sections, <= 9; the bass
+#: T60 lists jump by 2x from partial to partial, which 4 cuts could not follow)
+MAX_LOSS_SECTIONS = 8
 
 
 def peaking_cut_biquad(fc_hz: float, q: float, gain: float, fs: float) -> np.ndarray:

@@ -89,7 +89,7 @@ F_KNOCK = 25          # hammer knock: force -> soundboard input gain (0 = off)
 F_DRIVE_SEEN = 26     # sympathetic drive seen since the last 64-sample check (0/1)
 #: loss correction (higher-order loss filter, Bank et al. §4.1): MAX_LOSS_SECTIONS biquads
 #: (b0, b1, b2, a1, a2) from F_LC, their transposed direct form II states (s1, s2) from F_LS
-MAX_LOSS_SECTIONS = 4
+MAX_LOSS_SECTIONS = 8
 F_LC = 27
 F_LS = F_LC + 5 * MAX_LOSS_SECTIONS
 N_FVARS = F_LS + 2 * MAX_LOSS_SECTIONS

@@ -114,7 +114,7 @@ KEY_OVERRIDES: dict[str, tuple[float, float, str]] = {
     "output_gain_db": (-40.0, 40.0, "dB"),
     # higher-order loss filter (Bank et al. §4.1): one-pole + (loss_order - 1) peaking cuts
     # fitted to measured T60s of partials 1..N_T60_PARTIALS (``pianosynth fit --loss-order``)
-    "loss_order": (1.0, 5.0, ""),
+    "loss_order": (1.0, 9.0, ""),
     # the dispersion allpass covers at least this many partials (0: the perceptual band)
     "dispersion_partials": (0.0, 40.0, ""),
     **{f"t60_k{k:02d}_s": (0.02, 120.0, "s") for k in range(1, 21)},
