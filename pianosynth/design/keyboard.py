@@ -284,7 +284,10 @@ def design_keyboard(settings: dict | None = None,
         second_ratio=np.full((n, N_SECOND_MODES), np.nan),
         second_detune_cents=np.full((n, N_SECOND_MODES), np.nan),
     )
-    per_partial = (("second_level_k", "", kp.second_level),
+    # per-partial fields ``<prefix>NN<suffix>`` -> column NN - 1 of their (88, n) array
+    per_partial = (("t60_k", "_s", kp.t60_partials_s),
+                   ("partial_k", "_cents", kp.partial_cents),
+                   ("second_level_k", "", kp.second_level),
                    ("second_ratio_k", "", kp.second_ratio),
                    ("second_detune_k", "_cents", kp.second_detune_cents))
     for key, over in (key_overrides or {}).items():
@@ -292,22 +295,13 @@ def design_keyboard(settings: dict | None = None,
         if not 0 <= i < n:
             continue
         for field, value in over.items():
-            if field.startswith("t60_k") and field.endswith("_s"):
-                kp.t60_partials_s[i, int(field[5:-2]) - 1] = value
-                continue
-            if field.startswith("partial_k") and field.endswith("_cents"):
-                kp.partial_cents[i, int(field[9:-6]) - 1] = value
-                continue
-            done = False
             for prefix, suffix, arr in per_partial:
                 if field.startswith(prefix) and field.endswith(suffix):
                     arr[i, int(field[len(prefix):len(field) - len(suffix)]) - 1] = value
-                    done = True
                     break
-            if done:
-                continue
-            arr = getattr(kp, field)
-            arr[i] = int(round(value)) if arr.dtype.kind == "i" else value
+            else:
+                arr = getattr(kp, field)
+                arr[i] = int(round(value)) if arr.dtype.kind == "i" else value
         if "f0_hz" in over or "inharmonicity_b" in over:
             kp.f1_hz[i] = kp.f0_hz[i] * np.sqrt(1.0 + kp.inharmonicity_b[i])
     return kp

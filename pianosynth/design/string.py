@@ -18,6 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..dsp.voice import MAX_LOSS_SECTIONS
+
 LN1000 = math.log(1000.0)
 MAX_SECTIONS = 10  # dispersion allpass of order <= 20
 
@@ -96,9 +98,9 @@ def t60_of_loop(g: float, a1: float, loop_delay, w: np.ndarray, fs: float) -> np
 # ---------------------------------------------------------------------------------------------
 # Higher-order loss: one-pole + peaking-cut correction (Bank et al. §4.1, eq. 7 and 11)
 # ---------------------------------------------------------------------------------------------
-#: most correction biquads after the one-pole (``loss_order`` = 1 + sections, <= 9; the bass
-#: T60 lists jump by 2x from partial to partial, which 4 cuts could not follow)
-MAX_LOSS_SECTIONS = 8
+# MAX_LOSS_SECTIONS (imported above): most correction biquads after the one-pole
+# (``loss_order`` = 1 + sections), the voice kernel's state layout, defined in that kernel
+# file so the kernels' cache follows a change
 
 
 def peaking_cut_biquad(fc_hz: float, q: float, gain: float, fs: float) -> np.ndarray:

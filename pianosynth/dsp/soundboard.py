@@ -54,7 +54,6 @@ class SoundboardState(NamedTuple):
     fdn_buf: np.ndarray    #: (sum m_l,) all delay lines, line l at [off[l], off[l+1])
     fdn_pos: np.ndarray    #: (L,) int64 absolute read/write index of each line
     fdn_lp: np.ndarray     #: (L,) absorption filter outputs a_l[n-1]
-    fdn_v: np.ndarray      #: (L,) scratch for the Hadamard transform
     gain: np.ndarray       #: (2,) current (smoothed) [g_low, g_high]
 
 
@@ -63,6 +62,8 @@ def make_soundboard_state(coeffs) -> SoundboardState:
     m, jd = coeffs.dec_table.shape
     ji = coeffs.int_table.shape[1]
     nl = coeffs.fdn_in.shape[0]
+    if nl != 8:
+        raise ValueError(f"the soundboard kernel runs an 8-line FDN, the design has {nl}")
     return SoundboardState(
         dec_hist=np.zeros(2 * m * jd), dec_idx=np.zeros(2, np.int64),
         lo_hist=np.zeros(2 * ji), lo_idx=np.zeros(2, np.int64),
@@ -72,7 +73,7 @@ def make_soundboard_state(coeffs) -> SoundboardState:
         align=np.zeros(int(coeffs.latency[0])), pos=np.zeros(2, np.int64),
         tone_z=np.zeros(2), fdn_buf=np.zeros(int(coeffs.fdn_off[-1])),
         fdn_pos=np.array(coeffs.fdn_off[:-1], dtype=np.int64),
-        fdn_lp=np.zeros(nl), fdn_v=np.zeros(nl),
+        fdn_lp=np.zeros(nl),
         gain=np.array(coeffs.gains, dtype=np.float64))
 
 
@@ -99,53 +100,11 @@ def reset_soundboard_at(state, phase):
     state.tone_z[:] = 0.0
     state.fdn_buf[:] = 0.0
     state.fdn_lp[:] = 0.0
-    state.fdn_v[:] = 0.0
     state.dec_idx[:] = 0
     state.lo_idx[:] = 0
     state.lp_idx[:] = 0
     state.pos[:] = 0
     state.dec_idx[0] = phase
-
-
-@njit(**JIT_INLINE)
-def _hadamard(v):
-    """In-place unnormalised fast Walsh-Hadamard transform (length a power of 2)."""
-    n = v.shape[0]
-    if n == 8:
-        a0 = v[0] + v[1]
-        a1 = v[0] - v[1]
-        a2 = v[2] + v[3]
-        a3 = v[2] - v[3]
-        a4 = v[4] + v[5]
-        a5 = v[4] - v[5]
-        a6 = v[6] + v[7]
-        a7 = v[6] - v[7]
-        b0 = a0 + a2
-        b2 = a0 - a2
-        b1 = a1 + a3
-        b3 = a1 - a3
-        b4 = a4 + a6
-        b6 = a4 - a6
-        b5 = a5 + a7
-        b7 = a5 - a7
-        v[0] = b0 + b4
-        v[4] = b0 - b4
-        v[1] = b1 + b5
-        v[5] = b1 - b5
-        v[2] = b2 + b6
-        v[6] = b2 - b6
-        v[3] = b3 + b7
-        v[7] = b3 - b7
-        return
-    h = 1
-    while h < n:
-        for s in range(0, n, 2 * h):
-            for j in range(s, s + h):
-                p0 = v[j]
-                p1 = v[j + h]
-                v[j] = p0 + p1
-                v[j + h] = p0 - p1
-        h *= 2
 
 
 @njit(**JIT_INLINE)
@@ -212,7 +171,6 @@ def render_soundboard(state, coeffs, x, out, n):
     dtap = coeffs.fdn_tap
     el = coeffs.fdn_tap_out[0]
     er = coeffs.fdn_tap_out[1]
-    nl = fin.shape[0]
     g_low_t = coeffs.gains[0]
     g_high_t = coeffs.gains[1]
     sm = coeffs.smooth[0]
@@ -227,7 +185,6 @@ def render_soundboard(state, coeffs, x, out, n):
     buf = state.fdn_buf
     fpos = state.fdn_pos
     lp = state.fdn_lp
-    v = state.fdn_v
     phase = state.dec_idx[0]
     dpos = state.dec_idx[1]
     ipos = state.lo_idx[1]
@@ -237,24 +194,23 @@ def render_soundboard(state, coeffs, x, out, n):
     t1 = state.tone_z[1]
     g_low = state.gain[0]
     g_high = state.gain[1]
-    # the 8-line FDN's positions and absorption states in locals (see the loop)
-    eight = nl == 8
-    q0 = fpos[0] if eight else 0
-    q1 = fpos[1] if eight else 0
-    q2 = fpos[2] if eight else 0
-    q3 = fpos[3] if eight else 0
-    q4 = fpos[4] if eight else 0
-    q5 = fpos[5] if eight else 0
-    q6 = fpos[6] if eight else 0
-    q7 = fpos[7] if eight else 0
-    s0 = lp[0] if eight else 0.0
-    s1 = lp[1] if eight else 0.0
-    s2 = lp[2] if eight else 0.0
-    s3 = lp[3] if eight else 0.0
-    s4 = lp[4] if eight else 0.0
-    s5 = lp[5] if eight else 0.0
-    s6 = lp[6] if eight else 0.0
-    s7 = lp[7] if eight else 0.0
+    # the FDN's line positions and absorption states in locals (see the loop)
+    q0 = fpos[0]
+    q1 = fpos[1]
+    q2 = fpos[2]
+    q3 = fpos[3]
+    q4 = fpos[4]
+    q5 = fpos[5]
+    q6 = fpos[6]
+    q7 = fpos[7]
+    s0 = lp[0]
+    s1 = lp[1]
+    s2 = lp[2]
+    s3 = lp[3]
+    s4 = lp[4]
+    s5 = lp[5]
+    s6 = lp[6]
+    s7 = lp[7]
 
     for i in range(n):
         xi = x[i]
@@ -337,120 +293,87 @@ def render_soundboard(state, coeffs, x, out, n):
         t = tk * (xh - tq * x1) + tp * t1
         x1 = xh
         t1 = t
-        # ---- FDN: read, absorb, Hadamard, write
-        if eight:
-            # the design's 8 lines: positions, absorption states and the Hadamard vector
-            # in registers, no store-then-load of small arrays every sample (with them the
-            # same machine code ran at 67 to 170 ns a sample, depending on where it landed)
-            a0 = fb[0] * buf[q0] + fp[0] * s0
-            a1 = fb[1] * buf[q1] + fp[1] * s1
-            a2 = fb[2] * buf[q2] + fp[2] * s2
-            a3 = fb[3] * buf[q3] + fp[3] * s3
-            a4 = fb[4] * buf[q4] + fp[4] * s4
-            a5 = fb[5] * buf[q5] + fp[5] * s5
-            a6 = fb[6] * buf[q6] + fp[6] * s6
-            a7 = fb[7] * buf[q7] + fp[7] * s7
-            s0 = a0
-            s1 = a1
-            s2 = a2
-            s3 = a3
-            s4 = a4
-            s5 = a5
-            s6 = a6
-            s7 = a7
-            h0 = a0 + a1
-            h1 = a0 - a1
-            h2 = a2 + a3
-            h3 = a2 - a3
-            h4 = a4 + a5
-            h5 = a4 - a5
-            h6 = a6 + a7
-            h7 = a6 - a7
-            b0 = h0 + h2
-            b2 = h0 - h2
-            b1 = h1 + h3
-            b3 = h1 - h3
-            b4 = h4 + h6
-            b6 = h4 - h6
-            b5 = h5 + h7
-            b7 = h5 - h7
-            w0, e0, q0 = _fdn_write(buf, q0, dtap[0], off[0], off[1],
-                                       b0 + b4, fin[0], t)
-            w1, e1, q1 = _fdn_write(buf, q1, dtap[1], off[1], off[2],
-                                       b1 + b5, fin[1], t)
-            w2, e2, q2 = _fdn_write(buf, q2, dtap[2], off[2], off[3],
-                                       b2 + b6, fin[2], t)
-            w3, e3, q3 = _fdn_write(buf, q3, dtap[3], off[3], off[4],
-                                       b3 + b7, fin[3], t)
-            w4, e4, q4 = _fdn_write(buf, q4, dtap[4], off[4], off[5],
-                                       b0 - b4, fin[4], t)
-            w5, e5, q5 = _fdn_write(buf, q5, dtap[5], off[5], off[6],
-                                       b1 - b5, fin[5], t)
-            w6, e6, q6 = _fdn_write(buf, q6, dtap[6], off[6], off[7],
-                                       b2 - b6, fin[6], t)
-            w7, e7, q7 = _fdn_write(buf, q7, dtap[7], off[7], off[8],
-                                       b3 - b7, fin[7], t)
-            yl0 = (cl[0] * w0 + cl[1] * w1 + cl[2] * w2 + cl[3] * w3
-                   + cl[4] * w4 + cl[5] * w5 + cl[6] * w6 + cl[7] * w7)
-            yr0 = (cr[0] * w0 + cr[1] * w1 + cr[2] * w2 + cr[3] * w3
-                   + cr[4] * w4 + cr[5] * w5 + cr[6] * w6 + cr[7] * w7)
-            yl1 = (el[0] * e0 + el[1] * e1 + el[2] * e2 + el[3] * e3
-                   + el[4] * e4 + el[5] * e5 + el[6] * e6 + el[7] * e7)
-            yr1 = (er[0] * e0 + er[1] * e1 + er[2] * e2 + er[3] * e3
-                   + er[4] * e4 + er[5] * e5 + er[6] * e6 + er[7] * e7)
-            g_low += sm * (g_low_t - g_low)
-            g_high += sm * (g_high_t - g_high)
-            out[i, 0] = g_low * low + g_high * (yl0 + yl1)
-            out[i, 1] = g_low * low + g_high * (yr0 + yr1)
-            continue
-        for l in range(nl):
-            a = fb[l] * buf[fpos[l]] + fp[l] * lp[l]
-            lp[l] = a
-            v[l] = a
-        _hadamard(v)
-        yl0 = 0.0
-        yl1 = 0.0
-        yr0 = 0.0
-        yr1 = 0.0
-        for l in range(nl):
-            k = fpos[l]
-            kt = k - dtap[l]
-            if kt < off[l]:
-                kt += off[l + 1] - off[l]
-            wt = buf[kt]
-            w = v[l] + fin[l] * t
-            yl0 += cl[l] * w
-            yl1 += el[l] * wt
-            yr0 += cr[l] * w
-            yr1 += er[l] * wt
-            buf[k] = w
-            k += 1
-            if k == off[l + 1]:
-                k = off[l]
-            fpos[l] = k
-        # ---- output with smoothed gains
+        # ---- FDN (the design's 8 lines): read, absorb, Hadamard, write; positions,
+        # absorption states and the Hadamard vector in registers, no store-then-load of
+        # small arrays every sample (with them the same machine code ran at 67 to 170 ns
+        # a sample, depending on where it landed)
+        a0 = fb[0] * buf[q0] + fp[0] * s0
+        a1 = fb[1] * buf[q1] + fp[1] * s1
+        a2 = fb[2] * buf[q2] + fp[2] * s2
+        a3 = fb[3] * buf[q3] + fp[3] * s3
+        a4 = fb[4] * buf[q4] + fp[4] * s4
+        a5 = fb[5] * buf[q5] + fp[5] * s5
+        a6 = fb[6] * buf[q6] + fp[6] * s6
+        a7 = fb[7] * buf[q7] + fp[7] * s7
+        s0 = a0
+        s1 = a1
+        s2 = a2
+        s3 = a3
+        s4 = a4
+        s5 = a5
+        s6 = a6
+        s7 = a7
+        h0 = a0 + a1
+        h1 = a0 - a1
+        h2 = a2 + a3
+        h3 = a2 - a3
+        h4 = a4 + a5
+        h5 = a4 - a5
+        h6 = a6 + a7
+        h7 = a6 - a7
+        b0 = h0 + h2
+        b2 = h0 - h2
+        b1 = h1 + h3
+        b3 = h1 - h3
+        b4 = h4 + h6
+        b6 = h4 - h6
+        b5 = h5 + h7
+        b7 = h5 - h7
+        w0, e0, q0 = _fdn_write(buf, q0, dtap[0], off[0], off[1],
+                               b0 + b4, fin[0], t)
+        w1, e1, q1 = _fdn_write(buf, q1, dtap[1], off[1], off[2],
+                               b1 + b5, fin[1], t)
+        w2, e2, q2 = _fdn_write(buf, q2, dtap[2], off[2], off[3],
+                               b2 + b6, fin[2], t)
+        w3, e3, q3 = _fdn_write(buf, q3, dtap[3], off[3], off[4],
+                               b3 + b7, fin[3], t)
+        w4, e4, q4 = _fdn_write(buf, q4, dtap[4], off[4], off[5],
+                               b0 - b4, fin[4], t)
+        w5, e5, q5 = _fdn_write(buf, q5, dtap[5], off[5], off[6],
+                               b1 - b5, fin[5], t)
+        w6, e6, q6 = _fdn_write(buf, q6, dtap[6], off[6], off[7],
+                               b2 - b6, fin[6], t)
+        w7, e7, q7 = _fdn_write(buf, q7, dtap[7], off[7], off[8],
+                               b3 - b7, fin[7], t)
+        yl0 = (cl[0] * w0 + cl[1] * w1 + cl[2] * w2 + cl[3] * w3
+               + cl[4] * w4 + cl[5] * w5 + cl[6] * w6 + cl[7] * w7)
+        yr0 = (cr[0] * w0 + cr[1] * w1 + cr[2] * w2 + cr[3] * w3
+               + cr[4] * w4 + cr[5] * w5 + cr[6] * w6 + cr[7] * w7)
+        yl1 = (el[0] * e0 + el[1] * e1 + el[2] * e2 + el[3] * e3
+               + el[4] * e4 + el[5] * e5 + el[6] * e6 + el[7] * e7)
+        yr1 = (er[0] * e0 + er[1] * e1 + er[2] * e2 + er[3] * e3
+               + er[4] * e4 + er[5] * e5 + er[6] * e6 + er[7] * e7)
         g_low += sm * (g_low_t - g_low)
         g_high += sm * (g_high_t - g_high)
         out[i, 0] = g_low * low + g_high * (yl0 + yl1)
         out[i, 1] = g_low * low + g_high * (yr0 + yr1)
 
-    if eight:
-        fpos[0] = q0
-        fpos[1] = q1
-        fpos[2] = q2
-        fpos[3] = q3
-        fpos[4] = q4
-        fpos[5] = q5
-        fpos[6] = q6
-        fpos[7] = q7
-        lp[0] = s0
-        lp[1] = s1
-        lp[2] = s2
-        lp[3] = s3
-        lp[4] = s4
-        lp[5] = s5
-        lp[6] = s6
-        lp[7] = s7
+    fpos[0] = q0
+    fpos[1] = q1
+    fpos[2] = q2
+    fpos[3] = q3
+    fpos[4] = q4
+    fpos[5] = q5
+    fpos[6] = q6
+    fpos[7] = q7
+    lp[0] = s0
+    lp[1] = s1
+    lp[2] = s2
+    lp[3] = s3
+    lp[4] = s4
+    lp[5] = s5
+    lp[6] = s6
+    lp[7] = s7
     state.dec_idx[0] = phase
     state.dec_idx[1] = dpos
     state.lo_idx[0] = phase

@@ -89,6 +89,8 @@ F_KNOCK = 25          # hammer knock: force -> soundboard input gain (0 = off)
 F_DRIVE_SEEN = 26     # sympathetic drive seen since the last 64-sample check (0/1)
 #: loss correction (higher-order loss filter, Bank et al. §4.1): MAX_LOSS_SECTIONS biquads
 #: (b0, b1, b2, a1, a2) from F_LC, their transposed direct form II states (s1, s2) from F_LS
+#: (loss_order = 1 + sections, <= 9: the bass T60 lists jump by 2x from partial to partial,
+#: which 4 cuts could not follow); design.string sizes its designs from this
 MAX_LOSS_SECTIONS = 8
 F_LC = 27
 F_LS = F_LC + 5 * MAX_LOSS_SECTIONS
