@@ -2,7 +2,8 @@
 
 ::
 
-    MIDI ports --rtmidi thread--> MidiEventQueue (deque, timestamps) --+
+    JACK MIDI port --compiled JACK callback--> JackMidiRing -----------+
+    other MIDI ports --rtmidi thread--> MidiEventQueue (deque) --------+
     --midi-file --> FileEvents (sample frames, read ahead) ------------+--> audio callback:
                                                               EventBlock -> Engine.render
     SysEx ------> MidiEventQueue.sysex --> tuning thread --> design process (MTS retune)
@@ -41,8 +42,11 @@ halves the damage but does not remove it, so a GUI must not share the audio proc
 control panel runs the engine in its own process (``pianosynth.gui.engine_process``,
 built on :class:`AudioOutput`, :class:`MidiInputs` and :class:`MidiEventQueue`, MIDI
 received in the audio process). ``play`` runs no other Python thread of its own beside
-the callback except the MIDI callback (microseconds) and the port watcher (twice a
-second, libjack calls through ctypes, which release the GIL).
+the callback except the port watcher (twice a second, libjack calls through ctypes, which
+release the GIL), the tuning thread (asleep, or looking for SysEx every
+``SYSEX_POLL_S``) and, on ALSA, rtmidi's callback (microseconds per message). On JACK no
+Python runs for MIDI outside the audio callback (``--midi-mode jack``, see
+:mod:`pianosynth.io.midi_live`).
 
 On JACK, python-rtmidi holds the GIL while it opens clients and ports (server round trips
 that wait for the graph, which waits for our callback): :class:`MidiInputs` is started
@@ -91,8 +95,9 @@ import numpy as np
 from ..engine.events import NO_EVENTS
 from .audio_out import AudioOutput, freeze_gc, import_sounddevice, list_output_devices, \
     quiet_stderr, select_output_device
-from .midi_live import API_NAMES, LATENCY_MARGIN_S, EventBlock, JackPorts, MidiEventQueue, \
-    MidiInputs, choose_api, is_hardware_port, is_own_port, list_input_ports, no_midi_text
+from .midi_live import API_NAMES, LATENCY_MARGIN_S, MIDI_MODES, SYSEX_POLL_S, EventBlock, \
+    JackPorts, MidiEventQueue, MidiInputs, choose_api, is_hardware_port, is_own_port, \
+    list_input_ports, no_midi_text
 
 try:
     from ..errors import PianosynthError
@@ -151,7 +156,7 @@ def add_play_arguments(parser: argparse.ArgumentParser) -> None:
     # hidden: measurement hooks for tests and scripts/bench_live.py
     parser.add_argument("--stats-json", metavar="FILE", default=os.environ.get(STATS_ENV),
                         help=argparse.SUPPRESS)      # written at the end and on SIGUSR1
-    parser.add_argument("--midi-mode", choices=("callback", "poll"), default="callback",
+    parser.add_argument("--midi-mode", choices=MIDI_MODES, default="auto",
                         help=argparse.SUPPRESS)
     parser.add_argument("--midi-api", choices=("jack", "alsa"), default=None,
                         help=argparse.SUPPRESS)
@@ -353,11 +358,15 @@ class MtsTuner:
     def _run(self):
         sysex = self.queue.sysex
         next_ok = 0.0
+        queue = self.queue
         while not self._stop:
-            self._wake.wait(1.0)
+            # the "jack" MIDI mode's ring cannot wake this thread (its writer is C in JACK's
+            # thread): look every SYSEX_POLL_S while a ring is attached
+            self._wake.wait(SYSEX_POLL_S if queue.ring is not None else 1.0)
             self._wake.clear()
             if self._stop:
                 break
+            queue.pump_sysex()
             changes = {}
             while sysex:
                 _, data = sysex.popleft()
@@ -373,6 +382,7 @@ class MtsTuner:
             if wait > 0:                         # a flood: merge what comes meanwhile
                 time.sleep(wait)
                 self._wake.set()
+                queue.pump_sysex()
                 while sysex:
                     _, data = sysex.popleft()
                     ch, reason = _decode_tuning(data)
@@ -418,8 +428,10 @@ class MtsTuner:
         from ..engine.core import Engine
         e = self.engine
         shadow = Engine.__new__(Engine)
-        shadow.__dict__.update(settings=e.settings, sample_rate=e.sample_rate,
-                               quality=getattr(e, "quality", "high"), keys=e.keys,
+        # every attribute the design reads (settings, rate, quality, velocity table ...);
+        # retune_keys only rebinds keys and key_overrides, on the shadow
+        shadow.__dict__.update(e.__dict__)
+        shadow.__dict__.update(quality=getattr(e, "quality", "high"), keys=e.keys,
                                key_overrides=self._overrides)
         Engine.retune_keys(shadow, changes)
         self._overrides = shadow.key_overrides
@@ -816,7 +828,7 @@ class LivePlayer:
                      midi_dropped=q.dropped, midi_stale=q.stale, midi_deferred=q.deferred,
                      midi_queued=len(q), sysex_received=q.sysex_received,
                      sysex_dropped=q.sysex_dropped,
-                     midi_recent=[list(m) for m in q.recent.copy()])
+                     midi_recent=[list(m) for m in q.recent_messages()[-256:]])
         if self.tuner is not None:
             s.update(self.tuner.stats())
         if self.midi is not None:

@@ -1,13 +1,24 @@
-"""Live MIDI input: python-rtmidi ports -> timestamped messages -> sample offsets in a block.
+"""Live MIDI input: JACK or python-rtmidi ports -> timestamped messages -> sample offsets
+in a block.
 
 Threads and hand-over
 ---------------------
-- rtmidi calls the callback made by ``MidiInputs._make_callback`` from its own thread
-  (ALSA: rtmidi's reader thread; JACK: the process thread of rtmidi's JACK client). It
-  stamps the message with :func:`time.perf_counter` (on JACK minus the time since the JACK
-  cycle that delivered it began, see :meth:`JackPorts.cycle_age`) and appends
-  ``(t, status, data1, data2)`` to a :class:`collections.deque`, whose
-  ``append``/``popleft`` are atomic in CPython: no lock.
+- On JACK (``--midi-mode jack``, the default there) our own JACK client ``pianosynth`` has
+  the input port ``midi_in``; its process callback is compiled
+  (:func:`pianosynth.io.gate_callback.jack_midi_process`, numba ``cfunc``): in JACK's
+  thread, without the GIL, it stamps each message with the JACK time of its frame and
+  appends it to a preallocated ring (:class:`JackMidiRing`), then sets the audio output's
+  wake word. No Python runs for MIDI until the audio callback drains the ring at the top of
+  its block (compiled too, :func:`~pianosynth.io.gate_callback.drain_ring`). Measured with
+  ``tests/test_live_flood.py`` (12 000 messages/s for 10 s): underflows at the level of an
+  empty callback under the same flood, where rtmidi's callback (next item) had 2-5 times
+  more: JACK's graph waited for the GIL at every message.
+- Otherwise (ALSA; ``--midi-mode callback`` or ``poll``) rtmidi calls the callback made by
+  ``MidiInputs._make_callback`` from its own thread (ALSA: rtmidi's reader thread; JACK: the
+  process thread of rtmidi's JACK client). It stamps the message with
+  :func:`time.perf_counter` (on JACK minus the time since the JACK cycle that delivered it
+  began, see :meth:`JackPorts.cycle_age`) and appends ``(t, status, data1, data2)`` to a
+  :class:`collections.deque`, whose ``append``/``popleft`` are atomic in CPython: no lock.
 - The audio callback calls :meth:`MidiEventQueue.drain_into` once per block: messages whose
   due time (arrival + constant latency) falls inside the block become events at their sample
   offset, later ones stay queued for the next block.
@@ -16,7 +27,8 @@ Threads and hand-over
   opened as they appear.
 - System Exclusive messages go to a second, small deque (:attr:`MidiEventQueue.sysex`) that a
   worker thread of the player reads (MIDI Tuning Standard retuning, see
-  :mod:`pianosynth.io.live`); they never reach the audio thread.
+  :mod:`pianosynth.io.live`); they never reach the audio thread. In "jack" mode they wait
+  in the ring's byte ring until that worker takes them (:meth:`MidiEventQueue.pump_sysex`).
 
 Floods
 ------
@@ -24,7 +36,8 @@ Nothing a sender does can make the queue or the audio thread's work grow without
 (``tests/test_live_flood.py`` sends > 10 000 messages/s for 10 s):
 
 - the deque holds at most ``maxlen`` messages: beyond that the oldest are dropped and
-  counted (:attr:`MidiEventQueue.dropped`);
+  counted (:attr:`MidiEventQueue.dropped`); the JACK ring holds :data:`RING_CAPACITY` and
+  drops (and counts) the newest;
 - a block starts at most :func:`note_on_budget` note-ons (measured: each costs the engine
   about 37 us at 48 kHz on the test machine, and 80 random note-ons per 256-frame block
   took 54 % of the block's time, 160 took 116 %). Further ones wait for the next block, so
@@ -82,6 +95,14 @@ SYSEX_QUEUE_MAXLEN = 256
 MAX_SYSEX_BYTES = 4096
 #: period of the "poll" MIDI mode's reader thread, s (one batch of messages per period)
 POLL_S = 0.001
+#: "jack" MIDI mode: messages and SysEx bytes the rings hold (powers of two)
+RING_CAPACITY = 4096
+SYSEX_RING_BYTES = 1 << 16
+#: "jack" MIDI mode: how often the tuning thread looks for SysEx in the ring, s
+SYSEX_POLL_S = 0.05
+#: MIDI modes: "jack" (our own JACK port, compiled process callback, the default on JACK),
+#: "callback" (rtmidi's callback; the default on ALSA), "poll" (a thread drains rtmidi)
+MIDI_MODES = ("auto", "jack", "callback", "poll")
 #: JACK client / ALSA client name; the virtual port is ``pianosynth:midi_in``.
 CLIENT_NAME = "pianosynth"
 VIRTUAL_PORT = "midi_in"
@@ -251,45 +272,109 @@ class MidiEventQueue:
         self._dq = collections.deque(maxlen=maxlen)
         self.maxlen = int(maxlen)
         self.latency_s = float(latency_s)
-        self.received = 0
+        self._received = 0
         #: the last 256 messages pushed, ``(status, data1, data2)`` (diagnostics)
         self.recent = collections.deque(maxlen=256)
-        self.late = 0
-        self.delivered = 0
-        self.dropped = 0
-        self.stale = 0
+        self._late = 0
+        self._delivered = 0
+        self._dropped = 0
+        self._stale = 0
         #: note-ons later than this are dropped (inf: never; on-demand rendering)
         self.stale_s = STALE_NOTE_ON_S
-        self.deferred = 0
+        self._deferred = 0
         self.sysex = collections.deque(maxlen=SYSEX_QUEUE_MAXLEN)
-        self.sysex_received = 0
-        self.sysex_dropped = 0
+        self._sysex_received = 0
+        self._sysex_dropped = 0
         #: called (no arguments, from the MIDI thread) after a SysEx message was queued
         self.on_sysex = None
-        #: a one-element int64 array set to 1 after each push (the audio output's
-        #: :attr:`~pianosynth.io.audio_out.AudioOutput.wake`: the next block goes through
-        #: Python and drains the queue), or None
-        self.wake = None
+        self._wake = None
+        #: a :class:`JackMidiRing` drained with the deque ("jack" MIDI mode), or None
+        self.ring: JackMidiRing | None = None
+        #: counts of rings detached earlier (received, delivered, late, dropped, stale,
+        #: deferred, sysex received, sysex dropped)
+        self._gone = [0] * 8
+
+    # counters: the deque's plus the ring's (one writer each; read from any thread)
+    def _count(self, own, attr, i):
+        r = self.ring
+        return own + self._gone[i] + (getattr(r, attr) if r is not None else 0)
+
+    received = property(lambda self: self._count(self._received, "received", 0))
+    delivered = property(lambda self: self._count(self._delivered, "delivered", 1))
+    late = property(lambda self: self._count(self._late, "late", 2))
+    dropped = property(lambda self: self._count(self._dropped, "dropped", 3))
+    stale = property(lambda self: self._count(self._stale, "stale", 4))
+    deferred = property(lambda self: self._count(self._deferred, "deferred", 5))
+    sysex_received = property(lambda self: self._count(self._sysex_received,
+                                                       "sysex_received", 6))
+    sysex_dropped = property(lambda self: self._count(self._sysex_dropped,
+                                                      "sysex_dropped", 7))
+
+    @property
+    def wake(self):
+        """A one-element int64 array set to 1 after each message queued (the audio
+        output's :attr:`~pianosynth.io.audio_out.AudioOutput.wake`: the next block goes
+        through Python and drains the queue), or None. Handed on to the ring."""
+        return self._wake
+
+    @wake.setter
+    def wake(self, w):
+        self._wake = w
+        r = self.ring
+        if r is not None:
+            r.set_wake(w)
+
+    def attach_ring(self, ring: "JackMidiRing") -> None:
+        """Drain ``ring`` too from now on (before the deque, in each block)."""
+        ring.set_wake(self._wake)
+        self.ring = ring
+
+    def detach_ring(self) -> None:
+        """Stop draining the ring (its port closed); its counts stay in the totals and
+        what it still held counts as dropped."""
+        r, self.ring = self.ring, None
+        if r is None:
+            return
+        r.set_wake(None)
+        for i, v in enumerate((r.received, r.delivered, r.late, r.dropped + r.queued,
+                               r.stale, r.deferred, r.sysex_received, r.sysex_dropped)):
+            self._gone[i] += v
+
+    def pump_sysex(self) -> None:
+        """Move the ring's SysEx into :attr:`sysex` (the tuning thread; no-op without a
+        ring). Counted in the ring already."""
+        r = self.ring
+        if r is None:
+            return
+        for data in r.pop_sysex():
+            if len(self.sysex) >= SYSEX_QUEUE_MAXLEN:
+                self._sysex_dropped += 1      # deque(maxlen) drops the oldest
+            self.sysex.append((time.perf_counter(), data))
+
+    def recent_messages(self) -> list:
+        """The last messages queued, ``(status, data1, data2)`` (diagnostics)."""
+        r = self.ring
+        return list(self.recent.copy()) + (r.recent() if r is not None else [])
 
     def push(self, t: float, status: int, data1: int = 0, data2: int = 0) -> None:
         """Append one message that arrived at perf_counter() time ``t`` (any thread)."""
         if len(self._dq) >= self.maxlen:
-            self.dropped += 1                # deque(maxlen) drops the oldest: count it
+            self._dropped += 1               # deque(maxlen) drops the oldest: count it
         self._dq.append((t, status, data1, data2))
         self.recent.append((status, data1, data2))
-        self.received += 1
-        w = self.wake
+        self._received += 1
+        w = self._wake
         if w is not None:                    # after the append: the drain that clears it
             w[0] = 1                         # finds the message
 
     def push_sysex(self, t: float, data) -> None:
         """Queue one System Exclusive message (``F0 ... F7``) for the worker (any thread)."""
-        self.sysex_received += 1
+        self._sysex_received += 1
         if len(data) > MAX_SYSEX_BYTES:
-            self.sysex_dropped += 1
+            self._sysex_dropped += 1
             return
         if len(self.sysex) >= SYSEX_QUEUE_MAXLEN:
-            self.sysex_dropped += 1
+            self._sysex_dropped += 1
         self.sysex.append((t, bytes(data)))
         cb = self.on_sysex
         if cb is not None:
@@ -299,7 +384,8 @@ class MidiEventQueue:
         self._dq.clear()
 
     def __len__(self) -> int:
-        return len(self._dq)
+        r = self.ring
+        return len(self._dq) + (r.queued if r is not None else 0)
 
     def drain_into(self, block: EventBlock, start: int, t_frame0: float,
                    sample_rate: float, n: int) -> int:
@@ -335,11 +421,18 @@ class MidiEventQueue:
         k = start
         cap = block.capacity
         base = t_frame0 - self.latency_s
-        last = block.offset[k - 1] if k > 0 else 0
         ons = 0
         budget = note_on_budget(n, sample_rate)
         stale = -int(min(self.stale_s, 1e6) * sample_rate)
         scan = MAX_SCAN_PER_BLOCK
+        ring = self.ring
+        if ring is not None:            # compiled; its own counters
+            k, ons = ring.drain(block, k, t_frame0, self.latency_s, sample_rate, n,
+                                budget, stale, scan)
+            if not dq:
+                return k
+        last = block.offset[k - 1] if k > 0 else 0
+        k_dq = k
         while dq and k < cap and scan > 0:
             scan -= 1
             t, st, d1, d2 = dq[0]
@@ -349,16 +442,16 @@ class MidiEventQueue:
             if (st & 0xF0) == 0x90 and d2 != 0:
                 if off < stale:
                     dq.popleft()
-                    self.stale += 1
+                    self._stale += 1
                     continue
                 if ons >= budget:
-                    self.deferred += 1
+                    self._deferred += 1
                     break
                 ons += 1
             dq.popleft()
             if off < 0:
                 off = 0
-                self.late += 1
+                self._late += 1
             if off < last:       # several producer threads: keep the block sorted
                 off = last
             block.offset[k] = off
@@ -367,7 +460,7 @@ class MidiEventQueue:
             block.data2[k] = d2
             last = off
             k += 1
-        self.delivered += k - start
+        self._delivered += k - k_dq
         return k
 
 
@@ -381,7 +474,9 @@ class JackPorts:
     ``tests/test_live_jack.py``. So the rtmidi client is created once, before the audio
     starts, and every later connection is made here.
 
-    The client is opened but never activated: it takes no part in the process cycle.
+    The client is opened but not activated: it takes no part in the process cycle, unless
+    :meth:`open_midi_input` gives it a MIDI input port read by a compiled process callback
+    (``--midi-mode jack``).
     """
 
     IS_INPUT, IS_OUTPUT, IS_PHYSICAL = 0x1, 0x2, 0x4
@@ -400,6 +495,12 @@ class JackPorts:
                 ("jack_port_flags", ctypes.c_int, [vp]),
                 ("jack_port_get_all_connections", pp, [vp, vp]),
                 ("jack_connect", ctypes.c_int, [vp, cp, cp]),
+                ("jack_port_register", vp, [vp, cp, cp, ctypes.c_ulong, ctypes.c_ulong]),
+                ("jack_port_name", cp, [vp]),
+                ("jack_set_process_callback", ctypes.c_int, [vp, vp, vp]),
+                ("jack_activate", ctypes.c_int, [vp]),
+                ("jack_deactivate", ctypes.c_int, [vp]),
+                ("jack_get_time", ctypes.c_uint64, []),
                 ("jack_free", None, [vp])):
             f = getattr(lib, fn)
             f.restype, f.argtypes = res, args
@@ -428,6 +529,43 @@ class JackPorts:
         rate = lib.jack_get_sample_rate
         rate.restype, rate.argtypes = ctypes.c_uint32, [vp]
         self.sample_rate = int(rate(self.client))
+        self.ring: JackMidiRing | None = None
+        self._active = False
+
+    def open_midi_input(self, port: str, ring: "JackMidiRing") -> str:
+        """Register the MIDI input ``port`` and activate the client: its process callback
+        (:func:`pianosynth.io.gate_callback.jack_midi_process`, no GIL) fills ``ring``.
+
+        Returns the port's full name. Call it before the audio starts (activation waits
+        for the graph).
+
+        Raises
+        ------
+        PianosynthError
+            JACK refuses the port or the activation.
+        """
+        ct = self._ct
+        p = self.lib.jack_port_register(self.client, port.encode(), self.MIDI_TYPE,
+                                        self.IS_INPUT, 0)
+        if not p:
+            raise PianosynthError(f"cannot register the JACK MIDI port {port!r}")
+        ring.bind(self, p)
+        self.ring = ring                          # keeps the shared memory alive
+        if self.lib.jack_set_process_callback(self.client, ring.process_address,
+                                              ring.shared.ctypes.data) != 0:
+            raise PianosynthError("cannot set the JACK process callback")
+        if self.lib.jack_activate(self.client) != 0:
+            raise PianosynthError("cannot activate the JACK MIDI client")
+        self._active = True
+        name = self.lib.jack_port_name(p)
+        return name.decode(errors="replace") if name else f"{CLIENT_NAME}:{port}"
+
+    def function_address(self, name: str) -> int:
+        return int(self._ct.cast(getattr(self.lib, name), self._ct.c_void_p).value)
+
+    def jack_time_s(self) -> float:
+        """JACK's clock (``jack_get_time``, CLOCK_MONOTONIC_RAW on Linux), s."""
+        return self.lib.jack_get_time() * 1e-6
 
     def cycle_age(self):
         """A function returning the seconds since the current JACK cycle started.
@@ -473,8 +611,142 @@ class JackPorts:
 
     def close(self) -> None:
         if self.client:
+            if self._active:
+                self.lib.jack_deactivate(self.client)     # the callback stops first
+                self._active = False
             self.lib.jack_client_close(self.client)
             self.client = None
+
+
+class JackMidiRing:
+    """Raw MIDI from a compiled JACK process callback to the audio callback, without the GIL.
+
+    The process callback of our JACK client's input port
+    (:func:`pianosynth.io.gate_callback.jack_midi_process`) runs in JACK's thread as C: it
+    stamps each channel message with the JACK time of its frame and appends it to a
+    preallocated ring of :data:`RING_CAPACITY` messages, SysEx to a byte ring, and sets the
+    audio output's wake word. The audio callback drains the ring at the top of each block
+    (:func:`pianosynth.io.gate_callback.drain_ring`, compiled: a flood costs it
+    microseconds) with the rules of :meth:`MidiEventQueue.drain_into`; the tuning thread
+    takes the SysEx (:meth:`pop_sysex`). One writer and one reader per word: no lock.
+
+    Why: with rtmidi's callback, JACK's thread takes the GIL for every message and the
+    whole graph, our audio client included, waits behind it (``tests/test_live_flood.py``).
+
+    Counters (read any time): ``received`` (channel messages the port saw), ``dropped``
+    (ring full), ``delivered``, ``late``, ``stale``, ``deferred``, ``queued``, ``ignored``
+    (system, real-time and malformed messages), ``sysex_received``, ``sysex_dropped``.
+    """
+
+    def __init__(self, capacity: int = RING_CAPACITY, sysex_bytes: int = SYSEX_RING_BYTES):
+        from . import gate_callback as g     # numba: loaded only for this mode
+        if capacity & (capacity - 1) or sysex_bytes & (sysex_bytes - 1):
+            raise ValueError("ring sizes must be powers of two")
+        self._g = g
+        self.capacity = int(capacity)
+        self.shared = np.zeros(g.J_LEN + 2 * self.capacity, np.int64)
+        self.sysex_buf = np.zeros(int(sysex_bytes), np.uint8)
+        h = self.shared
+        h[g.J_CAP] = self.capacity
+        h[g.J_SX_ADDR] = self.sysex_buf.ctypes.data
+        h[g.J_SX_CAP] = self.sysex_buf.shape[0]
+        h[g.J_SX_MAX] = MAX_SYSEX_BYTES
+        h[g.J_EVENT_ADDR] = h.ctypes.data + 8 * g.J_EVENT
+        self.process_address = g.jack_midi_process.address
+        self._drain = g.drain_ring
+        #: perf_counter() - JACK time, s (:meth:`calibrate`; one float, swapped whole)
+        self.clock_offset = 0.0
+        self._ports = None
+        self._wake = None
+        scratch = EventBlock(4)                  # load the drain kernel off the audio thread
+        self._drain(h, scratch.offset, scratch.status, scratch.data1, scratch.data2, 0,
+                    0.0, 48000.0, 256, 16, -4800, 16)
+
+    def bind(self, ports: "JackPorts", port: int) -> None:
+        """Give the callback the client, its port and libjack's functions."""
+        g, h = self._g, self.shared
+        h[g.J_CLIENT] = ports.client
+        h[g.J_PORT] = port
+        h[g.J_SAMPLE_RATE] = ports.sample_rate
+        for word, fn in ((g.J_FN_BUFFER, "jack_port_get_buffer"),
+                         (g.J_FN_COUNT, "jack_midi_get_event_count"),
+                         (g.J_FN_EVENT, "jack_midi_event_get"),
+                         (g.J_FN_LAST_FRAME, "jack_last_frame_time"),
+                         (g.J_FN_FRAMES_TO_TIME, "jack_frames_to_time")):
+            h[word] = ports.function_address(fn)
+        self._ports = ports
+        self.calibrate()
+
+    def calibrate(self) -> None:
+        """Measure perf_counter() - JACK time (the best of a few reads; any thread but the
+        audio one). JACK counts CLOCK_MONOTONIC_RAW, perf_counter CLOCK_MONOTONIC: they
+        drift apart by NTP's slew, so the watcher repeats this."""
+        jp = self._ports
+        if jp is None or not jp.client:
+            return
+        best, off = 1.0, self.clock_offset
+        for _ in range(5):
+            a = time.perf_counter()
+            j = jp.jack_time_s()
+            b = time.perf_counter()
+            if b - a < best:
+                best, off = b - a, 0.5 * (a + b) - j
+        self.clock_offset = off
+
+    def set_wake(self, wake) -> None:
+        """``wake``: a one-element int64 array the callback sets to 1 after queueing, or
+        None."""
+        self._wake = wake                        # keeps the memory alive
+        self.shared[self._g.J_WAKE] = wake.ctypes.data if wake is not None else 0
+
+    def drain(self, block: EventBlock, start: int, t_frame0: float, latency_s: float,
+              sample_rate: float, n: int, budget: int, stale: int, scan: int):
+        """The due messages into ``block`` (audio thread); ``(next row, note-ons used)``."""
+        return self._drain(self.shared, block.offset, block.status, block.data1,
+                           block.data2, start, t_frame0 - latency_s - self.clock_offset,
+                           sample_rate, n, budget, stale, scan)
+
+    def pop_sysex(self) -> list[bytes]:
+        """The SysEx messages waiting (the one reader: the tuning thread)."""
+        g, h, buf = self._g, self.shared, self.sysex_buf
+        cap = buf.shape[0]
+        r, w = int(h[g.J_SX_READ]), int(h[g.J_SX_WRITE])
+        out = []
+        while r < w:
+            size = int(buf[r & (cap - 1)]) | int(buf[(r + 1) & (cap - 1)]) << 8
+            idx = (np.arange(r + 2, r + 2 + size) & (cap - 1))
+            out.append(buf[idx].tobytes())
+            r += 2 + size
+        h[g.J_SX_READ] = r
+        return out
+
+    def recent(self, count: int = 256) -> list[tuple[int, int, int]]:
+        """The last ``count`` channel messages queued, ``(status, data1, data2)``."""
+        g, h = self._g, self.shared
+        w = int(h[g.J_WRITE])
+        out = []
+        for i in range(max(0, w - min(count, self.capacity)), w):
+            m = int(h[g.J_LEN + (i & (self.capacity - 1))])
+            out.append((m & 0xFF, (m >> 8) & 0xFF, (m >> 16) & 0xFF))
+        return out
+
+    def _word(self, name):
+        return int(self.shared[getattr(self._g, name)])
+
+    received = property(lambda self: self._word("J_RECEIVED"))
+    dropped = property(lambda self: self._word("J_DROPPED"))
+    delivered = property(lambda self: self._word("J_DELIVERED"))
+    late = property(lambda self: self._word("J_LATE"))
+    stale = property(lambda self: self._word("J_STALE"))
+    deferred = property(lambda self: self._word("J_DEFERRED"))
+    ignored = property(lambda self: self._word("J_IGNORED"))
+    sysex_received = property(lambda self: self._word("J_SX_RECEIVED"))
+    sysex_dropped = property(lambda self: self._word("J_SX_DROPPED"))
+    process_calls = property(lambda self: self._word("J_CALLS"))
+
+    @property
+    def queued(self) -> int:
+        return self._word("J_WRITE") - self._word("J_READ")
 
 
 class MidiInputs:
@@ -496,17 +768,22 @@ class MidiInputs:
         Port-list polling period of the watcher thread, s.
     log : callable
         ``log(text)`` for user messages (default: print to stderr).
-    mode : {"callback", "poll"}
-        "callback": stamp in rtmidi's callback (its thread; on JACK the process thread of
-        rtmidi's client, which then takes the GIL). "poll": rtmidi queues, a Python thread
-        drains it every :data:`POLL_S` and stamps (keeps the GIL out of JACK's thread, up
-        to 1 ms more jitter, and wakes 1000 times a second also in silence).
+    mode : {"auto", "jack", "callback", "poll"}
+        "jack" (JACK only; the default there, "auto"): our own JACK client ``pianosynth``
+        with the input port ``midi_in`` whose process callback is compiled
+        (:class:`JackMidiRing`): no Python in JACK's thread, no MIDI thread of ours, the
+        audio callback drains the ring. "callback" (the default on ALSA): stamp in
+        rtmidi's callback (its thread; on JACK the process thread of rtmidi's client, which
+        then takes the GIL). "poll": rtmidi queues, a Python thread drains it every
+        :data:`POLL_S` and stamps (keeps the GIL out of JACK's thread, up to 1 ms more
+        jitter, and wakes 1000 times a second also in silence).
 
     Notes
     -----
-    JACK: one rtmidi client ``pianosynth`` with the input port ``midi_in``, created by
-    :meth:`start` (call it before the audio starts); sources are connected to it by
-    :class:`JackPorts`. ALSA: one rtmidi input per source port, plus the virtual port.
+    JACK: one client ``pianosynth`` with the input port ``midi_in`` (our own in "jack"
+    mode, else rtmidi's), created by :meth:`start` (call it before the audio starts);
+    sources are connected to it by :class:`JackPorts`. ALSA: one rtmidi input per source
+    port, plus the virtual port.
 
     Raises
     ------
@@ -516,17 +793,18 @@ class MidiInputs:
 
     def __init__(self, queue: MidiEventQueue, pattern: str | None = None,
                  virtual: bool = False, api: str | None = None, poll_s: float = 0.5,
-                 log=None, mode: str = "callback"):
+                 log=None, mode: str = "auto"):
         self.queue = queue
         self.pattern = pattern.lower() if pattern else None
         self.virtual = virtual
         self.poll_s = float(poll_s)
         self.log = log or (lambda text: print(f"pianosynth: {text}", file=sys.stderr,
                                               flush=True))
-        if mode not in ("callback", "poll"):
-            raise ValueError(f"mode must be 'callback' or 'poll', not {mode!r}")
-        self.mode = mode
+        if mode not in MIDI_MODES:
+            raise ValueError(f"mode must be one of {MIDI_MODES}, not {mode!r}")
+        self.requested_mode = mode
         self.api, self.unavailable = choose_api(api)
+        self.mode = self._resolve_mode()
         if self.api is None and virtual:
             raise PianosynthError(f"cannot open the virtual MIDI port: "
                                   f"{no_midi_text(self.unavailable)}")
@@ -541,6 +819,13 @@ class MidiInputs:
         self._waiting_reported = False
         self._lock = threading.Lock()           # control threads only, never the audio one
         self._cycle_age = _zero                 # JACK: time since the cycle started
+        self.ring: JackMidiRing | None = None   # "jack" mode
+
+    def _resolve_mode(self) -> str:
+        m = self.requested_mode
+        if m in ("auto", "jack"):
+            return "jack" if self.api == "jack" else "callback"
+        return m
 
     # ------------------------------------------------------------------ message path
     def _make_callback(self):
@@ -636,6 +921,15 @@ class MidiInputs:
             self._threads.append(t)
 
     def _start_jack(self):
+        self.mode = self._resolve_mode()
+        if self.mode == "jack":
+            try:
+                self._start_jack_ring()
+                return
+            except Exception as exc:  # noqa: BLE001 - no numba cfunc, JACK refused: rtmidi
+                self.log(f"warning: own JACK MIDI port unavailable ({exc}); using rtmidi's")
+                self._close_ring()
+                self.mode = "callback"
         self._lister = JackPorts()
         if self.mode == "callback":
             self._cycle_age = self._lister.cycle_age()
@@ -648,6 +942,19 @@ class MidiInputs:
         mine = [p for p in set(self._lister.midi_ports(JackPorts.IS_INPUT)) - before
                 if p.endswith(":" + VIRTUAL_PORT)]
         self.own_port = mine[0] if mine else f"{CLIENT_NAME}:{VIRTUAL_PORT}"
+
+    def _start_jack_ring(self):
+        ring = JackMidiRing()
+        jp = JackPorts(CLIENT_NAME)
+        self._lister = jp
+        self.own_port = jp.open_midi_input(VIRTUAL_PORT, ring)
+        self.ring = ring
+        self.queue.attach_ring(ring)
+
+    def _close_ring(self):
+        if self.ring is not None and self.queue.ring is self.ring:
+            self.queue.detach_ring()
+        self.ring = None
 
     @property
     def virtual_port_name(self) -> str | None:
@@ -710,6 +1017,8 @@ class MidiInputs:
             linked = set(jp.connections(self.own_port))
         except Exception:  # noqa: BLE001 - server went away
             return None
+        if self.ring is not None:
+            self.ring.calibrate()               # JACK's clock vs perf_counter (drift)
         for name in list(self._open):
             if name not in sources:
                 self._gone(name)
@@ -752,6 +1061,7 @@ class MidiInputs:
         api, why = choose_api()
         if api is not None:
             self.api = api
+            self.mode = self._resolve_mode()
             self._waiting_reported = False
             self.log(f"MIDI system found: {API_NAMES[api]}")
             if api == "jack":
@@ -783,9 +1093,10 @@ class MidiInputs:
                 _close_quietly(self._virtual_in)
                 self._virtual_in = None
             if isinstance(self._lister, JackPorts):
-                self._lister.close()
+                self._lister.close()            # deactivates the ring's callback first
             elif self._lister is not None:
                 _close_quietly(self._lister)
+            self._close_ring()
             self._lister = None
 
 
