@@ -263,6 +263,7 @@ def test_jack_midi_port(server):
             mo.delete()
         midi.close()
     assert q.ring is None and q.received == len(sent) and len(q) == 0
+    assert [list(m) for m in q.recent_messages()][-2:] == [[0x90, 0, 0], [0xE0, 1, 2]]
 
 
 @stress

@@ -653,6 +653,8 @@ class LivePlayer:
                                      self.file.next_frame if self.file is not None else None)
         freeze_gc()
         self.audio.start()
+        if self.midi is not None and self.midi.mode == "drain":
+            self.audio.hold(True)   # rtmidi's queue cannot wake the C callback: every block
         self.t_start = time.perf_counter()
         t_wait = self.t_start + 2.0
         while self.audio.callbacks == 0 and time.perf_counter() < t_wait:

@@ -102,7 +102,10 @@ SYSEX_RING_BYTES = 1 << 16
 SYSEX_POLL_S = 0.05
 #: MIDI modes: "jack" (our own JACK port, compiled process callback, the default on JACK),
 #: "callback" (rtmidi's callback; the default on ALSA), "poll" (a thread drains rtmidi)
-MIDI_MODES = ("auto", "jack", "callback", "poll")
+MIDI_MODES = ("auto", "jack", "callback", "poll", "drain")
+#: "drain" MIDI mode: most messages the audio callback takes from rtmidi per block (the
+#: rest wait in rtmidi's queue for the next block; 12 000/s is 64 per 256-frame block)
+DRAIN_PER_BLOCK = 128
 #: JACK client / ALSA client name; the virtual port is ``pianosynth:midi_in``.
 CLIENT_NAME = "pianosynth"
 VIRTUAL_PORT = "midi_in"
@@ -290,6 +293,9 @@ class MidiEventQueue:
         self._wake = None
         #: a :class:`JackMidiRing` drained with the deque ("jack" MIDI mode), or None
         self.ring: JackMidiRing | None = None
+        #: rtmidi inputs without a callback that the audio callback reads itself ("drain"
+        #: MIDI mode); a tuple replaced whole by control threads, never changed in place
+        self.sources: tuple = ()
         #: counts of rings detached earlier (received, delivered, late, dropped, stale,
         #: deferred, sysex received, sysex dropped)
         self._gone = [0] * 8
@@ -336,6 +342,7 @@ class MidiEventQueue:
         if r is None:
             return
         r.set_wake(None)
+        self.recent.extend(r.recent())          # the diagnostics outlive the port
         for i, v in enumerate((r.received, r.delivered, r.late, r.dropped + r.queued,
                                r.stale, r.deferred, r.sysex_received, r.sysex_dropped)):
             self._gone[i] += v
@@ -425,6 +432,8 @@ class MidiEventQueue:
         budget = note_on_budget(n, sample_rate)
         stale = -int(min(self.stale_s, 1e6) * sample_rate)
         scan = MAX_SCAN_PER_BLOCK
+        if self.sources:
+            self._take_from_sources(t_frame0)
         ring = self.ring
         if ring is not None:            # compiled; its own counters
             k, ons = ring.drain(block, k, t_frame0, self.latency_s, sample_rate, n,
@@ -462,6 +471,30 @@ class MidiEventQueue:
             k += 1
         self._delivered += k - k_dq
         return k
+
+    def _take_from_sources(self, t_now: float) -> None:
+        """ "drain" mode (audio thread): at most :data:`DRAIN_PER_BLOCK` messages from the
+        rtmidi inputs into the deque, stamped ``t_now`` (rtmidi's JACK delta times are
+        quantised to the period: the block start is as good). rtmidi's own threads only
+        queue, in C++, without the GIL. A SysEx message costs this thread a ``bytes`` copy
+        and the tuner's wake-up (an uncontended lock)."""
+        left = DRAIN_PER_BLOCK
+        for m in self.sources:
+            while left > 0:
+                try:
+                    item = m.get_message()
+                except Exception:  # noqa: BLE001 - port closed under us
+                    break
+                if not item:
+                    break
+                left -= 1
+                msg = item[0]
+                n = len(msg)
+                if n and 0x80 <= msg[0] < 0xF0:
+                    self.push(t_now, msg[0], msg[1] & 0x7F if n > 1 else 0,
+                              msg[2] & 0x7F if n > 2 else 0)
+                elif n and msg[0] == 0xF0:
+                    self.push_sysex(t_now, msg)
 
 
 class JackPorts:
@@ -768,8 +801,11 @@ class MidiInputs:
         Port-list polling period of the watcher thread, s.
     log : callable
         ``log(text)`` for user messages (default: print to stderr).
-    mode : {"auto", "jack", "callback", "poll"}
-        "jack" (JACK only; the default there, "auto"): our own JACK client ``pianosynth``
+    mode : {"auto", "jack", "callback", "poll", "drain"}
+        "drain": rtmidi queues (no callback, no thread of ours), the audio callback takes
+        up to :data:`DRAIN_PER_BLOCK` messages a block with ``get_message`` (every block
+        goes through Python: no silence in C). "jack" (JACK only; the default there,
+        "auto"): our own JACK client ``pianosynth``
         with the input port ``midi_in`` whose process callback is compiled
         (:class:`JackMidiRing`): no Python in JACK's thread, no MIDI thread of ours, the
         audio callback drains the ring. "callback" (the default on ALSA): stamp in
@@ -820,6 +856,7 @@ class MidiInputs:
         self._lock = threading.Lock()           # control threads only, never the audio one
         self._cycle_age = _zero                 # JACK: time since the cycle started
         self.ring: JackMidiRing | None = None   # "jack" mode
+        self._retired: list = []                # "drain" mode: ports closed next scan
 
     def _resolve_mode(self) -> str:
         m = self.requested_mode
@@ -857,6 +894,16 @@ class MidiInputs:
         if self.mode == "callback":
             m.set_callback(self._make_callback())
         return m
+
+    def _publish_sources(self) -> None:
+        """ "drain" mode: hand the open rtmidi inputs to the audio thread (one tuple swap);
+        ports dropped here are closed a scan later, when no block can still read them."""
+        if self.mode != "drain":
+            return
+        ports = [m for m in self._open.values() if m is not None]
+        if self._virtual_in is not None:
+            ports.append(self._virtual_in)
+        self.queue.sources = tuple(ports)
 
     def _poll_loop(self):
         push = self.queue.push
@@ -985,6 +1032,7 @@ class MidiInputs:
                 ports = self._scan_alsa()
             if ports is None:
                 return
+            self._publish_sources()
             if not self._open and not self.virtual:
                 if report or not self._waiting_reported:
                     what = (f"a port matching {self.pattern!r}" if self.pattern
@@ -1038,9 +1086,15 @@ class MidiInputs:
         except Exception:  # noqa: BLE001
             return None
         present = {port_key(p): p for p in ports}
+        for m in self._retired:                 # unpublished a scan ago
+            _close_quietly(m)
+        self._retired.clear()
         for key in list(self._open):
             if key not in present:
-                _close_quietly(self._open[key])
+                if self.mode == "drain":
+                    self._retired.append(self._open[key])
+                else:
+                    _close_quietly(self._open[key])
                 self._gone(key)
         for key, name in present.items():
             if key in self._open or not self._wanted(name):
@@ -1085,10 +1139,16 @@ class MidiInputs:
             t.join(timeout=2.0)
         self._threads.clear()
         with self._lock:
+            if self.queue.sources:
+                self.queue.sources = ()
+                time.sleep(0.05)                # a block reading the old tuple ends first
             for m in list(self._open.values()):
                 if m is not None:
                     _close_quietly(m)
             self._open.clear()
+            for m in self._retired:
+                _close_quietly(m)
+            self._retired.clear()
             if self._virtual_in is not None:
                 _close_quietly(self._virtual_in)
                 self._virtual_in = None
