@@ -14,6 +14,12 @@ import numba
 
 #: options for every kernel: cached on disk, releases the GIL, no Python objects.
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+#: options for the per-sample kernels that take many arrays and run once per voice and
+#: segment (render_voice, render_symp_voice, the soundboard): no reference counting (NRT).
+#: numba otherwise increments and decrements every array argument's count on entry and exit,
+#: atomically (~7 % of a render); these kernels never allocate, and their callers hold
+#: the arrays for the whole call.
+JIT_NO_RC = dict(JIT, _nrt=False)
 #: options for per-sample helpers composed inside kernels.
 JIT_INLINE = dict(cache=True, nogil=True, fastmath=False, error_model="numpy", inline="always")
 

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .jit import JIT, JIT_INLINE, JIT_SUMS, njit
+from .jit import JIT, JIT_INLINE, JIT_NO_RC, JIT_SUMS, njit
 
 __all__ = ["SoundboardState", "make_soundboard_state", "reset_soundboard",
            "reset_soundboard_at", "render_soundboard"]
@@ -85,7 +85,7 @@ def reset_soundboard(state: SoundboardState) -> None:
     reset_soundboard_at(state, 0)
 
 
-@njit(**JIT)
+@njit(**JIT_NO_RC)
 def reset_soundboard_at(state, phase):
     """:func:`reset_soundboard` inside a kernel, the decimation phase set to ``phase`` (the
     caller passes t % 8 for sample t: where a soundboard that had run since sample 0 would

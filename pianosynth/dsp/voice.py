@@ -30,7 +30,7 @@ from __future__ import annotations
 
 
 
-from .jit import JIT, JIT_INLINE, njit
+from .jit import JIT, JIT_INLINE, JIT_NO_RC, njit
 
 # ---- voice states -------------------------------------------------------------------------
 FREE = 0        # slot unused
@@ -195,7 +195,7 @@ def voice_mask(iv, v, nut):
     return m
 
 
-@njit(**JIT)
+@njit(**JIT_NO_RC)
 def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0, mix, resbuf,
                  fs, hammer_mode, damp_alpha, level_release, free_level, res_factor,
                  trace, trace_info, trace_voice, drive, drive_delay, coupling):
@@ -225,18 +225,24 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
     w = iv[v, I_WIDX]
     r = iv[v, I_RATE]
     dt = r / fs
-    lift_alpha = 1.0 - (1.0 - damp_alpha) ** (r * DAMPER_LIFT_SPEED)
-    damp_alpha = 1.0 - (1.0 - damp_alpha) ** (r * fv[v, F_DAMP_SPEED])
-    if r > 1:   # per-sample constants of the fs-rate design, compounded over r samples
-        level_release = level_release ** r
     damp = fv[v, F_DAMP]
+    damp_t = fv[v, F_DAMP_TARGET]
+    # per-sample constants of the fs-rate design, compounded over r samples (r a power of
+    # two: squarings, no pow per call; the damper's only while it moves)
+    lift_alpha = damp_alpha
+    if damp != damp_t:
+        lift_alpha = 1.0 - (1.0 - damp_alpha) ** (r * DAMPER_LIFT_SPEED)
+        damp_alpha = 1.0 - (1.0 - damp_alpha) ** (r * fv[v, F_DAMP_SPEED])
+    k = 1
+    while k < r:
+        level_release *= level_release
+        k *= 2
     g = fv[v, F_G] + damp * (fv[v, F_GD] - fv[v, F_G])
     a1 = fv[v, F_A1] + damp * (fv[v, F_A1D] - fv[v, F_A1])
     ly1 = fv[v, F_LOSS_Y1]
     eta = fv[v, F_ETA]
     thx1 = fv[v, F_TH_X1]
     thy1 = fv[v, F_TH_Y1]
-    damp_t = fv[v, F_DAMP_TARGET]
     gain = fv[v, F_GAIN] * fv[v, F_TWOZ]
     level = fv[v, F_LEVEL]
     fade = fv[v, F_FADE]
@@ -425,7 +431,7 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
     fv[v, F_FADE] = fade
 
 
-@njit(**JIT)
+@njit(**JIT_NO_RC)
 def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs, damp_alpha,
                       level_release, free_level, drive, drive_delay, coupling):
     """Render an unstruck sympathetic string (``I_SYMP``, hammer off) for [n0, n1).
@@ -444,18 +450,22 @@ def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs,
     nsec = iv[v, I_N_SEC]
     w = iv[v, I_WIDX]
     r = iv[v, I_RATE]
-    lift_alpha = 1.0 - (1.0 - damp_alpha) ** (r * DAMPER_LIFT_SPEED)
-    damp_alpha = 1.0 - (1.0 - damp_alpha) ** (r * fv[v, F_DAMP_SPEED])
-    if r > 1:
-        level_release = level_release ** r
     damp = fv[v, F_DAMP]
+    damp_t = fv[v, F_DAMP_TARGET]
+    lift_alpha = damp_alpha          # as in render_voice: no pow unless the damper moves
+    if damp != damp_t:
+        lift_alpha = 1.0 - (1.0 - damp_alpha) ** (r * DAMPER_LIFT_SPEED)
+        damp_alpha = 1.0 - (1.0 - damp_alpha) ** (r * fv[v, F_DAMP_SPEED])
+    k = 1
+    while k < r:
+        level_release *= level_release
+        k *= 2
     g = fv[v, F_G] + damp * (fv[v, F_GD] - fv[v, F_G])
     a1 = fv[v, F_A1] + damp * (fv[v, F_A1D] - fv[v, F_A1])
     ly1 = fv[v, F_LOSS_Y1]
     eta = fv[v, F_ETA]
     thx1 = fv[v, F_TH_X1]
     thy1 = fv[v, F_TH_Y1]
-    damp_t = fv[v, F_DAMP_TARGET]
     gain = fv[v, F_GAIN] * fv[v, F_TWOZ]
     level = fv[v, F_LEVEL]
     fade = fv[v, F_FADE]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dsp.jit import JIT, JIT_INLINE, njit
+from ..dsp.jit import JIT, JIT_INLINE, JIT_NO_RC, njit
 from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMMER_AGE,
                          I_HAMMER_ON, I_DORMANT, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_RATE, I_SOST, I_STATE, I_SYMP, I_STRIKES,
                          I_WIDX, I_MASK, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
@@ -101,8 +101,14 @@ def _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res, row=-1):
         fv[v, F_LC + j] = kt_f[key, KF_LC + j]
     for j in range(2 * MAX_LOSS_SECTIONS):
         fv[v, F_LS + j] = 0.0
-    dsos[v, :, :] = kt_sos[key, :, :]
-    rcoef[v, :, :] = kt_res[key, :, :]
+    # element loops, not slice copies: the block loop runs without reference counting
+    # (JIT_NO_RC), which an array-to-array slice assignment needs
+    for s in range(dsos.shape[1]):
+        for j in range(dsos.shape[2]):
+            dsos[v, s, j] = kt_sos[key, s, j]
+    for s in range(rcoef.shape[1]):
+        for j in range(rcoef.shape[2]):
+            rcoef[v, s, j] = kt_res[key, s, j]
 
 
 @njit(**JIT)
@@ -567,7 +573,7 @@ def interpolate_tick(x_low, push, taps, ring, st, factor):
     return (a0 + a1) + (a2 + a3)
 
 
-@njit(**JIT)
+@njit(**JIT_NO_RC)
 def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                    kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, taps, ring, ist, trace,
                    trace_info, ev_off, ev_st, ev_d1, ev_d2, n, mono, resbuf, mix2, mix4,
