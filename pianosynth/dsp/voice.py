@@ -195,6 +195,23 @@ def voice_mask(iv, v, nut):
     return m
 
 
+@njit(**JIT_INLINE)
+def rate_constants(r, damper_moving, damp_alpha, damp_speed, level_release):
+    """Per-sample constants of the fs-rate design compounded over the r samples a string at
+    fs / r steps (r a power of two): ``(damp_alpha, lift_alpha, level_release)``. The level
+    release by squarings; the damper's (a pow each) only while it moves, else unused and
+    returned as given."""
+    lift_alpha = damp_alpha
+    if damper_moving:
+        lift_alpha = 1.0 - (1.0 - damp_alpha) ** (r * DAMPER_LIFT_SPEED)
+        damp_alpha = 1.0 - (1.0 - damp_alpha) ** (r * damp_speed)
+    k = 1
+    while k < r:
+        level_release *= level_release
+        k *= 2
+    return damp_alpha, lift_alpha, level_release
+
+
 @njit(**JIT_NO_RC)
 def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0, mix, resbuf,
                  fs, hammer_mode, damp_alpha, level_release, free_level, res_factor,
@@ -227,16 +244,8 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
     dt = r / fs
     damp = fv[v, F_DAMP]
     damp_t = fv[v, F_DAMP_TARGET]
-    # per-sample constants of the fs-rate design, compounded over r samples (r a power of
-    # two: squarings, no pow per call; the damper's only while it moves)
-    lift_alpha = damp_alpha
-    if damp != damp_t:
-        lift_alpha = 1.0 - (1.0 - damp_alpha) ** (r * DAMPER_LIFT_SPEED)
-        damp_alpha = 1.0 - (1.0 - damp_alpha) ** (r * fv[v, F_DAMP_SPEED])
-    k = 1
-    while k < r:
-        level_release *= level_release
-        k *= 2
+    damp_alpha, lift_alpha, level_release = rate_constants(
+        r, damp != damp_t, damp_alpha, fv[v, F_DAMP_SPEED], level_release)
     g = fv[v, F_G] + damp * (fv[v, F_GD] - fv[v, F_G])
     a1 = fv[v, F_A1] + damp * (fv[v, F_A1D] - fv[v, F_A1])
     ly1 = fv[v, F_LOSS_Y1]
@@ -452,14 +461,8 @@ def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs,
     r = iv[v, I_RATE]
     damp = fv[v, F_DAMP]
     damp_t = fv[v, F_DAMP_TARGET]
-    lift_alpha = damp_alpha          # as in render_voice: no pow unless the damper moves
-    if damp != damp_t:
-        lift_alpha = 1.0 - (1.0 - damp_alpha) ** (r * DAMPER_LIFT_SPEED)
-        damp_alpha = 1.0 - (1.0 - damp_alpha) ** (r * fv[v, F_DAMP_SPEED])
-    k = 1
-    while k < r:
-        level_release *= level_release
-        k *= 2
+    damp_alpha, lift_alpha, level_release = rate_constants(
+        r, damp != damp_t, damp_alpha, fv[v, F_DAMP_SPEED], level_release)
     g = fv[v, F_G] + damp * (fv[v, F_GD] - fv[v, F_G])
     a1 = fv[v, F_A1] + damp * (fv[v, F_A1D] - fv[v, F_A1])
     ly1 = fv[v, F_LOSS_Y1]
