@@ -1,6 +1,6 @@
 """Soak test on a JACK dummy server with the control panel open (issue 8, "Long run").
 
-Starts its own ``jackd -n <name> --no-realtime -d dummy -r 48000 -p 256``, runs
+Starts its own ``jackd -n <name> --realtime -d dummy -r 48000 -p 256`` (``--server no-realtime``: ``--no-realtime``), runs
 ``pianosynth gui --virtual`` offscreen (``QT_QPA_PLATFORM=offscreen``: the panel, its meters
 and plots run as on a desktop; the engine runs in its own process) and plays the pieces of
 ``../shared/data/midi/`` into the panel's virtual MIDI port, in a loop, for ``--minutes``.
@@ -141,6 +141,23 @@ def _busiest(a: dict, b: dict, dt: float, pids: dict, top: int = 3) -> str:
     return "; ".join(parts)
 
 
+def _xrun_blame(path: Path) -> str:
+    """jackd's own account of its xruns: which client had not finished (and in which
+    state: ``Triggered`` = woken but not yet run), and how often its driver thread woke late."""
+    import collections
+    import re
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "no jackd log"
+    blame = collections.Counter(
+        f"{m.group(1)} {m.group(2).lower()}" for m in
+        re.finditer(r"client = (.+?) was not finished, state = (\w+)", text))
+    late = len(re.findall(r"JackTimedDriver::Process XRun", text))
+    parts = [f"{k} {v}" for k, v in blame.most_common()] + [f"server thread late {late}"]
+    return ", ".join(parts)
+
+
 def load_pieces(midi_dir: Path) -> list[tuple[str, list]]:
     from pianosynth.io.midi_file import read_midi_file
     pieces = []
@@ -233,6 +250,12 @@ def main(argv=None) -> int:
                     help="empty-callback underflow rate above which no verdict is given")
     ap.add_argument("--rate", type=int, default=48000)
     ap.add_argument("--period", type=int, default=256)
+    ap.add_argument("--server", choices=("realtime", "no-realtime"), default="realtime",
+                    help="start jackd with real-time scheduling (its own default, how it runs "
+                         "on stage; every client's process thread then runs SCHED_FIFO, the "
+                         "harness's MIDI sender included) or with --no-realtime (every "
+                         "client's thread waits behind the machine's other work); default "
+                         "realtime, which jackd drops where the system refuses it")
     ap.add_argument("--json", type=Path, help="write the figures here too")
     ap.add_argument("--noise-tolerant", action="store_true",
                     help="judge the silence CPU above the dearer of the two C-callback floor "
@@ -248,12 +271,14 @@ def main(argv=None) -> int:
     pieces = load_pieces(a.midi_dir)
     work = Path(tempfile.mkdtemp(prefix="soak_jack_"))
     server = NamedJackServer(unique_server_name("pssoak"), a.rate, a.period,
-                             log_path=str(work / "jackd.log"))
+                             log_path=str(work / "jackd.log"),
+                             realtime=a.server == "realtime")
     try:
         server.start()
     except RuntimeError as exc:
         raise SystemExit(f"soak_jack: cannot start a JACK server: {exc}") from None
     server.use()
+    server_rt = server.is_realtime()
     env = player_env(server)
     env["QT_QPA_PLATFORM"] = "offscreen"
     if a.qt_path:                               # a Qt binding installed apart (--target)
@@ -442,7 +467,8 @@ def main(argv=None) -> int:
     def pf(v):
         return "INCONCLUSIVE" if v is None else ("PASS" if v else "FAIL")
 
-    print(f"soak on JACK dummy ({a.rate} Hz / {a.period}), {fig['mode']}: played "
+    print(f"soak on JACK dummy ({a.rate} Hz / {a.period}, server threads "
+          f"{'real-time' if server_rt else 'not real-time'}), {fig['mode']}: played "
           f"{fig['played_s']:.0f} s, {len(sender.played)} pieces "
           f"({', '.join(sender.played[:6])}{' ...' if len(sender.played) > 6 else ''}), "
           f"{sender.sent} MIDI messages")
@@ -458,6 +484,8 @@ def main(argv=None) -> int:
               f"playing time); render load mean "
               f"{100 * (stats.get('render_load_mean') or 0):.0f} %, max "
               f"{100 * (stats.get('render_load_max') or 0):.0f} % of a period")
+    print(f"  audio thread: {stats.get('thread_priority')}; jackd's xruns over the whole run "
+          f"(empty-callback runs included): {_xrun_blame(work / 'jackd.log')}")
     print(f"resident memory, audio process: {e0 / 1024:.1f} -> {e1 / 1024:.1f} MiB "
           f"({100 * growth_e:+.2f} %, peak {peak_e / 1024:.1f}); "
           + ("" if a.play else f"panel + audio: {g0 / 1024:.1f} -> {g1 / 1024:.1f} MiB "

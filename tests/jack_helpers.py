@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -354,9 +355,12 @@ class NamedJackServer(JackServer):
     """
 
     def __init__(self, name: str, rate: int = 48000, period: int = 256,
-                 log_path: str | None = None):
+                 log_path: str | None = None, realtime: bool = False):
         super().__init__(rate, period, log_path)
         self.name = name
+        #: start with real-time scheduling (jackd's own default) instead of --no-realtime;
+        #: jackd falls back to ordinary threads where the system refuses (see is_realtime)
+        self.realtime = realtime
         self._saved_env = None
 
     def env(self, base: dict | None = None) -> dict:
@@ -391,7 +395,8 @@ class NamedJackServer(JackServer):
             raise RuntimeError(f"a JACK server named {self.name!r} is already running")
         out = open(self.log_path, "a") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(self.rate),
+            ["jackd", "-n", self.name, "--realtime" if self.realtime else "--no-realtime",
+             "-d", "dummy", "-r", str(self.rate),
              "-p", str(self.period)], stdout=out, stderr=subprocess.STDOUT, env=self.env(),
             start_new_session=True)
         r = subprocess.run(["jack_wait", "-s", self.name, "-w", "-t", str(int(timeout_s))],
@@ -402,6 +407,20 @@ class NamedJackServer(JackServer):
             raise RuntimeError(f"jackd -n {self.name} did not start: {r.stdout.strip()} "
                                f"{r.stderr.strip()}")
         return self
+
+    def is_realtime(self) -> bool:
+        """Does one of the server's threads run SCHED_FIFO/SCHED_RR (its driver thread, when
+        real-time scheduling was asked for and allowed)?"""
+        if self.proc is None:
+            return False
+        for stat in Path(f"/proc/{self.proc.pid}/task").glob("*/stat"):
+            try:
+                policy = int(stat.read_text().rsplit(")", 1)[1].split()[38])
+            except (OSError, IndexError, ValueError):
+                continue
+            if policy in (1, 2):            # SCHED_FIFO, SCHED_RR
+                return True
+        return False
 
     def ports(self) -> list[str]:
         r = subprocess.run(["jack_lsp", "-s", self.name], capture_output=True, text=True,

@@ -51,6 +51,8 @@ import time
 
 import numpy as np
 
+from .priority import boost_current_thread
+
 try:
     from ..errors import PianosynthError
 except ImportError:  # pragma: no cover - errors.py is part of the package
@@ -489,6 +491,9 @@ class AudioOutput:
         self.block_frames = 0
         self.render_load_max = 0.0
         self.render_load_sum = 0.0
+        #: the audio thread's scheduling after the first callback asked for real time
+        #: (:func:`pianosynth.io.priority.boost_current_thread`); None before
+        self.thread_priority: str | None = None
         self.error: BaseException | None = None
         fade_frames = max(1, int(fade_s * rate))
         ramp = 0.5 + 0.5 * np.cos(np.pi * np.arange(fade_frames) / fade_frames)
@@ -556,6 +561,8 @@ class AudioOutput:
 
     def _process(self, outdata, frames, underflow) -> int:
         t0 = time.perf_counter()
+        if self.thread_priority is None:        # once, in the audio thread itself
+            self.thread_priority = boost_current_thread()
         try:
             if underflow:
                 u = self.underflows
@@ -730,7 +737,7 @@ class AudioOutput:
                     render_load_max=round(self.render_load_max, 4),
                     idle_blocks_skipped=(self._gate.skipped + pending
                                          if self._gate is not None else 0),
-                    silence_in_c=self.c_gate)
+                    silence_in_c=self.c_gate, thread_priority=self.thread_priority)
 
 
 def _pa_text(exc) -> str:

@@ -67,6 +67,7 @@ import time
 import numpy as np
 
 from ..engine.events import EVENT_DTYPE
+from .priority import AUDIO_RT_PRIORITY, realtime_wanted
 
 try:
     from ..errors import PianosynthError
@@ -534,6 +535,10 @@ class JackPorts:
                 ("jack_activate", ctypes.c_int, [vp]),
                 ("jack_deactivate", ctypes.c_int, [vp]),
                 ("jack_get_time", ctypes.c_uint64, []),
+                ("jack_client_thread_id", ctypes.c_ulong, [vp]),
+                ("jack_is_realtime", ctypes.c_int, [vp]),
+                ("jack_acquire_real_time_scheduling", ctypes.c_int, [ctypes.c_ulong,
+                                                                     ctypes.c_int]),
                 ("jack_free", None, [vp])):
             f = getattr(lib, fn)
             f.restype, f.argtypes = res, args
@@ -564,6 +569,8 @@ class JackPorts:
         self.sample_rate = int(rate(self.client))
         self.ring: JackMidiRing | None = None
         self._active = False
+        #: the MIDI client's process thread got SCHED_FIFO (:meth:`open_midi_input`)
+        self.thread_realtime = False
 
     def open_midi_input(self, port: str, ring: "JackMidiRing") -> str:
         """Register the MIDI input ``port`` and activate the client: its process callback
@@ -590,6 +597,14 @@ class JackPorts:
         if self.lib.jack_activate(self.client) != 0:
             raise PianosynthError("cannot activate the JACK MIDI client")
         self._active = True
+        # its process thread, like the audio thread, asks for SCHED_FIFO (a real-time
+        # server gave it already; see pianosynth.io.priority): refused, it stays as it is
+        if self.lib.jack_is_realtime(self.client):
+            self.thread_realtime = True
+        elif realtime_wanted():
+            thread = self.lib.jack_client_thread_id(self.client)
+            self.thread_realtime = bool(thread) and \
+                self.lib.jack_acquire_real_time_scheduling(thread, AUDIO_RT_PRIORITY) == 0
         name = self.lib.jack_port_name(p)
         return name.decode(errors="replace") if name else f"{CLIENT_NAME}:{port}"
 
