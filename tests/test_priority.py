@@ -28,7 +28,7 @@ def _in_thread(fn):
 
 @linux_only
 def test_boost_gives_fifo_or_says_why(monkeypatch):
-    monkeypatch.delenv(P.RT_ENV, raising=False)
+    monkeypatch.setenv(P.RT_ENV, "1")
     text, policy, nice = _in_thread(P.boost_current_thread)
     if policy == os.SCHED_FIFO:
         assert text == f"SCHED_FIFO {P.AUDIO_RT_PRIORITY}"
@@ -48,7 +48,7 @@ def test_boost_can_be_turned_off(monkeypatch):
 
 @linux_only
 def test_boost_leaves_a_realtime_thread_alone(monkeypatch):
-    monkeypatch.delenv(P.RT_ENV, raising=False)
+    monkeypatch.setenv(P.RT_ENV, "1")
 
     def twice():
         first = P.boost_current_thread(priority=3)

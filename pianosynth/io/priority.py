@@ -15,7 +15,7 @@ Ardour). It needs ``CAP_SYS_NICE`` or an ``RLIMIT_RTPRIO`` (Debian's jackd2 pack
 ``@audio - rtprio 95`` in ``/etc/security/limits.d/audio.conf``); without them the thread
 tries a lower niceness, and failing that keeps its priority, which is only reported. The
 kernel's real-time throttling (``sched_rt_runtime_us``, 95 % by default) still bounds a
-runaway thread. ``PIANOSYNTH_REALTIME=0`` turns the request off.
+runaway thread. Opt-in for now: ``PIANOSYNTH_REALTIME=1`` (see :func:`realtime_wanted`).
 """
 from __future__ import annotations
 
@@ -32,9 +32,10 @@ RT_ENV = "PIANOSYNTH_REALTIME"
 
 
 def realtime_wanted() -> bool:
-    """False when the environment says ``PIANOSYNTH_REALTIME=0`` (keep the threads as the
-    audio library made them)."""
-    return os.environ.get(RT_ENV, "1").strip() not in ("0", "no", "off", "false")
+    """True when the environment says ``PIANOSYNTH_REALTIME=1``. Off by default for now: with
+    it on, a clean-clone suite once failed the live end-to-end test (silence recorded,
+    not yet understood); off, the threads stay as the audio library made them."""
+    return os.environ.get(RT_ENV, "0").strip() in ("1", "yes", "on", "true")
 
 
 def thread_policy(tid: int = 0) -> str:
