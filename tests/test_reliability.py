@@ -22,6 +22,7 @@ from pathlib import Path
 
 import mido
 import numpy as np
+from jack_helpers import cpu_seconds
 import pytest
 import soundfile as sf
 
@@ -328,15 +329,6 @@ def test_failure_mid_write_leaves_old_output(short_midi, out_dir, monkeypatch, e
     assert out.read_bytes() == before
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (0 when it is gone)."""
-    try:
-        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
 def test_render_killed_leaves_old_output(out_dir):
     """SIGKILL while the demo piece renders (2 min of music): the old file stays."""
     out = out_dir / "demo.wav"
@@ -349,7 +341,7 @@ def test_render_killed_leaves_old_output(out_dir):
         # kill once it has used 2.5 s of CPU (a warm start-up takes ~1.3 s, the render
         # ~3.5 s): a fixed sleep raced the render on a fast machine
         deadline = time.monotonic() + 60.0
-        while _cpu_s(proc.pid) < 2.5 and proc.poll() is None and time.monotonic() < deadline:
+        while (cpu_seconds(proc.pid) or 0.0) < 2.5 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert proc.poll() is None, "the render ended before it could be killed"
     finally:
