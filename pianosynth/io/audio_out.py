@@ -439,11 +439,13 @@ class AudioOutput:
     underflow_times : numpy.ndarray
         :func:`time.perf_counter` of the first :data:`MAX_UNDERFLOW_TIMES` of them
         (CLOCK_MONOTONIC on Linux: comparable between processes).
-    underflow_gaps, underflow_prev_work : numpy.ndarray
-        For each of them: time since the previous callback started, and how long that
-        previous callback worked, s. A gap of several periods after a short callback is a
-        thread that was not run in time (the machine); a long previous callback is work
-        that did not fit (this program).
+    underflow_gaps, underflow_prev_work, underflow_prev_cpu : numpy.ndarray
+        For each of them: time since the previous callback started, how long that
+        previous callback took (wall clock) and how much CPU its thread used meanwhile, s.
+        A gap of several periods after a short callback is a thread that was not run in
+        time (the machine); a long previous callback with as much CPU is work that did not
+        fit (this program); a long one with little CPU waited (the GIL, page faults, or a
+        thread preempted).
     callbacks, frames : int
         Callbacks so far, frames rendered so far.
     block_frames : int
@@ -484,6 +486,13 @@ class AudioOutput:
         self.underflow_times = np.zeros(MAX_UNDERFLOW_TIMES)
         self.underflow_gaps = np.zeros(MAX_UNDERFLOW_TIMES)
         self.underflow_prev_work = np.zeros(MAX_UNDERFLOW_TIMES)
+        self.underflow_prev_cpu = np.zeros(MAX_UNDERFLOW_TIMES)
+        self._last_cpu = 0.0                # CPU time of the previous Python callback, s
+        self.slow_callbacks = 0             # Python callbacks longer than their block
+        self.slow_callbacks_cpu = 0.0       # ... their summed thread CPU time, s
+        self.slow_callbacks_wall = 0.0      # ... and wall time, s
+        #: the longest Python callback: [wall s, CPU s, its perf_counter() start, its events]
+        self.slowest_callback = np.zeros(4)
         self._last_t0 = 0.0                 # start of the previous Python callback
         self._last_work = 0.0               # and its duration, s
         self.callbacks = 0
@@ -561,6 +570,7 @@ class AudioOutput:
 
     def _process(self, outdata, frames, underflow) -> int:
         t0 = time.perf_counter()
+        c0 = time.thread_time()
         if self.thread_priority is None:        # once, in the audio thread itself
             self.thread_priority = boost_current_thread()
         try:
@@ -570,6 +580,7 @@ class AudioOutput:
                     self.underflow_times[u] = t0
                     self.underflow_gaps[u] = t0 - self._last_t0
                     self.underflow_prev_work[u] = self._last_work
+                    self.underflow_prev_cpu[u] = self._last_cpu
                 self.underflows = u + 1
                 self.clock.reset()
             frame0 = self.frames
@@ -586,9 +597,21 @@ class AudioOutput:
             self.faded.set()
             return PA_ABORT
         work = time.perf_counter() - t0
+        cpu = time.thread_time() - c0
         self._last_t0 = t0
         self._last_work = work
+        self._last_cpu = cpu
         load = work * self.sample_rate / frames
+        if load > 1.0:
+            self.slow_callbacks += 1
+            self.slow_callbacks_cpu += cpu
+            self.slow_callbacks_wall += work
+        if work > self.slowest_callback[0]:
+            sc = self.slowest_callback
+            sc[0] = work
+            sc[1] = cpu
+            sc[2] = t0
+            sc[3] = len(events)
         self.render_load_sum += load
         if load > self.render_load_max:
             self.render_load_max = load
@@ -733,6 +756,17 @@ class AudioOutput:
                     underflow_prev_work_ms=[round(1e3 * float(t), 3) for t in
                                             self.underflow_prev_work[:min(
                                                 self.underflows, MAX_UNDERFLOW_TIMES)]],
+                    underflow_prev_cpu_ms=[round(1e3 * float(t), 3) for t in
+                                           self.underflow_prev_cpu[:min(
+                                               self.underflows, MAX_UNDERFLOW_TIMES)]],
+                    slow_callbacks=self.slow_callbacks,
+                    slow_callbacks_cpu_ms=round(1e3 * self.slow_callbacks_cpu, 3),
+                    slow_callbacks_wall_ms=round(1e3 * self.slow_callbacks_wall, 3),
+                    slowest_callback=dict(
+                        wall_ms=round(1e3 * float(self.slowest_callback[0]), 3),
+                        cpu_ms=round(1e3 * float(self.slowest_callback[1]), 3),
+                        time=round(float(self.slowest_callback[2]), 4),
+                        events=int(self.slowest_callback[3])),
                     render_load_mean=round(self.render_load_mean, 4),
                     render_load_max=round(self.render_load_max, 4),
                     idle_blocks_skipped=(self._gate.skipped + pending

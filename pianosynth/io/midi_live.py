@@ -67,7 +67,7 @@ import time
 import numpy as np
 
 from ..engine.events import EVENT_DTYPE
-from .priority import AUDIO_RT_PRIORITY, realtime_wanted
+from .priority import AUDIO_RT_PRIORITY, realtime_wanted, touch_pages
 
 try:
     from ..errors import PianosynthError
@@ -227,6 +227,7 @@ class EventBlock:
     def __init__(self, capacity: int = MAX_EVENTS_PER_BLOCK):
         self.capacity = int(capacity)
         self.array = np.zeros(self.capacity, EVENT_DTYPE)
+        touch_pages(self.array)           # no page fault left for the audio thread
         self.offset = self.array["offset"]
         self.status = self.array["status"]
         self.data1 = self.array["data1"]
@@ -694,6 +695,8 @@ class JackMidiRing:
         self.capacity = int(capacity)
         self.shared = np.zeros(g.J_LEN + 2 * self.capacity, np.int64)
         self.sysex_buf = np.zeros(int(sysex_bytes), np.uint8)
+        touch_pages(self.shared)          # written first by the JACK thread: fault them here
+        touch_pages(self.sysex_buf)
         h = self.shared
         h[g.J_CAP] = self.capacity
         h[g.J_SX_ADDR] = self.sysex_buf.ctypes.data

@@ -89,3 +89,13 @@ def boost_current_thread(priority: int = AUDIO_RT_PRIORITY) -> str:
     """:func:`boost_thread` for the calling thread (called once from the audio callback:
     two system calls)."""
     return boost_thread(threading.get_native_id(), priority)
+
+
+def touch_pages(a: np.ndarray, page_bytes: int = 4096) -> None:
+    """Read and write back one byte in every memory page of ``a`` (values unchanged), so
+    that no page fault is left for the audio thread. Non-contiguous or read-only arrays are
+    left alone."""
+    if a.nbytes == 0 or not a.flags.writeable or not a.flags.c_contiguous:
+        return
+    b = a.reshape(-1).view("u1")
+    b[::page_bytes] += 0
