@@ -430,3 +430,23 @@ def test_preset_temperament_puts_every_key_on_target():
           f"{np.median(np.abs(list(errs.values()))):.3f} cent")
     bad = {k: round(e, 3) for k, e in errs.items() if abs(e) >= 0.5}
     assert not bad, bad
+
+
+def test_play_applies_the_presets_tuning_and_velocity(tmp_path):
+    """``play`` builds its engine from the preset's [tuning] and [velocity] tables, as
+    ``render`` does (it used to take only [parameters] and [keys.N])."""
+    import math
+
+    from pianosynth.io.live import _load_preset
+    p = write(tmp_path, 'schema_version = 2\n[tuning]\ntemperament = "Werckmeister III"\n'
+                        '[velocity]\ncurve = "Soft"\n[keys.60]\nhammer_mass_kg = 0.009\n')
+    name, settings, keys, points = _load_preset(str(p))
+    pre = load_preset(p)
+    assert keys == pre.key_overrides() and points == pre.velocity_points()
+    assert points is not None and len(points) == 3
+    assert keys[60]["hammer_mass_kg"] == 0.009                # [keys.N] kept
+    # keys of the temperament >= 1 cent off equal temperament: the tuning reached the engine
+    a4 = settings.get("a4_hz", 440.0)
+    off = [abs(1200 * math.log2(keys[k]["f0_hz"] / (a4 * 2 ** ((k - 69) / 12))))
+           for k in (61, 64, 66, 68) if "f0_hz" in keys.get(k, {})]
+    assert off and max(off) >= 1.0, keys.get(64)

@@ -248,16 +248,21 @@ def _read_midi_file_mido(path: str) -> np.ndarray:  # pragma: no cover
 
 
 def _load_preset(name):
+    """(name, settings, per-key overrides, velocity points) of preset ``name`` or the
+    default: the overrides merge the ``[tuning]`` table under the ``[keys.N]`` tables and the
+    velocity points come from the ``[velocity]`` table, as ``render`` applies them
+    (:meth:`~pianosynth.presets.Preset.key_overrides`,
+    :meth:`~pianosynth.presets.Preset.velocity_points`)."""
     try:
         from ..presets import default_preset, load_preset
     except ImportError:  # pragma: no cover - presets.py is part of the package
         if name:
             raise PianosynthError("presets are not available in this build") from None
-        return None, {}, {}
+        return None, {}, {}, None
     p = load_preset(name) if name else default_preset()
     for w in getattr(p, "warnings", []) or []:
         _say(f"warning: {w}")
-    return p.name, dict(p.settings), dict(p.keys)
+    return p.name, dict(p.settings), p.key_overrides(), p.velocity_points()
 
 
 # ------------------------------------------------------------------------------ MTS retuning
@@ -610,7 +615,7 @@ class LivePlayer:
             raise PianosynthError(f"--buffer {a.buffer}: give 16 to 8192 frames")
         if a.sample_rate is not None and not (8000 <= a.sample_rate <= 384000):
             raise PianosynthError(f"--sample-rate {a.sample_rate}: give 8000 to 384000 Hz")
-        preset_name, settings, keys = _load_preset(a.preset)
+        preset_name, settings, keys, velocity_points = _load_preset(a.preset)
         file_events = _read_midi_file(a.midi_file) if a.midi_file else None
         # a Python thread that keeps the GIL (the "poll" MIDI reader in a flood, the tuner)
         # hands it to the callback after 1 ms, not 5 (as in the panel's audio process)
@@ -625,7 +630,11 @@ class LivePlayer:
             from ..engine.core import Engine
             self.engine_factory = Engine
         try:
-            self.engine = self.engine_factory(settings, fs, key_overrides=keys)
+            if velocity_points is None:
+                self.engine = self.engine_factory(settings, fs, key_overrides=keys)
+            else:
+                self.engine = self.engine_factory(settings, fs, key_overrides=keys,
+                                                  velocity_points=velocity_points)
         except ValueError as exc:            # e.g. a sample rate the engine does not support
             raise PianosynthError(f"cannot build the engine at {fs} Hz: {exc}") from None
         scratch = np.zeros((a.buffer or DEFAULT_BUFFER, 2), np.float32)
