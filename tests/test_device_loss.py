@@ -95,12 +95,15 @@ def test_jack_server_stopped_then_back_plays_on(server, tmp_path):
         port = [i for i, p in enumerate(mo.get_ports()) if "pianosynth:midi_in" in p]
         assert port, mo.get_ports()
         mo.open_port(port[0])
+        # the connection and rtmidi's JACK client take a few cycles to carry messages (the
+        # clean-clone suite once saw 3 of 6 arrive with no pause before and 0.3 s after)
+        time.sleep(0.3)
         for key in (60, 64, 67):
             mo.send_message([0x90, key, 90])
         time.sleep(0.6)
         for key in (60, 64, 67):
             mo.send_message([0x80, key, 0])
-        time.sleep(0.3)
+        time.sleep(0.8)
         mo.close_port()
         mo.delete()
         rc = _stop(proc)
@@ -116,7 +119,7 @@ def test_jack_server_stopped_then_back_plays_on(server, tmp_path):
           f"recovery, {stats['callbacks']} callbacks in all, {stats['midi_received']} "
           "MIDI messages after the return")
     assert stats["device_losses"] == 1 and stats["device_recoveries"] == 1, stats
-    assert stats["midi_received"] >= 6, stats
+    assert stats["midi_received"] >= 6, (stats["midi_received"], stats.get("midi_recent"))
     # the run after the return counted its own blocks (>= 0.9 s of them) on top
     assert stats["callbacks"] >= 0.9 * 48000 / 256, stats
 
