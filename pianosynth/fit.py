@@ -17,11 +17,15 @@ From one recorded note of a known key the fit estimates, in the order of Bank et
    first 100 ms) matches the recording, then the level -> ``output_gain_db``;
 5. render-measure-correct passes (tuning, loss, level), the base preset's decay kept when it
    is closer, a short STFT search when the fit is not closer than the base preset;
-6. **every partial's T60** (:func:`fit_partial_t60`): the loss filter of order 5 (one-pole
-   plus four peaking cuts, eq. 11) designed from a per-partial list that is moved, partial by
-   partial, until the render's single-exponential T60 reads the recording's; kept when every
-   T60 is then within T60_TOL_PCT and the note still closer to the recording than the base
-   preset (STFT distance), or closer on both counts; always with ``--match-t60``.
+6. **every partial's T60** (:func:`fit_partial_t60`): each resonator partial gets its own
+   second mode from the recording's two-mode fit (:func:`set_second_modes`: level, T60 ratio,
+   detuning by the measured beat; none where the partial decays in one stage), the string
+   on its prompt decay; the loss filter of order T60_LOSS_ORDER (one-pole plus peaking cuts,
+   eq. 11) is designed from a per-partial list that is moved, partial by partial, until the
+   render's single-exponential T60 reads the recording's (for the partials with their own
+   aftersound, the second mode's T60 ratio is moved instead); kept when every T60 is then
+   within T60_TOL_PCT and the note still closer to the recording than the base preset (STFT
+   distance), or closer on both counts; always with ``--match-t60``.
 
 The fitted note is rendered with the same engine and measured with the same functions as the
 recording; errors before (base preset) and after (fitted) are reported: partial frequencies
@@ -59,6 +63,11 @@ BAND_PARTIALS = 0
 MEASURED_PARTIALS = True
 #: a partial the placement leaves further off than this (cents) is put back on eq. 12.
 PLACE_MAX_CENTS = 5.0
+#: when True, the per-partial T60 stage (:func:`fit_partial_t60`) gives each resonator
+#: partial its own second mode from the recording's two-mode fit (:func:`set_second_modes`).
+PER_PARTIAL_MODES = True
+#: loss filter order of the per-partial T60 stage (one-pole plus order - 1 peaking cuts).
+T60_LOSS_ORDER = 9
 #: lowest / highest MIDI key.
 KEY_MIN, KEY_MAX = 21, 108
 
@@ -952,20 +961,32 @@ def _velocity_for_level(settings, overrides, key, target_db, fs, lo=1, hi=127):
     return lo if abs(lev(lo) - target_db) < abs(lev(hi) - target_db) else hi
 
 
+#: a velocity chosen by attack brightness whose render (the key's gain unchanged) is further
+#: than this from the recording's level (dB) is replaced by the one matching the level.
+VELOCITY_LEVEL_DB = 15.0
+
+
 def estimate_velocity(settings, overrides, key, rec: NoteAnalysis, fs, say=None) -> int:
     """Velocity of the recorded note: the one matching its attack brightness; when that
     lands on the end of the range (the model cannot be as dark or as bright, e.g. the bass at
-    forte, or its brightness hardly changes with velocity, as at C7), the one matching its
-    level with the key's gain unchanged."""
+    forte, or its brightness hardly changes with velocity, as at C7), or its render is more
+    than VELOCITY_LEVEL_DB off the recording's level with the key's gain unchanged (C7 L5:
+    velocity 9, 22 dB too soft), the one matching its level."""
     v = _velocity_for_centroid(settings, overrides, key, rec.centroid_hz, fs)
+    off_db = 0.0
     if 3 <= v <= 125:
-        if say:
-            say(f"velocity {v} (attack centroid {rec.centroid_hz:.0f} Hz)")
-        return v
+        off_db = A.level_db(render_note(settings, overrides, key, v, int(0.6 * fs), fs), fs) \
+            - rec.level_db
+        if abs(off_db) <= VELOCITY_LEVEL_DB:
+            if say:
+                say(f"velocity {v} (attack centroid {rec.centroid_hz:.0f} Hz)")
+            return v
     v2 = _velocity_for_level(settings, overrides, key, rec.level_db, fs)
     if say:
+        why = "the end of the range" if off_db == 0.0 else \
+            f"{off_db:+.0f} dB off the recording's level with the key's gain"
         say(f"velocity {v2} from the level {rec.level_db:.1f} dBFS (the attack centroid "
-            f"{rec.centroid_hz:.0f} Hz asks for {v}, the end of the range)")
+            f"{rec.centroid_hz:.0f} Hz asks for {v}, {why})")
     return v2
 
 
@@ -1297,7 +1318,9 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     if t60_stage or match_t60:
         # 6) every partial's T60 (the criterion of the single-exponential decay)
         o6, y6, e6 = fit_partial_t60(settings, keys_with, over, rec, xm, key, velocity, fs,
-                                     n_frames, say, start=after)
+                                     n_frames, say, start=after,
+                                     loss_order=T60_LOSS_ORDER,
+                                     res_idx=res_idx if PER_PARTIAL_MODES else None)
         if y6 is not None:
             t60_match, t60_over = e6, {k: float(v) for k, v in o6.items()}
             sc6, sca = _t60_score(e6.t60_pct), _t60_score(after.t60_pct)
@@ -1410,10 +1433,47 @@ def _set_t60_list(over: dict, t_list) -> None:
             over.pop(name, None)
 
 
+def set_second_modes(over: dict, rec: NoteAnalysis, res_idx, want) -> np.ndarray:
+    """Give each resonator partial its own second mode from the recording's two-mode fit
+    (Bank et al. §4.3, eq. 16; per-key ``second_level_kNN``, ``second_ratio_kNN``,
+    ``second_detune_kNN_cents``) and return the string T60 to start from (s, nan: no target).
+
+    A partial whose recorded envelope is two-stage (:class:`TwoMode`, ``single`` False) gets
+    the prompt decay on the string (``t60_fast_s``) and a second mode at the aftersound's
+    level (amplitude ``10^(level_db / 20)`` re the string partial), T60 ratio
+    ``t60_slow_s / t60_fast_s`` and, when a beat was measured (``rec.beat_hz``), detuned by
+    the beat, signs alternating as the engine's; a one-stage partial gets none (level 0:
+    the string alone carries its decay, ``want``). Partials without a resonator keep
+    ``want``."""
+    from .engine.params import N_SECOND_MODES
+
+    start = np.asarray(want, float).copy()
+    for n_, j in enumerate(np.asarray(res_idx, int)):
+        if j >= N_SECOND_MODES or j >= start.size:
+            continue
+        tm = rec.two_mode[j] if j < len(rec.two_mode) else None
+        nn = f"{j + 1:02d}"
+        if tm is None:
+            continue
+        if tm.single:
+            over[f"second_level_k{nn}"] = 0.0
+            continue
+        over[f"second_level_k{nn}"] = float(np.clip(10.0 ** (tm.level_db / 20.0), 1e-4, 2.0))
+        over[f"second_ratio_k{nn}"] = float(np.clip(tm.t60_slow_s / tm.t60_fast_s, 0.05, 200.0))
+        bh = rec.beat_hz[j] if rec.beat_hz is not None and j < rec.beat_hz.size else np.nan
+        if np.isfinite(bh) and np.isfinite(rec.decay_freqs_hz[j]):
+            c = 1200.0 * math.log2(1.0 + abs(bh) / rec.decay_freqs_hz[j])
+            over[f"second_detune_k{nn}_cents"] = float(np.clip(c if n_ % 2 == 0 else -c,
+                                                               -20.0, 20.0))
+        if np.isfinite(start[j]):
+            start[j] = tm.t60_fast_s
+    return start
+
+
 def fit_partial_t60(settings, keys_with, over, rec: NoteAnalysis, xm, key: int, velocity: int,
                     fs: int, n_frames: int, say, renders: int = 8, loss_order: int = 5,
-                    start: Errors | None = None,
-                    patience: int = 3) -> tuple[dict, np.ndarray, Errors]:
+                    start: Errors | None = None, patience: int = 3,
+                    res_idx=None) -> tuple[dict, np.ndarray, Errors]:
     """Fit every partial's measured T60 (the single-exponential decay :func:`compare` reads,
     partials with >= MIN_RANGE_DB of recorded decay) with the higher-order loss filter
     (one-pole plus ``loss_order`` - 1 peaking cuts, Bank et al. §4.1 eq. 11), the second
@@ -1428,6 +1488,13 @@ def fit_partial_t60(settings, keys_with, over, rec: NoteAnalysis, xm, key: int, 
     partials within T60_TOL_PCT is kept. ``start``: the errors of ``over``'s own render (the
     first step then starts from its reading); the passes stop when every partial is within,
     after ``renders`` renders, or after ``patience`` renders without a better one.
+
+    ``res_idx`` (indices of the partials with a resonator, :func:`resonator_partials`): each
+    of them gets its own second mode (:func:`set_second_modes`) and the string starts from
+    the recorded prompt decay instead of ``start``; where that second mode is within 30 dB
+    of the string partial, the secant moves its T60 ratio (``second_ratio_kNN``, 1..200)
+    and the string stays on the prompt decay (a loss filter cannot jump from partial to
+    partial, the resonators can); beyond that range the string moves.
 
     Returns (overrides, render, Errors) of the kept render (render and Errors None when the
     recording has no partial with MIN_RANGE_DB of decay)."""
@@ -1444,7 +1511,19 @@ def fit_partial_t60(settings, keys_with, over, rec: NoteAnalysis, xm, key: int, 
     target = want.copy()              # the string's own T60 asked of the design
     slope = np.ones(n)
     hist = None
-    if start is not None:
+    # partials whose own second mode carries the aftersound: their string stays on the
+    # prompt decay and the secant moves the second mode's T60 ratio instead (the loss filter
+    # cannot follow a list that jumps from partial to partial; the resonators can)
+    rp = np.zeros(n, bool)
+    if res_idx is not None:
+        target = set_second_modes(o, rec, res_idx, want)
+        for j in np.asarray(res_idx, int):
+            if j < n and f"second_ratio_k{j + 1:02d}" in o and np.isfinite(want[j]) \
+                    and o.get(f"second_level_k{j + 1:02d}", 0.0) >= 10.0 ** (-30.0 / 20.0):
+                rp[j] = True
+    slope_r = np.full(n, 0.8)
+    hist_r = None
+    if res_idx is None and start is not None:
         lx = np.log(model_t60(settings, keys_with(over), key, fs, n))
         lm = np.log(start.t60_ren_s[:n])
         okk = np.isfinite(lx) & np.isfinite(lm) & np.isfinite(want)
@@ -1480,7 +1559,21 @@ def fit_partial_t60(settings, keys_with, over, rec: NoteAnalysis, xm, key: int, 
             slope = np.where(okk & np.isfinite(s_new), np.clip(s_new, 0.3, 1.5), slope)
         hist = (lx, lm)
         step = np.where(okk, np.clip((np.log(want) - lm) / slope, -1.5, 1.5), 0.0)
-        target = np.where(okk, np.exp(lx + step), target)
+        target = np.where(okk & ~rp, np.exp(lx + step), target)
+        if rp.any():
+            lr = np.array([math.log(o.get(f"second_ratio_k{j + 1:02d}", 1.0)) for j in range(n)])
+            if hist_r is not None:
+                dx, dm = lr - hist_r[0], lm - hist_r[1]
+                s_new = np.where(np.abs(dx) > 0.02, dm / np.where(np.abs(dx) > 0.02, dx, 1.0),
+                                 slope_r)
+                slope_r = np.where(rp & np.isfinite(s_new), np.clip(s_new, 0.1, 1.5), slope_r)
+            hist_r = (lr, lm)
+            for j in np.flatnonzero(rp & okk):
+                r_new = math.exp(lr[j] + float(np.clip((math.log(want[j]) - lm[j]) / slope_r[j],
+                                                       -1.0, 1.0)))
+                o[f"second_ratio_k{j + 1:02d}"] = float(np.clip(r_new, 1.0, 200.0))
+                if not 1.0 <= r_new <= 200.0:     # the second mode alone cannot: the string
+                    target[j] = float(np.exp(lx[j] + step[j]))
     return best[1], best[2], best[3]
 
 

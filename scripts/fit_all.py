@@ -134,7 +134,10 @@ def main(argv=None):
              "(share within 20 %) over partials with >= 20 dB of recorded decay; "
              "multi-resolution STFT distance over the first 3 s; EDT render/recording; level "
              "(dB, first 500 ms); last column: the per-partial T60 stage "
-             "(`fit_partial_t60`, loss order 5, kept only when every T60 is within "
+             f"(`fit_partial_t60`, loss order {F.T60_LOSS_ORDER}"
+             + (", each resonator partial's own second mode from the recording's two-mode "
+                "fit" if F.PER_PARTIAL_MODES else "")
+             + ", kept only when every T60 is within "
              f"{F.T60_TOL_PCT:g} % and its STFT distance below the default's, or when closer "
              "on both counts): T60 error, STFT distance, EDT ratio.", "",
              "| recording | vel | band | cents in band | cents 1-20 | T60 | STFT | EDT x | "
