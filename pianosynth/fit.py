@@ -1325,12 +1325,19 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
             t60_match, t60_over = e6, {k: float(v) for k, v in o6.items()}
             sc6, sca = _t60_score(e6.t60_pct), _t60_score(after.t60_pct)
             met = sc6[0] == int(np.isfinite(e6.t60_pct).sum())
-            keep = match_t60 or (met and e6.stft < before.stft) or (
-                sc6 > sca and e6.stft <= after.stft)
+            # the stage's second modes pull the render's peaks (detuned by the recorded
+            # beat): not kept when the partials of the dispersion band end up further off
+            # than before it (or than 1 cent), which the cents stage below cannot undo
+            nb = design_band(settings, keys_with(o6), key, fs)
+            cents_ok = _band_cents_max(e6.cents, nb) <= max(_band_cents_max(after.cents, nb),
+                                                            1.0)
+            keep = match_t60 or cents_ok and ((met and e6.stft < before.stft) or (
+                sc6 > sca and e6.stft <= after.stft))
             say(f"T60 stage: {sc6[0]} of {int(np.isfinite(e6.t60_pct).sum())} within "
                 f"{T60_TOL_PCT:g} % (fit: {sca[0]}), STFT distance {e6.stft:.3f} (fit "
-                f"{after.stft:.3f}, base preset {before.stft:.3f}): "
-                + ("kept" if keep else "not kept"))
+                f"{after.stft:.3f}, base preset {before.stft:.3f}), partials in the band "
+                f"within {_band_cents_max(e6.cents, nb):.2f} cents (fit "
+                f"{_band_cents_max(after.cents, nb):.2f}): " + ("kept" if keep else "not kept"))
             if keep:
                 over, y_after, after = dict(o6), y6, e6
     # 7) the placed partials once more, as the analysis reads them from the final render
@@ -1342,7 +1349,13 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         # kept when closer in cents without losing a matched T60 or the STFT criterion
         worse_t60 = _t60_score(e_c.t60_pct)[0] < _t60_score(after.t60_pct)[0]
         stft_ok = e_c.stft < before.stft or after.stft >= before.stft
-        if np.nanmax(np.abs(c_new)) < np.nanmax(np.abs(c_old)) and not worse_t60 and stft_ok:
+        # nor the partials of the dispersion band (placed by the design) further off than
+        # they were or than 1 cent: a partial beyond the band read 17.8 cents off (C6 L3)
+        # and a pass that halved it took partial 5, in the band, from 0.9 to 4.2 cents
+        nb = design_band(settings, keys_with(over_c), key, fs)
+        band_ok = _band_cents_max(e_c.cents, nb) <= max(_band_cents_max(after.cents, nb), 1.0)
+        if (np.nanmax(np.abs(c_new)) < np.nanmax(np.abs(c_old)) and not worse_t60 and stft_ok
+                and band_ok):
             over, y_after, after = over_c, y_c, e_c
     if abs(after.level_db) > 0.3:
         over = {**over, "output_gain_db": float(np.clip(over["output_gain_db"]
@@ -1431,6 +1444,13 @@ def _set_t60_list(over: dict, t_list) -> None:
             over[name] = float(np.clip(t[j], 0.02, 120.0))
         else:
             over.pop(name, None)
+
+
+def _band_cents_max(cents, n_band: int) -> float:
+    """Largest |cent error| of the partials 1..``n_band`` (0 when none is measured)."""
+    c = np.asarray(cents, float)[:max(int(n_band), 0)]
+    c = c[np.isfinite(c)]
+    return float(np.max(np.abs(c))) if c.size else 0.0
 
 
 def set_second_modes(over: dict, rec: NoteAnalysis, res_idx, want) -> np.ndarray:
