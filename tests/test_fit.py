@@ -327,3 +327,10 @@ def test_measured_partials_are_placed_by_the_dispersion_allpass():
     cents = 1200 * np.log2(p / target)
     assert np.isfinite(cents).sum() >= 14
     assert np.nanmax(np.abs(cents)) < 0.5, np.round(cents, 2)
+
+
+def test_fit_second_modes_choice_is_checked():
+    """An unknown ``second_modes`` is refused before any work (the CLI offers the three)."""
+    with pytest.raises(ValueError, match="second_modes"):
+        F.fit_note(np.zeros(48000), 48000, 60, second_modes="all")
+    assert F.SECOND_MODES == ("shared", "own", "both")
