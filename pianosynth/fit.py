@@ -71,8 +71,6 @@ PLACE_MAX_CENTS = 5.0
 #: stage alone) against 8, but lost the prompt decay on C4-C5 (STFT distance above the
 #: default's on C5 L1); "both" keeps the better of the two per file.
 SECOND_MODES = ("shared", "own", "both")
-#: kept for scripts that print it: the default stage tries the shared second modes only
-PER_PARTIAL_MODES = False
 #: loss filter order of the per-partial T60 stage (one-pole plus order - 1 peaking cuts).
 T60_LOSS_ORDER = 9
 #: lowest / highest MIDI key.
@@ -1347,8 +1345,9 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
             if y6 is None:
                 continue
             sc6 = _t60_score(e6.t60_pct)
-            if best_match is None or (sc6, -e6.stft) > (best_match[0], -best_match[1].stft):
-                best_match = (sc6, e6, o6)
+            rank = (sc6, -e6.stft)            # more T60s within, then the lower distance
+            if best_match is None or rank > best_match[0]:
+                best_match = (rank, e6, o6)
             met = sc6[0] == int(np.isfinite(e6.t60_pct).sum())
             # the stage's second modes pull the render's peaks (detuned by the recorded
             # beat): not kept when the partials of the dispersion band end up further off
@@ -1364,9 +1363,8 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
                 f"{after.stft:.3f}, base preset {before.stft:.3f}), partials in the band "
                 f"within {_band_cents_max(e6.cents, nb):.2f} cents (fit "
                 f"{_band_cents_max(after.cents, nb):.2f}): " + ("kept" if keep else "not kept"))
-            if keep and (best_keep is None
-                         or (sc6, -e6.stft) > (best_keep[0], -best_keep[2].stft)):
-                best_keep = (sc6, y6, e6, o6)
+            if keep and (best_keep is None or rank > best_keep[0]):
+                best_keep = (rank, y6, e6, o6)
         if best_match is not None:
             t60_match = best_match[1]
             t60_over = {k: float(v) for k, v in best_match[2].items()}

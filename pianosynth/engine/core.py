@@ -384,19 +384,22 @@ class Engine:
         self.prefault()
 
     def prefault(self) -> None:
-        """Write every memory page of the engine's state once, keeping its values.
+        """Write every memory page of the engine's state arrays once, keeping their values.
 
         ``np.zeros`` maps pages lazily: the first write to each costs a page fault. Left to
         the audio thread, the first sustain-pedal press (~90 sympathetic strings' delay
         lines, 340 faults) took 1.6 ms of a 5.3 ms block here and 7-16 ms in a loaded
-        clean-clone suite (an underflow each; ``underflow_prev_cpu_ms`` showed the time was
-        the callback's own CPU). Called at construction and after the soundboard is
-        redesigned; ~25 MB resident with 256 voices."""
-        arrays = [v for v in vars(self).values() if isinstance(v, np.ndarray)]
-        for group in (self.sb_state, self.sb_coeffs, self.keys):
-            items = vars(group).values() if hasattr(group, "__dict__") else group
-            arrays += [v for v in items if isinstance(v, np.ndarray)]
-        for a in arrays:
+        clean-clone suite (an underflow each). Called at construction (~25 MB resident with
+        256 voices); the soundboard state is touched wherever it is made
+        (:meth:`_new_soundboard_state`); the key tables are written whole by their design."""
+        for a in vars(self).values():
+            if isinstance(a, np.ndarray):
+                touch_pages(a)
+
+    def _new_soundboard_state(self) -> None:
+        """A zeroed soundboard state for the current design, every page already mapped."""
+        self.sb_state = make_soundboard_state(self.sb_coeffs)
+        for a in self.sb_state:
             touch_pages(a)
 
     # -- parameters ------------------------------------------------------------------------
@@ -438,9 +441,7 @@ class Engine:
                                      level_db=s["soundboard_level_db"],
                                      fdn_t60_s=s["soundboard_t60_s"],
                                      balance=s["soundboard_balance"])
-        self.sb_state = make_soundboard_state(self.sb_coeffs)
-        for a in self.sb_state:
-            touch_pages(a)
+        self._new_soundboard_state()
 
     def set_param(self, name: str, value: float) -> None:
         """Set one parameter (clamped with a warning). Live ones act at the next block;
@@ -520,9 +521,7 @@ class Engine:
         for idx in (B.G_POLYPHONY, B.G_HAMMER_MODE, B.G_RES_FACTOR):
             self.gi[idx] = keep[idx]
         self.gi[B.G_TRACE_VOICE] = -1
-        self.sb_state = make_soundboard_state(self.sb_coeffs)
-        for a in self.sb_state:
-            touch_pages(a)
+        self._new_soundboard_state()
         self.sb_ctl[:] = 0.0
 
     def all_notes_off(self) -> None:

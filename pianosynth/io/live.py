@@ -630,11 +630,8 @@ class LivePlayer:
             from ..engine.core import Engine
             self.engine_factory = Engine
         try:
-            if velocity_points is None:
-                self.engine = self.engine_factory(settings, fs, key_overrides=keys)
-            else:
-                self.engine = self.engine_factory(settings, fs, key_overrides=keys,
-                                                  velocity_points=velocity_points)
+            self.engine = self.engine_factory(settings, fs, key_overrides=keys,
+                                              velocity_points=velocity_points)
         except ValueError as exc:            # e.g. a sample rate the engine does not support
             raise PianosynthError(f"cannot build the engine at {fs} Hz: {exc}") from None
         scratch = np.zeros((a.buffer or DEFAULT_BUFFER, 2), np.float32)
