@@ -129,9 +129,13 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tail", type=_tail, default="auto", metavar="auto|SECONDS",
                    help="render this long after the last event; 'auto' (default) stops when "
                         "the piano is silent (-90 dB), at most 30 s after it")
-    p.add_argument("--block-size", type=_int_range(1, 65536, "block size"), default=4096,
-                   metavar="N", help="frames per engine block (default 4096; the output "
-                                     "does not depend on it)")
+    p.add_argument("--block-size", type=_int_range(1, 65536, "block size"), default=None,
+                   metavar="N", help="frames per engine block (default 4096, or 32768 on two "
+                                     "threads; the output does not depend on it)")
+    p.add_argument("--threads", type=int, choices=(1, 2), default=None,
+                   help="1: render on one thread; 2: two, pipelined (the same output, bit "
+                        "for bit; the default where two CPUs and numba's OpenMP layer are "
+                        "there)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar and no summary line")
     _add_engine_arguments(p)
@@ -227,15 +231,20 @@ def _compile_kernels_visibly(sample_rate: int) -> None:
     """First run after an install or update: compile the kernels on a small engine with
     progress lines on stderr (a cold compile takes about a minute and prints nothing)."""
     from .dsp.jit import compile_with_progress, kernels_cached
-    if kernels_cached():
+    from .engine.core import Engine, pipelined_available
+    if kernels_cached(pipelined_available()):
         return
-    from .engine.core import Engine
+    import numpy as np
+
     from .engine.events import make_events
 
     def work():
         eng = Engine({}, sample_rate, max_voices=4)
-        eng.render_frames(256, make_events([(0, 0xB0, 64, 127), (0, 0x90, 60, 64),
-                                            (128, 0x80, 60, 64)]))
+        ev = make_events([(0, 0xB0, 64, 127), (0, 0x90, 60, 64), (128, 0x80, 60, 64)])
+        eng.render_frames(256, ev)
+        if pipelined_available():       # the offline loop on two threads, too
+            eng.reset()
+            eng.render(np.zeros((256, 2)), ev, pipelined=True)
     compile_with_progress(work)
 
 
@@ -255,7 +264,8 @@ def _render_and_write(args, events, label: str, retunes=None) -> int:
         _compile_kernels_visibly(args.sample_rate)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     audio = render_midi(events, engine, args.sample_rate, block_size=args.block_size,
-                        tail=args.tail, progress=not args.quiet, retunes=retunes)
+                        tail=args.tail, progress=not args.quiet, retunes=retunes,
+                        pipelined=None if args.threads is None else args.threads == 2)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     if args.normalize:
         normalize(audio, NORMALIZE_PEAK_DB)
@@ -266,7 +276,7 @@ def _render_and_write(args, events, label: str, retunes=None) -> int:
     if not args.quiet:
         seconds = audio.shape[0] / args.sample_rate
         peak = peak_dbfs(audio)
-        speed = seconds / cpu if cpu > 0 else math.inf
+        speed = seconds / wall if wall > 0 else math.inf
         print(f"{args.output}: {label}, {_fmt_duration(seconds)} of audio at "
               f"{args.sample_rate} Hz {args.subtype_resolved}, peak {peak:.1f} dBFS, "
               f"preset {preset.name!r}; rendered at {speed:.1f}x real time "

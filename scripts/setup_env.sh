@@ -16,9 +16,10 @@ say() { printf 'setup_env: %s\n' "$*" >&2; }
 # ------------------------------------------------------------------ 1. system packages
 # python3-venv: venv + ensurepip; libportaudio2: sounddevice (live audio); jackd2: JACK
 # server for live audio/MIDI without a sound card; libsndfile1: soundfile (WAV/FLAC);
-# libgl1 ... libdbus-1-3: what the Qt wheels (PySide6) load, even offscreen.
+# libgl1 ... libdbus-1-3: what the Qt wheels (PySide6) load, even offscreen; libgomp1:
+# numba's OpenMP threading layer (the two-thread offline render; without it, one thread).
 APT_PACKAGES=(python3 python3-venv libportaudio2 jackd2 libsndfile1
-              libgl1 libegl1 libxkbcommon0 libfontconfig1 libglib2.0-0 libdbus-1-3)
+              libgl1 libegl1 libxkbcommon0 libfontconfig1 libglib2.0-0 libdbus-1-3 libgomp1)
 
 install_apt_packages() {
     if [[ "${SKIP_APT:-0}" == 1 ]]; then

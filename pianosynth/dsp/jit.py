@@ -29,6 +29,12 @@ JIT_INLINE = dict(cache=True, nogil=True, fastmath=False, error_model="numpy", i
 #: NaN/inf semantics are kept: no "nnan"/"ninf").
 JIT_SUMS = dict(cache=True, nogil=True, fastmath={"reassoc", "contract"}, error_model="numpy")
 
+#: options for the offline block loop that runs two halves of the work at once
+#: (``prange``): numba's parallel mode. Its regions run on numba's threading layer; only
+#: the OpenMP layer starts one cheaply enough (~2 us, see ``Engine.pipelined_available``).
+JIT_PIPELINE = dict(cache=True, nogil=True, parallel=True, fastmath=False,
+                    error_model="numpy")
+
 njit = numba.njit
 
 _PKG = Path(__file__).resolve().parents[1]
@@ -66,11 +72,13 @@ def _refresh_cache() -> None:
 _refresh_cache()
 
 
-def kernels_cached() -> bool:
+def kernels_cached(pipelined: bool = False) -> bool:
     """True when the block loop's machine code is in the on-disk cache (a start takes ~1 s);
-    False right after an install or a kernel change (the first render compiles, ~1 min)."""
+    False right after an install or a kernel change (the first render compiles, ~1 min).
+    ``pipelined``: the two-thread offline loop's too."""
     d = _PKG / "engine" / "__pycache__"
-    return any(d.glob("blockloop.render_block-*.nbi"))
+    names = ["render_block"] + (["render_block_pipelined"] if pipelined else [])
+    return all(any(d.glob(f"blockloop.{name}-*.nbi")) for name in names)
 
 
 def compile_with_progress(work, say=None, every_s: float = 5.0):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dsp.jit import JIT, JIT_INLINE, JIT_NO_RC, njit
+from numba import prange
+
+from ..dsp.jit import JIT, JIT_INLINE, JIT_NO_RC, JIT_PIPELINE, njit
 from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMMER_AGE,
                          I_HAMMER_ON, I_DORMANT, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_RATE, I_SOST, I_STATE, I_SYMP, I_STRIKES,
                          I_WIDX, I_MASK, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
@@ -575,13 +577,13 @@ def interpolate_tick(x_low, push, taps, ring, st, factor):
 
 @njit(**JIT_NO_RC)
 def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
-                   kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, taps, ring, ist, trace,
-                   trace_info, ev_off, ev_st, ev_d1, ev_d2, n, mono, resbuf, mix2, mix4,
-                   taps2, ring2, ist2, taps4, ring4, ist4, drive, drive_sos, drive_zi,
-                   drive_lp, noise):
-    """Apply events and render every voice for ``n`` samples into ``mono``: the fs strings,
-    plus the fs/2 and fs/4 strings (§4.2) and the fs/8 resonator bank (§4.3), each summed
-    over all voices before its one interpolation filter; advances the global sample clock.
+                   kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, trace, trace_info, ev_off,
+                   ev_st, ev_d1, ev_d2, n, mono, resbuf, mix2, mix4, drive, drive_sos,
+                   drive_zi, drive_lp, noise):
+    """Apply events and render every voice for ``n`` samples: the fs strings into ``mono``,
+    the fs/2 and fs/4 strings (§4.2) into ``mix2``/``mix4`` and the fs/8 resonator bank
+    (§4.3) into ``resbuf``, each summed over all voices (:func:`mix_strings` then runs
+    each sum through its one interpolation filter); advances the global sample clock.
     Unstruck sympathetic strings run the lean :func:`render_symp_voice`; those at fs/8 read
     the drive through the anti-alias lowpass ``drive_sos`` (ring ``drive_lp``) and are
     summed with the resonator bank (the same rate, the same interpolator: their content
@@ -665,6 +667,16 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
     else:
         for i in range(n):
             drive_lp[(t0 + i) & dmask] = 0.0
+    gi[G_T] = t0 + n
+
+
+@njit(**JIT_NO_RC)
+def mix_strings(n, t0, factor, taps, ring, ist, mono, resbuf, mix2, mix4, taps2, ring2,
+                ist2, taps4, ring4, ist4):
+    """The second half of a chunk's strings (after :func:`render_strings` filled the sums of
+    the samples ``t0 .. t0 + n - 1``): each lower-rate sum through its one interpolation
+    filter (fs/8 resonators, §4.3; fs/2 and fs/4 strings, §4.2), added into ``mono``, which
+    is then the summed string signal at fs (runaway or NaN samples replaced by 0)."""
     # an interpolator whose history and input are all zero outputs exactly zero: skip it,
     # keeping its phase as if it had run (the result is identical for any block size)
     run_res = not (_all_zero(ring) and _all_zero(resbuf[:n]))
@@ -691,7 +703,6 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
         ist2[0] = (tl & 1) + 1
     if not run4:
         ist4[0] = (tl & 3) + 1
-    gi[G_T] = t0 + n
 
 
 @njit(**JIT)
@@ -751,6 +762,82 @@ def render_output(stereo, n, gf, out):
 
 
 @njit(**JIT)
+def _chunk_events(pos, n, ei, gi, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, sc_d1, sc_d2):
+    """The next chunk of a block from frame ``pos``: at most :data:`CHUNK` frames, never
+    straddling a multiple of :data:`SB_QUIET_WINDOW` of the sample clock; its events (from
+    index ``ei``) copied into the scratch ``sc_*`` with offsets relative to the chunk.
+    Returns (frames, events, index of the next chunk's first event)."""
+    m = min(CHUNK, n - pos)
+    t_now = gi[G_T]
+    m = min(m, SB_QUIET_WINDOW - t_now % SB_QUIET_WINDOW)
+    ne_all = ev_off.shape[0]
+    j = ei
+    while j < ne_all and ev_off[j] < pos + m:
+        j += 1
+    ne = j - ei
+    for k in range(ne):
+        o = ev_off[ei + k] - pos
+        sc_off[k] = 0 if o < 0 else (m - 1 if o > m - 1 else o)
+        sc_st[k] = ev_st[ei + k]
+        sc_d1[k] = ev_d1[ei + k]
+        sc_d2[k] = ev_d2[ei + k]
+    return m, ne, j
+
+
+@njit(**JIT)
+def _skip_chunk(out, pos, m, gi, ist, ist2, ist4, out64):
+    """An idle chunk: exact zeros out, the clock and phases advanced (:func:`skip_idle`)."""
+    skip_idle(m, gi, ist, ist2, ist4)
+    for i in range(m):
+        out64[i, 0] = 0.0
+        out64[i, 1] = 0.0
+        out[pos + i, 0] = 0.0
+        out[pos + i, 1] = 0.0
+
+
+@njit(**JIT)
+def _chunk_out(out, pos, m, t_end, gi, gf, taps, ring, ist, mono, resbuf, mix2, mix4, taps2,
+               ring2, ist2, taps4, ring4, ist4, sb_state, sb_coeffs, sb_ctl, stereo, out64):
+    """The output half of a chunk whose strings :func:`render_strings` rendered (the
+    samples ``t_end - m .. t_end - 1`` of the clock): the interpolators
+    (:func:`mix_strings`), the soundboard with its silence control, the output stage into
+    ``out[pos:pos + m]``. Touches none of the state :func:`render_strings` uses."""
+    factor = sb_coeffs.dec_table.shape[0]
+    mix_strings(m, t_end - m, gi[G_RES_FACTOR], taps, ring, ist, mono, resbuf, mix2, mix4,
+                taps2, ring2, ist2, taps4, ring4, ist4)
+    pin = peak(mono[:m])
+    if sb_ctl[SB_QUIET] >= 2 and pin == 0.0:
+        for i in range(m):             # zero state, zero input: exactly zero out
+            stereo[i, 0] = 0.0
+            stereo[i, 1] = 0.0
+    else:
+        if sb_ctl[SB_QUIET] >= 2:  # waking from silence: start from a clean state
+            reset_soundboard_at(sb_state, (t_end - m) % factor)
+            sb_ctl[SB_QUIET] = 0.0
+            sb_ctl[SB_PEAK] = 0.0
+        render_soundboard(sb_state, sb_coeffs, mono, stereo, m)
+        pout = 0.0
+        for i in range(m):
+            a = abs(stereo[i, 0])
+            b = abs(stereo[i, 1])
+            if a > pout:
+                pout = a
+            if b > pout:
+                pout = b
+        sb_ctl[SB_PEAK] = max(sb_ctl[SB_PEAK], pin, pout)
+        if t_end % SB_QUIET_WINDOW == 0:
+            quiet = sb_ctl[SB_PEAK] < SB_QUIET_LEVEL
+            sb_ctl[SB_PEAK] = 0.0
+            sb_ctl[SB_QUIET] = sb_ctl[SB_QUIET] + 1.0 if quiet else 0.0
+            if sb_ctl[SB_QUIET] == 2:
+                reset_soundboard_at(sb_state, t_end % factor)
+    render_output(stereo, m, gf, out64)
+    for i in range(m):
+        out[pos + i, 0] = out64[i, 0]
+        out[pos + i, 1] = out64[i, 1]
+
+
+@njit(**JIT)
 def render_block(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, sc_d1, sc_d2,
                  iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                  kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, taps, ring, ist, trace,
@@ -782,68 +869,108 @@ def render_block(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, sc_d1, sc_d
     decaying state would end in slow denormal numbers) and it is skipped until input
     arrives again (:data:`SB_QUIET_LEVEL`).
     """
-    factor = sb_coeffs.dec_table.shape[0]
-    ne_all = ev_off.shape[0]
     ei = 0
     pos = 0
     while pos < n:
-        m = min(CHUNK, n - pos)
-        t_now = gi[G_T]
-        m = min(m, SB_QUIET_WINDOW - t_now % SB_QUIET_WINDOW)
-        j = ei
-        while j < ne_all and ev_off[j] < pos + m:
-            j += 1
-        ne = j - ei
-        for k in range(ne):
-            o = ev_off[ei + k] - pos
-            sc_off[k] = 0 if o < 0 else (m - 1 if o > m - 1 else o)
-            sc_st[k] = ev_st[ei + k]
-            sc_d1[k] = ev_d1[ei + k]
-            sc_d2[k] = ev_d2[ei + k]
-        ei = j
+        m, ne, ei = _chunk_events(pos, n, ei, gi, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st,
+                                  sc_d1, sc_d2)
         if ne == 0 and sb_ctl[SB_QUIET] >= 2 and is_idle(iv, noise, ring, ring2, ring4, drive,
                                                           drive_zi, gf):
-            skip_idle(m, gi, ist, ist2, ist4)
-            out64[:m, :] = 0.0
-            out[pos:pos + m, :] = 0.0
+            _skip_chunk(out, pos, m, gi, ist, ist2, ist4, out64)
             pos += m
             continue
         render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, kt_i, kt_f, kt_sos,
-                       kt_res, vel_m_s, gi, gf, taps, ring, ist, trace, trace_info,
-                       sc_off[:ne], sc_st[:ne], sc_d1[:ne], sc_d2[:ne], m, mono, resbuf,
-                       mix2, mix4, taps2, ring2, ist2, taps4, ring4, ist4, drive, drive_sos,
+                       kt_res, vel_m_s, gi, gf, trace, trace_info, sc_off[:ne], sc_st[:ne],
+                       sc_d1[:ne], sc_d2[:ne], m, mono, resbuf, mix2, mix4, drive, drive_sos,
                        drive_zi, drive_lp, noise)
-        t_end = gi[G_T]
-        pin = peak(mono[:m])
-        if sb_ctl[SB_QUIET] >= 2 and pin == 0.0:
-            stereo[:m, :] = 0.0        # zero state, zero input: exactly zero out
-        else:
-            if sb_ctl[SB_QUIET] >= 2:  # waking from silence: start from a clean state
-                reset_soundboard_at(sb_state, (t_end - m) % factor)
-                sb_ctl[SB_QUIET] = 0.0
-                sb_ctl[SB_PEAK] = 0.0
-            render_soundboard(sb_state, sb_coeffs, mono, stereo, m)
-            pout = 0.0
-            for i in range(m):
-                a = abs(stereo[i, 0])
-                b = abs(stereo[i, 1])
-                if a > pout:
-                    pout = a
-                if b > pout:
-                    pout = b
-            sb_ctl[SB_PEAK] = max(sb_ctl[SB_PEAK], pin, pout)
-            if t_end % SB_QUIET_WINDOW == 0:
-                quiet = sb_ctl[SB_PEAK] < SB_QUIET_LEVEL
-                sb_ctl[SB_PEAK] = 0.0
-                sb_ctl[SB_QUIET] = sb_ctl[SB_QUIET] + 1.0 if quiet else 0.0
-                if sb_ctl[SB_QUIET] == 2:
-                    reset_soundboard_at(sb_state, t_end % factor)
-        render_output(stereo, m, gf, out64)
-        for i in range(m):
-            out[pos + i, 0] = out64[i, 0]
-            out[pos + i, 1] = out64[i, 1]
+        _chunk_out(out, pos, m, gi[G_T], gi, gf, taps, ring, ist, mono, resbuf, mix2, mix4,
+                   taps2, ring2, ist2, taps4, ring4, ist4, sb_state, sb_coeffs, sb_ctl, stereo,
+                   out64)
         pos += m
-    while ei < ne_all:      # events at offsets >= n (should not happen): at the end
-        apply_event(ev_st[ei], ev_d1[ei], ev_d2[ei], iv, fv, nut, bridge, dsos, dstate,
+    _late_events(ev_off, ev_st, ev_d1, ev_d2, ei, iv, fv, nut, bridge, dsos, dstate, rcoef,
+                 rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, noise)
+
+
+@njit(**JIT)
+def _late_events(ev_off, ev_st, ev_d1, ev_d2, ei, iv, fv, nut, bridge, dsos, dstate, rcoef,
+                 rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, noise):
+    """Events at offsets >= the block's length (should not happen): applied at its end."""
+    for k in range(ei, ev_off.shape[0]):
+        apply_event(ev_st[k], ev_d1[k], ev_d2[k], iv, fv, nut, bridge, dsos, dstate,
                     rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, noise)
-        ei += 1
+
+
+@njit(**JIT_PIPELINE)
+def render_block_pipelined(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, sc_d1, sc_d2,
+                           iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
+                           kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, taps, ring, ist,
+                           trace, trace_info, mono2, resbuf2, mix22, mix42, taps2, ring2,
+                           ist2, taps4, ring4, ist4, drive, drive_sos, drive_zi, drive_lp,
+                           noise, sb_state, sb_coeffs, sb_ctl, stereo, out64):
+    """:func:`render_block` on two threads, for offline rendering: the output half of chunk
+    k - 1 (:func:`_chunk_out`: interpolators, soundboard, output stage, ~40 % of the work)
+    runs while the strings of chunk k (:func:`render_strings`: events, every voice) are
+    rendered. The two halves share no state; the string sums are double-buffered (``mono2``,
+    ``resbuf2``, ``mix22``, ``mix42``: (2, >= CHUNK) float64, one row per chunk in flight).
+    The same operations run in the same order on every piece of state as in
+    :func:`render_block`, so the output is bit-identical to it (tests/test_pipelined.py).
+
+    The one decision that reads the output half's state, skipping an idle chunk, needs the
+    soundboard silent for two windows (``sb_ctl``), and one chunk can raise that count by
+    one at most: while it is 0 the chunk cannot be idle and the halves overlap; from 1 on
+    the pending output half runs first, as in :func:`render_block`. A parallel region costs
+    ~2 us with the OpenMP threading layer (numba's ``workqueue`` layer: ~100 us, too slow;
+    the engine then keeps :func:`render_block`, see ``Engine.pipelined_available``).
+    """
+    ei = 0
+    pos = 0
+    b = 0
+    pend = False          # the output half of the previous chunk is still to run
+    p_pos = 0
+    p_m = 0
+    p_b = 0
+    p_end = 0
+    while pos < n:
+        m, ne, ei = _chunk_events(pos, n, ei, gi, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st,
+                                  sc_d1, sc_d2)
+        if pend and sb_ctl[SB_QUIET] >= 1.0:
+            _chunk_out(out, p_pos, p_m, p_end, gi, gf, taps, ring, ist, mono2[p_b],
+                       resbuf2[p_b], mix22[p_b], mix42[p_b], taps2, ring2, ist2, taps4, ring4,
+                       ist4, sb_state, sb_coeffs, sb_ctl, stereo, out64)
+            pend = False
+        if pend:
+            for k in prange(2):
+                if k == 0:
+                    render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, kt_i,
+                                   kt_f, kt_sos, kt_res, vel_m_s, gi, gf, trace, trace_info,
+                                   sc_off[:ne], sc_st[:ne], sc_d1[:ne], sc_d2[:ne], m,
+                                   mono2[b], resbuf2[b], mix22[b], mix42[b], drive,
+                                   drive_sos, drive_zi, drive_lp, noise)
+                else:
+                    _chunk_out(out, p_pos, p_m, p_end, gi, gf, taps, ring, ist, mono2[p_b],
+                               resbuf2[p_b], mix22[p_b], mix42[p_b], taps2, ring2, ist2,
+                               taps4, ring4, ist4, sb_state, sb_coeffs, sb_ctl, stereo,
+                               out64)
+        else:
+            if ne == 0 and sb_ctl[SB_QUIET] >= 2 and is_idle(iv, noise, ring, ring2, ring4,
+                                                              drive, drive_zi, gf):
+                _skip_chunk(out, pos, m, gi, ist, ist2, ist4, out64)
+                pos += m
+                continue
+            render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, kt_i, kt_f,
+                           kt_sos, kt_res, vel_m_s, gi, gf, trace, trace_info, sc_off[:ne],
+                           sc_st[:ne], sc_d1[:ne], sc_d2[:ne], m, mono2[b], resbuf2[b],
+                           mix22[b], mix42[b], drive, drive_sos, drive_zi, drive_lp, noise)
+        pend = True
+        p_pos = pos
+        p_m = m
+        p_b = b
+        p_end = gi[G_T]
+        b = 1 - b
+        pos += m
+    if pend:
+        _chunk_out(out, p_pos, p_m, p_end, gi, gf, taps, ring, ist, mono2[p_b], resbuf2[p_b],
+                   mix22[p_b], mix42[p_b], taps2, ring2, ist2, taps4, ring4, ist4, sb_state,
+                   sb_coeffs, sb_ctl, stereo, out64)
+    _late_events(ev_off, ev_st, ev_d1, ev_d2, ei, iv, fv, nut, bridge, dsos, dstate, rcoef,
+                 rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, noise)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -45,6 +46,34 @@ CEILING = 10.0 ** (-0.3 / 20.0)
 
 from ..design.soundboard import design_soundboard          # the shared soundboard, §5
 from ..dsp.soundboard import make_soundboard_state
+
+
+_PIPELINED: dict = {}
+
+
+def pipelined_available() -> bool:
+    """True when the two-thread offline block loop
+    (:func:`pianosynth.engine.blockloop.render_block_pipelined`) pays here: two or more CPUs,
+    numba's OpenMP or TBB threading layer (its ``workqueue`` fallback takes ~100 us to start
+    a parallel region, ~2 us for OpenMP: with ~500 regions a second of audio it would be
+    slower than one thread), and ``PIANOSYNTH_PIPELINE`` not set to 0. Decided once per
+    process (GNU OpenMP is not fork safe: a process forked after it ran decides again and
+    says no)."""
+    pid = os.getpid()
+    if pid in _PIPELINED:
+        return _PIPELINED[pid]
+    ok = False
+    if not _PIPELINED and (os.cpu_count() or 1) >= 2 \
+            and os.environ.get("PIANOSYNTH_PIPELINE", "1").strip() != "0":
+        try:
+            import numba
+            from numba.np.ufunc import parallel
+            parallel._launch_threads()
+            ok = numba.threading_layer() in ("omp", "tbb")
+        except Exception:  # noqa: BLE001 -- no threading layer loads: one thread
+            ok = False
+    _PIPELINED[pid] = ok
+    return ok
 
 
 def target_f1_hz(key: int, settings: dict | None = None) -> float:
@@ -352,12 +381,16 @@ class Engine:
         self.drive_lp = np.zeros(4 * B.DRIVE_DELAY, np.float64)
         self.noise = np.zeros((B.NOISE_SLOTS, B.N_NZ), np.float64)
         self.drive = np.zeros(4 * B.DRIVE_DELAY, np.float64)
-        self.mix2 = np.zeros(CHUNK, np.float64)
-        self.mix4 = np.zeros(CHUNK, np.float64)
+        # the string sums of a chunk, two rows: render_block uses row 0, the pipelined
+        # offline loop alternates (one chunk's sums are read while the next is rendered)
+        self.mono2 = np.zeros((2, CHUNK), np.float64)
+        self.resbuf2 = np.zeros((2, CHUNK), np.float64)
+        self.mix22 = np.zeros((2, CHUNK), np.float64)
+        self.mix42 = np.zeros((2, CHUNK), np.float64)
+        self.mono, self.resbuf, self.mix2, self.mix4 = \
+            self.mono2[0], self.resbuf2[0], self.mix22[0], self.mix42[0]
         self.trace = np.zeros(int(TRACE_S * fs), np.float64)
         self.trace_info = np.zeros(1, np.int64)
-        self.mono = np.zeros(CHUNK, np.float64)
-        self.resbuf = np.zeros(CHUNK, np.float64)
         self.stereo = np.zeros((CHUNK, 2), np.float64)
         self.out64 = np.zeros((CHUNK, 2), np.float64)
         self._grow_events(4096)         # event arrays: the block's and one chunk's
@@ -529,13 +562,18 @@ class Engine:
         B.all_sound_off(self.iv, self.fv, self.gf)
 
     # -- rendering -------------------------------------------------------------------------
-    def render(self, out: np.ndarray, events: np.ndarray = NO_EVENTS) -> None:
+    def render(self, out: np.ndarray, events: np.ndarray = NO_EVENTS,
+               pipelined: bool = False) -> None:
         """Render ``out.shape[0]`` frames into ``out`` ((n, 2) float64 or float32), applying
         ``events`` (EVENT_DTYPE, sorted by offset, 0 <= offset < n) at their sample offsets.
         Output is identical for any split of the same stream into blocks.
 
         One kernel call per block (:func:`pianosynth.engine.blockloop.render_block`): the
         cost of a call does not grow with the block, so offline rendering uses long blocks.
+        ``pipelined=True`` (offline only; ignored unless :func:`pipelined_available`): the
+        same output, bit for bit, from two threads
+        (:func:`pianosynth.engine.blockloop.render_block_pipelined`); never in an audio
+        callback (its threads are not real-time and spin between regions).
         """
         n = out.shape[0]
         if out.dtype != np.float64 or not out.flags.c_contiguous:
@@ -544,7 +582,7 @@ class Engine:
             if self._out_scratch.shape[0] < n:
                 self._out_scratch = np.zeros((n, 2), np.float64)
             tmp = self._out_scratch[:n]
-            self.render(tmp, events)
+            self.render(tmp, events, pipelined)
             np.copyto(out, tmp, casting="same_kind")
             return
         ne = len(events)
@@ -563,16 +601,21 @@ class Engine:
             self._eb_d1[:ne] = events["data1"]
             self._eb_d2[:ne] = events["data2"]
         k = self.keys
-        B.render_block(out, n, self._eb_off[:ne], self._eb_st[:ne], self._eb_d1[:ne],
-                       self._eb_d2[:ne], self._ev_off, self._ev_st, self._ev_d1, self._ev_d2,
-                       self.iv, self.fv, self.nut, self.bridge, self.dsos, self.dstate,
-                       self.rcoef, self.rstate, k.kt_i, k.kt_f, k.kt_sos, k.kt_res,
-                       k.vel_m_s, self.gi, self.gf, self.taps, self.ring, self.ist,
-                       self.trace, self.trace_info, self.mono, self.resbuf, self.mix2,
-                       self.mix4, self.taps2, self.ring2, self.ist2, self.taps4, self.ring4,
-                       self.ist4, self.drive, self.drive_sos, self.drive_zi, self.drive_lp,
-                       self.noise, self.sb_state, self.sb_coeffs, self.sb_ctl, self.stereo,
-                       self.out64)
+        if pipelined and pipelined_available():
+            kernel = B.render_block_pipelined
+            sums = (self.mono2, self.resbuf2, self.mix22, self.mix42)
+        else:
+            kernel = B.render_block
+            sums = (self.mono, self.resbuf, self.mix2, self.mix4)
+        kernel(out, n, self._eb_off[:ne], self._eb_st[:ne], self._eb_d1[:ne],
+               self._eb_d2[:ne], self._ev_off, self._ev_st, self._ev_d1, self._ev_d2,
+               self.iv, self.fv, self.nut, self.bridge, self.dsos, self.dstate,
+               self.rcoef, self.rstate, k.kt_i, k.kt_f, k.kt_sos, k.kt_res,
+               k.vel_m_s, self.gi, self.gf, self.taps, self.ring, self.ist,
+               self.trace, self.trace_info, *sums, self.taps2, self.ring2, self.ist2,
+               self.taps4, self.ring4, self.ist4, self.drive, self.drive_sos, self.drive_zi,
+               self.drive_lp, self.noise, self.sb_state, self.sb_coeffs, self.sb_ctl,
+               self.stereo, self.out64)
 
     def is_idle(self) -> bool:
         """True when the engine holds exactly nothing (no voice, no tail anywhere, the

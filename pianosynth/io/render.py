@@ -118,9 +118,15 @@ def _retune(engine, changes: dict) -> None:
         engine.retune_keys(changes)
 
 
-def render_midi(events: np.ndarray, engine, sample_rate: int, block_size: int = 4096,
+#: frames per ``engine.render`` call offline, one thread / two (pipelined): the pipelined
+#: loop's last chunk of a block runs its output half alone, so it takes longer blocks
+BLOCK_SIZE = 4096
+BLOCK_SIZE_PIPELINED = 32768
+
+
+def render_midi(events: np.ndarray, engine, sample_rate: int, block_size: int | None = None,
                 tail: float | str = "auto", progress: bool = False,
-                retunes=None) -> np.ndarray:
+                retunes=None, pipelined: bool | None = None) -> np.ndarray:
     """Render timestamped MIDI events through ``engine``, block by block.
 
     Parameters
@@ -132,8 +138,9 @@ def render_midi(events: np.ndarray, engine, sample_rate: int, block_size: int = 
         A fresh engine at ``sample_rate``.
     sample_rate : int
         Hz; must match the engine's.
-    block_size : int
-        Frames per ``engine.render`` call, 1..65536 (output does not depend on it).
+    block_size : int, optional
+        Frames per ``engine.render`` call, 1..65536 (output does not depend on it); default
+        :data:`BLOCK_SIZE`, or :data:`BLOCK_SIZE_PIPELINED` when pipelined.
     tail : "auto" or float
         Seconds rendered after the last event, or ``"auto"`` (until silent, at most
         :data:`AUTO_TAIL_MAX_S`).
@@ -144,12 +151,22 @@ def render_midi(events: np.ndarray, engine, sample_rate: int, block_size: int = 
         ``engine.retune_keys`` at that time (see the module doc); e.g. the ``retunes`` of
         :func:`pianosynth.io.midi_file.read_midi_content`. Retunings after the end of the
         render are not applied.
+    pipelined : bool, optional
+        Render on two threads (``Engine.render(..., pipelined=True)``: the same output, bit
+        for bit); default: when ``engine`` is an :class:`~pianosynth.engine.core.Engine`
+        and :func:`~pianosynth.engine.core.pipelined_available` says it pays.
 
     Returns
     -------
     numpy.ndarray, float32, shape (n, 2)
         The stereo output, full scale +-1.
     """
+    from ..engine.core import Engine, pipelined_available
+
+    if pipelined is None:
+        pipelined = isinstance(engine, Engine) and pipelined_available()
+    if block_size is None:
+        block_size = BLOCK_SIZE_PIPELINED if pipelined else BLOCK_SIZE
     sr = int(sample_rate)
     bs = int(block_size)
     if not 1 <= bs <= 65536:
@@ -193,7 +210,10 @@ def render_midi(events: np.ndarray, engine, sample_rate: int, block_size: int = 
             j = int(np.searchsorted(starts, pos + n, side="left"))
             block_ev = allev[i:j].copy()
             block_ev["offset"] -= pos
-            engine.render(out[pos:pos + n], block_ev)
+            if pipelined:
+                engine.render(out[pos:pos + n], block_ev, pipelined=True)
+            else:
+                engine.render(out[pos:pos + n], block_ev)
             i = j
             pos += n
             if bar is not None:
