@@ -381,14 +381,18 @@ class Engine:
         self.drive_lp = np.zeros(4 * B.DRIVE_DELAY, np.float64)
         self.noise = np.zeros((B.NOISE_SLOTS, B.N_NZ), np.float64)
         self.drive = np.zeros(4 * B.DRIVE_DELAY, np.float64)
-        # the string sums of a chunk, two rows: render_block uses row 0, the pipelined
-        # offline loop alternates (one chunk's sums are read while the next is rendered)
-        self.mono2 = np.zeros((2, CHUNK), np.float64)
-        self.resbuf2 = np.zeros((2, CHUNK), np.float64)
-        self.mix22 = np.zeros((2, CHUNK), np.float64)
-        self.mix42 = np.zeros((2, CHUNK), np.float64)
-        self.mono, self.resbuf, self.mix2, self.mix4 = \
-            self.mono2[0], self.resbuf2[0], self.mix22[0], self.mix42[0]
+        self.mix2 = np.zeros(CHUNK, np.float64)
+        self.mix4 = np.zeros(CHUNK, np.float64)
+        self.mono = np.zeros(CHUNK, np.float64)
+        self.resbuf = np.zeros(CHUNK, np.float64)
+        # the voices' partial sums (blockloop.render_strings: slot v in part v % NPART)
+        self.monop = np.zeros((B.NPART, CHUNK), np.float64)
+        self.resbufp = np.zeros((B.NPART, CHUNK), np.float64)
+        self.mix2p = np.zeros((B.NPART, CHUNK), np.float64)
+        self.mix4p = np.zeros((B.NPART, CHUNK), np.float64)
+        self.drivep = np.zeros((B.NPART, 4 * B.DRIVE_DELAY), np.float64)
+        self._task_cost = np.zeros(B.NPART + 1, np.float64)
+        self._task_thread = np.zeros(B.NPART + 1, np.int64)
         self.trace = np.zeros(int(TRACE_S * fs), np.float64)
         self.trace_info = np.zeros(1, np.int64)
         self.stereo = np.zeros((CHUNK, 2), np.float64)
@@ -546,7 +550,7 @@ class Engine:
         pedal up. Not for use while playing (it clicks); use :meth:`all_notes_off`."""
         for a in (self.iv, self.fv, self.nut, self.bridge, self.dstate, self.rstate, self.ring,
                   self.ist, self.ring2, self.ist2, self.ring4, self.ist4, self.drive,
-                  self.drive_lp, self.drive_zi, self.noise,
+                  self.drive_lp, self.drive_zi, self.drivep, self.noise,
                   self.trace, self.trace_info, self.out64):
             a[...] = 0
         keep = self.gi.copy()
@@ -601,21 +605,20 @@ class Engine:
             self._eb_d1[:ne] = events["data1"]
             self._eb_d2[:ne] = events["data2"]
         k = self.keys
+        args = (out, n, self._eb_off[:ne], self._eb_st[:ne], self._eb_d1[:ne],
+                self._eb_d2[:ne], self._ev_off, self._ev_st, self._ev_d1, self._ev_d2,
+                self.iv, self.fv, self.nut, self.bridge, self.dsos, self.dstate,
+                self.rcoef, self.rstate, k.kt_i, k.kt_f, k.kt_sos, k.kt_res,
+                k.vel_m_s, self.gi, self.gf, self.taps, self.ring, self.ist,
+                self.trace, self.trace_info, self.mono, self.resbuf, self.mix2, self.mix4,
+                self.taps2, self.ring2, self.ist2, self.taps4, self.ring4, self.ist4,
+                self.drive, self.drive_sos, self.drive_zi, self.drive_lp, self.noise,
+                self.sb_state, self.sb_coeffs, self.sb_ctl, self.stereo, self.out64,
+                self.monop, self.resbufp, self.mix2p, self.mix4p, self.drivep)
         if pipelined and pipelined_available():
-            kernel = B.render_block_pipelined
-            sums = (self.mono2, self.resbuf2, self.mix22, self.mix42)
+            B.render_block_pipelined(*args, self._task_cost, self._task_thread)
         else:
-            kernel = B.render_block
-            sums = (self.mono, self.resbuf, self.mix2, self.mix4)
-        kernel(out, n, self._eb_off[:ne], self._eb_st[:ne], self._eb_d1[:ne],
-               self._eb_d2[:ne], self._ev_off, self._ev_st, self._ev_d1, self._ev_d2,
-               self.iv, self.fv, self.nut, self.bridge, self.dsos, self.dstate,
-               self.rcoef, self.rstate, k.kt_i, k.kt_f, k.kt_sos, k.kt_res,
-               k.vel_m_s, self.gi, self.gf, self.taps, self.ring, self.ist,
-               self.trace, self.trace_info, *sums, self.taps2, self.ring2, self.ist2,
-               self.taps4, self.ring4, self.ist4, self.drive, self.drive_sos, self.drive_zi,
-               self.drive_lp, self.noise, self.sb_state, self.sb_coeffs, self.sb_ctl,
-               self.stereo, self.out64)
+            B.render_block(*args)
 
     def is_idle(self) -> bool:
         """True when the engine holds exactly nothing (no voice, no tail anywhere, the
