@@ -367,14 +367,11 @@ class Engine:
         self.gi = np.zeros(B.N_GI, np.int64)
         self.gf = np.zeros(B.N_GF, np.float64)
         self.taps = cached_call(design_interpolator_taps, RES_FACTOR)
-        self.ring = np.zeros(2 * (len(self.taps) // RES_FACTOR + 2), np.float64)
-        self.ist = np.zeros(2, np.int64)
+        self.ring = np.zeros(len(self.taps) + CHUNK, np.float64)   # pending outputs
         self.taps2 = cached_call(string_interpolator_taps, fs, 2)
-        self.ring2 = np.zeros(2 * (len(self.taps2) // 2 + 2), np.float64)
-        self.ist2 = np.zeros(2, np.int64)
+        self.ring2 = np.zeros(len(self.taps2) + CHUNK, np.float64)
         self.taps4 = cached_call(string_interpolator_taps, fs, 4)
-        self.ring4 = np.zeros(2 * (len(self.taps4) // 4 + 2), np.float64)
-        self.ist4 = np.zeros(2, np.int64)
+        self.ring4 = np.zeros(len(self.taps4) + CHUNK, np.float64)
         # anti-alias filter of the sympathetic drive read at fs/8 (elliptic, 0.4 fs/8)
         self.drive_sos = cached_call(design_drive_lowpass, fs)
         self.drive_zi = np.zeros(2 * len(self.drive_sos), np.float64)
@@ -549,7 +546,7 @@ class Engine:
         """Silence everything at once and clear all state (voices, resonators, soundboard);
         pedal up. Not for use while playing (it clicks); use :meth:`all_notes_off`."""
         for a in (self.iv, self.fv, self.nut, self.bridge, self.dstate, self.rstate, self.ring,
-                  self.ist, self.ring2, self.ist2, self.ring4, self.ist4, self.drive,
+                  self.ring2, self.ring4, self.drive,
                   self.drive_lp, self.drive_zi, self.drivep, self.noise,
                   self.trace, self.trace_info, self.out64):
             a[...] = 0
@@ -592,8 +589,8 @@ class Engine:
         ne = len(events)
         if ne == 0 and self.is_idle():
             # silence costs nothing: the kernel would skip every chunk (exact zeros); the
-            # clock and phases advance exactly as it would, without its long argument list
-            B.skip_idle(n, self.gi, self.ist, self.ist2, self.ist4)
+            # clock advances exactly as it would, without its long argument list
+            B.skip_idle(n, self.gi)
             self.out64[:] = 0.0
             out[...] = 0.0
             return
@@ -609,9 +606,9 @@ class Engine:
                 self._eb_d2[:ne], self._ev_off, self._ev_st, self._ev_d1, self._ev_d2,
                 self.iv, self.fv, self.nut, self.bridge, self.dsos, self.dstate,
                 self.rcoef, self.rstate, k.kt_i, k.kt_f, k.kt_sos, k.kt_res,
-                k.vel_m_s, self.gi, self.gf, self.taps, self.ring, self.ist,
+                k.vel_m_s, self.gi, self.gf, self.taps, self.ring,
                 self.trace, self.trace_info, self.mono, self.resbuf, self.mix2, self.mix4,
-                self.taps2, self.ring2, self.ist2, self.taps4, self.ring4, self.ist4,
+                self.taps2, self.ring2, self.taps4, self.ring4,
                 self.drive, self.drive_sos, self.drive_zi, self.drive_lp, self.noise,
                 self.sb_state, self.sb_coeffs, self.sb_ctl, self.stereo, self.out64,
                 self.monop, self.resbufp, self.mix2p, self.mix4p, self.drivep)
