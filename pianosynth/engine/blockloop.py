@@ -989,7 +989,7 @@ def _schedule(iv, seg_len, quiet, out_len, task_cost, task_thread):
     nt = NPART + 1
     for p in range(NPART):
         task_cost[p] = _part_cost(p, iv, seg_len, quiet)
-    task_cost[NPART] = OUTPUT_COST * out_len if out_len > 0 else -1.0
+    task_cost[NPART] = task_cost[NPART + 1] * out_len if out_len > 0 else -1.0
     load0 = 0.0
     load1 = 0.0
     for p in range(nt):
@@ -1025,7 +1025,8 @@ def render_block_pipelined(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, s
     soundboard, output stage; it shares no state with the voices, and reads the sums of
     chunk k - 1, which chunk k overwrites only after all its segments) runs as one more
     task; :func:`_schedule` balances the two threads by estimated cost (``task_cost``
-    float64 (>= NPART + 1,), ``task_thread`` int64 (>= NPART + 1,): scratch).
+    float64 (NPART + 2,): scratch, and in its last entry the output half's cost per sample,
+    :data:`OUTPUT_COST`; ``task_thread`` int64 (NPART + 1,): scratch).
 
     The one decision that reads the output half's state, skipping an idle chunk, needs the
     soundboard silent for two windows (``sb_ctl``), and one chunk can raise that count by
