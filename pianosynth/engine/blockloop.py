@@ -983,31 +983,55 @@ def _longest_segment(sc_off, ne, m):
 @njit(**JIT)
 def _schedule(iv, seg_len, quiet, out_len, task_cost, task_thread):
     """Spread the tasks of a segment over two threads: the NPART voice parts and, when
-    ``out_len`` > 0, the output half of the previous chunk (task NPART); largest first, each
-    to the thread with less work so far. Only which thread runs a part changes, never the
-    sums (see :func:`render_strings`)."""
-    nt = NPART + 1
+    ``out_len`` > 0, the output half of the previous chunk (task NPART, always on thread 1,
+    where the soundboard's state stays in cache). A part stays on the thread it last ran on
+    (its strings' delay lines are in that core's cache) unless moving it to the other
+    lowers the larger of the two loads by more than a tenth of the segment's work. Only
+    which thread runs a part changes, never the sums (see :func:`render_strings`)."""
+    total = 0.0
     for p in range(NPART):
         task_cost[p] = _part_cost(p, iv, seg_len, quiet)
-    task_cost[NPART] = task_cost[NPART + 1] * out_len if out_len > 0 else -1.0
+        total += task_cost[p]
+        if task_thread[p] != 0 and task_thread[p] != 1:
+            task_thread[p] = p & 1
     load0 = 0.0
     load1 = 0.0
-    for p in range(nt):
-        task_thread[p] = -1
-    for _ in range(nt):
+    if out_len > 0:
+        task_cost[NPART] = task_cost[NPART + 1] * out_len
+        task_thread[NPART] = 1
+        load1 = task_cost[NPART]
+        total += load1
+    else:
+        task_cost[NPART] = 0.0
+        task_thread[NPART] = -1
+    for p in range(NPART):
+        if task_thread[p] == 0:
+            load0 += task_cost[p]
+        else:
+            load1 += task_cost[p]
+    for _ in range(NPART):
         best = -1
-        for p in range(nt):
-            if task_thread[p] == -1 and task_cost[p] >= 0.0 and (
-                    best < 0 or task_cost[p] > task_cost[best]):
+        best_max = max(load0, load1) - 0.1 * total
+        for p in range(NPART):
+            c = task_cost[p]
+            if task_thread[p] == 0:
+                m = max(load0 - c, load1 + c)
+            else:
+                m = max(load0 + c, load1 - c)
+            if m < best_max:
+                best_max = m
                 best = p
         if best < 0:
             break
-        if load0 <= load1:
-            task_thread[best] = 0
-            load0 += task_cost[best]
-        else:
+        c = task_cost[best]
+        if task_thread[best] == 0:
             task_thread[best] = 1
-            load1 += task_cost[best]
+            load0 -= c
+            load1 += c
+        else:
+            task_thread[best] = 0
+            load0 += c
+            load1 -= c
 
 
 @njit(**JIT_PIPELINE)

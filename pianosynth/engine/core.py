@@ -390,7 +390,7 @@ class Engine:
         self.drivep = np.zeros((B.NPART, 4 * B.DRIVE_DELAY), np.float64)
         self._task_cost = np.zeros(B.NPART + 2, np.float64)
         self._task_cost[-1] = B.OUTPUT_COST
-        self._task_thread = np.zeros(B.NPART + 1, np.int64)
+        self._task_thread = np.full(B.NPART + 1, -1, np.int64)
         self.trace = np.zeros(int(TRACE_S * fs), np.float64)
         self.trace_info = np.zeros(1, np.int64)
         self.stereo = np.zeros((CHUNK, 2), np.float64)
