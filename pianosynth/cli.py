@@ -134,8 +134,8 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
                                      "threads; the output does not depend on it)")
     p.add_argument("--threads", type=int, choices=(1, 2), default=None,
                    help="1: render on one thread; 2: two, pipelined (the same output, bit "
-                        "for bit; the default where two CPUs and numba's OpenMP layer are "
-                        "there)")
+                        "for bit; the default of render where two CPUs and numba's OpenMP "
+                        "layer are there; note renders on one unless asked)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar and no summary line")
     _add_engine_arguments(p)
@@ -227,12 +227,13 @@ def _fmt_duration(seconds: float) -> str:
     return f"{int(m)}:{s:04.1f}" if m else f"{s:.1f} s"
 
 
-def _compile_kernels_visibly(sample_rate: int) -> None:
+def _compile_kernels_visibly(sample_rate: int, pipelined: bool = False) -> None:
     """First run after an install or update: compile the kernels on a small engine with
-    progress lines on stderr (a cold compile takes about a minute and prints nothing)."""
+    progress lines on stderr (a cold compile takes about a minute and prints nothing);
+    ``pipelined``: the two-thread offline loop too."""
     from .dsp.jit import compile_with_progress, kernels_cached
-    from .engine.core import Engine, pipelined_available
-    if kernels_cached(pipelined_available()):
+    from .engine.core import Engine
+    if kernels_cached(pipelined):
         return
     import numpy as np
 
@@ -242,17 +243,22 @@ def _compile_kernels_visibly(sample_rate: int) -> None:
         eng = Engine({}, sample_rate, max_voices=4)
         ev = make_events([(0, 0xB0, 64, 127), (0, 0x90, 60, 64), (128, 0x80, 60, 64)])
         eng.render_frames(256, ev)
-        if pipelined_available():       # the offline loop on two threads, too
+        if pipelined:                   # the offline loop on two threads, too
             eng.reset()
             eng.render(np.zeros((256, 2)), ev, pipelined=True)
     compile_with_progress(work)
 
 
-def _render_and_write(args, events, label: str, retunes=None) -> int:
-    """Shared tail of ``render`` and ``note``: engine, block loop, normalise, write, summary."""
-    from .engine.core import Engine
+def _render_and_write(args, events, label: str, retunes=None, threads=None) -> int:
+    """Shared tail of ``render`` and ``note``: engine, block loop, normalise, write, summary.
+    ``threads``: the default when ``--threads`` is not given (None: two where available)."""
+    from .engine.core import Engine, pipelined_available
     from .io.audio_file import write_audio
     from .io.render import normalize, peak_dbfs, render_midi
+
+    threads = args.threads if args.threads is not None else threads
+    pipelined = pipelined_available() if threads is None else (threads == 2 and
+                                                               pipelined_available())
 
     preset = args.preset_obj
     try:
@@ -261,11 +267,11 @@ def _render_and_write(args, events, label: str, retunes=None) -> int:
     except ValueError as e:                    # the engine refuses a rate or setting
         raise PianosynthError(f"cannot set up the engine: {e}") from None
     if not args.quiet:
-        _compile_kernels_visibly(args.sample_rate)
+        _compile_kernels_visibly(args.sample_rate, pipelined)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     audio = render_midi(events, engine, args.sample_rate, block_size=args.block_size,
                         tail=args.tail, progress=not args.quiet, retunes=retunes,
-                        pipelined=None if args.threads is None else args.threads == 2)
+                        pipelined=pipelined)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     if args.normalize:
         normalize(audio, NORMALIZE_PEAK_DB)
@@ -322,8 +328,11 @@ def cmd_note(args) -> int:
         args.output = f"note_{key_name(key).replace('#', 's')}.wav"
     _prepare_output(args)
     events = note_events(key, args.velocity, args.duration)
+    # one thread unless asked: a single note gains little from two, and its first run
+    # would compile the two-thread loop too (the cold start-up target is for this command)
     return _render_and_write(args, events, f"{key_name(key)} (MIDI {key}) velocity "
-                                           f"{args.velocity} held {args.duration:g} s")
+                                           f"{args.velocity} held {args.duration:g} s",
+                             threads=1)
 
 
 def cmd_presets(args) -> int:

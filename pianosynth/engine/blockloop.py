@@ -539,17 +539,39 @@ def _all_zero_ring(a, t0, n, mask):
 
 
 @njit(**JIT)
-def _strings_begin(n, t0, monop, resbufp, mix2p, mix4p, drivep):
-    """Zero the partial sums of the chunk's ``n`` samples from clock ``t0`` (each part's
-    drive ring too, at the chunk's positions; before them it holds the summed drive)."""
+def _strings_begin(n, t0, drivep):
+    """Zero each part's drive ring at the chunk's ``n`` positions from clock ``t0`` (before
+    them it holds the summed drive). The parts' string sums are zero already (the output
+    half that read them zeroed them, :func:`_sum_parts`)."""
     dmask = drivep.shape[1] - 1
     for p in range(NPART):
         for i in range(n):
-            monop[p, i] = 0.0
-            resbufp[p, i] = 0.0
-            mix2p[p, i] = 0.0
-            mix4p[p, i] = 0.0
             drivep[p, (t0 + i) & dmask] = 0.0
+
+
+@njit(**JIT)
+def _sum_parts(n, ps, mono, resbuf, mix2, mix4):
+    """The parts' string sums ``ps`` ((4, NPART, >= n): fs, fs/8, fs/2, fs/4) added in a
+    fixed order into ``mono``, ``resbuf``, ``mix2``, ``mix4``, and zeroed for the next
+    chunk that uses them."""
+    for i in range(n):
+        a = ps[0, 0, i]
+        b = ps[1, 0, i]
+        c = ps[2, 0, i]
+        d = ps[3, 0, i]
+        for p in range(1, NPART):
+            a += ps[0, p, i]
+            b += ps[1, p, i]
+            c += ps[2, p, i]
+            d += ps[3, p, i]
+        mono[i] = a
+        resbuf[i] = b
+        mix2[i] = c
+        mix4[i] = d
+    for k in range(4):
+        for p in range(NPART):
+            for i in range(n):
+                ps[k, p, i] = 0.0
 
 
 @njit(**JIT)
@@ -628,12 +650,11 @@ def _part_cost(p, iv, seg_len, quiet):
 
 @njit(**JIT)
 def _strings_end(n, t0, ev_off, ev_st, ev_d1, ev_d2, ei, iv, fv, nut, bridge, dsos, dstate,
-                 rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, noise, monop,
-                 resbufp, mix2p, mix4p, drivep, mono, resbuf, mix2, mix4, drive, drive_sos,
-                 drive_zi, drive_lp):
-    """Close a chunk: late events, the parts' sums added in a fixed order (into ``mono``,
-    ``resbuf``, ``mix2``, ``mix4`` and the drive, copied back into every part's ring), the
-    drive low-passed for the fs/8 strings, the clock advanced."""
+                 rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, noise, drivep,
+                 drive, drive_sos, drive_zi, drive_lp):
+    """Close a chunk's strings: late events, the parts' drive added in a fixed order (and
+    copied back into every part's ring), the drive low-passed for the fs/8 strings, the
+    clock advanced. (The string sums are added by the output half, :func:`_sum_parts`.)"""
     ne = ev_off.shape[0]
     while ei < ne:       # events at offsets >= n (should not happen): apply at the end
         apply_event(ev_st[ei], ev_d1[ei], ev_d2[ei], iv, fv, nut, bridge, dsos, dstate,
@@ -641,22 +662,10 @@ def _strings_end(n, t0, ev_off, ev_st, ev_d1, ev_d2, ei, iv, fv, nut, bridge, ds
         ei += 1
     dmask = drive.shape[0] - 1
     for i in range(n):
-        a = monop[0, i]
-        b = resbufp[0, i]
-        c = mix2p[0, i]
-        d = mix4p[0, i]
         j = (t0 + i) & dmask
         e = drivep[0, j]
         for p in range(1, NPART):
-            a += monop[p, i]
-            b += resbufp[p, i]
-            c += mix2p[p, i]
-            d += mix4p[p, i]
             e += drivep[p, j]
-        mono[i] = a
-        resbuf[i] = b
-        mix2[i] = c
-        mix4[i] = d
         drive[j] = e
         for p in range(NPART):
             drivep[p, j] = e
@@ -691,20 +700,20 @@ def _strings_end(n, t0, ev_off, ev_st, ev_d1, ev_d2, ei, iv, fv, nut, bridge, ds
 @njit(**JIT_NO_RC)
 def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                    kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, trace, trace_info, ev_off,
-                   ev_st, ev_d1, ev_d2, n, mono, resbuf, mix2, mix4, drive, drive_sos,
-                   drive_zi, drive_lp, noise, monop, resbufp, mix2p, mix4p, drivep):
-    """Apply events and render every voice for ``n`` samples: the fs strings into ``mono``,
-    the fs/2 and fs/4 strings (§4.2) into ``mix2``/``mix4`` and the fs/8 resonator bank
-    (§4.3) into ``resbuf``, each summed over all voices (:func:`mix_strings` then runs
-    each sum through its one interpolation filter); advances the global sample clock.
+                   ev_st, ev_d1, ev_d2, n, drive, drive_sos, drive_zi, drive_lp, noise, ps,
+                   drivep):
+    """Apply events and render every voice for ``n`` samples: the fs strings, the fs/2 and
+    fs/4 strings (§4.2) and the fs/8 resonator bank (§4.3) and strings, each summed over
+    the voices of a part (``ps`` float64 (4, NPART, >= n), zero on entry: fs, fs/8, fs/2,
+    fs/4; :func:`_sum_parts` then adds the parts, :func:`mix_strings` runs each sum through
+    its one interpolation filter); advances the global sample clock.
 
-    The voices are summed in :data:`NPART` partial sums (``monop`` ... ``drivep``: (NPART,
-    >= n) and (NPART, len(drive)) float64, slot v in part v % NPART, see
-    :func:`_render_part`) added in a fixed order at the end (:func:`_strings_end`): the
-    two-thread loop (:func:`render_block_pipelined`) renders parts on either thread and
-    gets the same sums, bit for bit."""
+    Slot v is in part v % NPART (:func:`_render_part`), each part with its own drive ring
+    (``drivep`` (NPART, len(drive))), and parts are added in a fixed order: the two-thread
+    loop (:func:`render_block_pipelined`) renders parts on either thread and gets the same
+    sums, bit for bit."""
     t0 = gi[G_T]
-    _strings_begin(n, t0, monop, resbufp, mix2p, mix4p, drivep)
+    _strings_begin(n, t0, drivep)
     ei = 0
     seg0 = 0
     while seg0 < n:
@@ -714,14 +723,13 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                                           trace_info, drive)
         for p in range(NPART):
             _render_part(p, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, gi, gf, trace,
-                         trace_info, seg0, seg1, t0, quiet, monop[p], resbufp[p], mix2p[p],
-                         mix4p[p], drivep[p], drive_lp)
-        render_noise(noise, seg0, seg1, monop[0])
+                         trace_info, seg0, seg1, t0, quiet, ps[0, p], ps[1, p], ps[2, p],
+                         ps[3, p], drivep[p], drive_lp)
+        render_noise(noise, seg0, seg1, ps[0, 0])
         seg0 = seg1
     _strings_end(n, t0, ev_off, ev_st, ev_d1, ev_d2, ei, iv, fv, nut, bridge, dsos, dstate,
-                 rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, noise, monop,
-                 resbufp, mix2p, mix4p, drivep, mono, resbuf, mix2, mix4, drive, drive_sos,
-                 drive_zi, drive_lp)
+                 rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, noise, drivep,
+                 drive, drive_sos, drive_zi, drive_lp)
 
 
 @njit(**JIT)
@@ -858,12 +866,14 @@ def _skip_chunk(out, pos, m, gi, out64):
 
 @njit(**JIT)
 def _chunk_out(out, pos, m, t_end, gi, gf, taps, ring, mono, resbuf, mix2, mix4, taps2,
-               ring2, taps4, ring4, sb_state, sb_coeffs, sb_ctl, stereo, out64):
-    """The output half of a chunk whose strings :func:`render_strings` rendered (the
-    samples ``t_end - m .. t_end - 1`` of the clock): the interpolators
+               ring2, taps4, ring4, sb_state, sb_coeffs, sb_ctl, stereo, out64, ps):
+    """The output half of a chunk whose strings :func:`render_strings` rendered into the
+    part sums ``ps`` (the samples ``t_end - m .. t_end - 1`` of the clock): the parts added
+    (:func:`_sum_parts`), the interpolators
     (:func:`mix_strings`), the soundboard with its silence control, the output stage into
     ``out[pos:pos + m]``. Touches none of the state :func:`render_strings` uses."""
     factor = sb_coeffs.dec_table.shape[0]
+    _sum_parts(m, ps, mono, resbuf, mix2, mix4)
     mix_strings(m, t_end - m, gi[G_RES_FACTOR], taps, ring, mono, resbuf, mix2, mix4, taps2,
                 ring2, taps4, ring4)
     pin = peak(mono[:m])
@@ -904,7 +914,7 @@ def render_block(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, sc_d1, sc_d
                  kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, taps, ring, trace,
                  trace_info, mono, resbuf, mix2, mix4, taps2, ring2, taps4, ring4,
                  drive, drive_sos, drive_zi, drive_lp, noise, sb_state, sb_coeffs,
-                 sb_ctl, stereo, out64, monop, resbufp, mix2p, mix4p, drivep):
+                 sb_ctl, stereo, out64, ps, drivep):
     """The whole engine for one block of ``n`` frames, in one call (``Engine.render``).
 
     Parameters
@@ -942,11 +952,11 @@ def render_block(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, sc_d1, sc_d
             continue
         render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, kt_i, kt_f, kt_sos,
                        kt_res, vel_m_s, gi, gf, trace, trace_info, sc_off[:ne], sc_st[:ne],
-                       sc_d1[:ne], sc_d2[:ne], m, mono, resbuf, mix2, mix4, drive, drive_sos,
-                       drive_zi, drive_lp, noise, monop, resbufp, mix2p, mix4p, drivep)
+                       sc_d1[:ne], sc_d2[:ne], m, drive, drive_sos, drive_zi, drive_lp, noise,
+                       ps[0], drivep)
         _chunk_out(out, pos, m, gi[G_T], gi, gf, taps, ring, mono, resbuf, mix2, mix4,
                    taps2, ring2, taps4, ring4, sb_state, sb_coeffs, sb_ctl, stereo,
-                   out64)
+                   out64, ps[0])
         pos += m
     _late_events(ev_off, ev_st, ev_d1, ev_d2, ei, iv, fv, nut, bridge, dsos, dstate, rcoef,
                  rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, noise)
@@ -1040,15 +1050,15 @@ def render_block_pipelined(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, s
                            kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, taps, ring,
                            trace, trace_info, mono, resbuf, mix2, mix4, taps2, ring2,
                            taps4, ring4, drive, drive_sos, drive_zi, drive_lp,
-                           noise, sb_state, sb_coeffs, sb_ctl, stereo, out64, monop, resbufp,
-                           mix2p, mix4p, drivep, task_cost, task_thread):
+                           noise, sb_state, sb_coeffs, sb_ctl, stereo, out64, ps, drivep,
+                           task_cost, task_thread):
     """:func:`render_block` on two threads, for offline rendering, bit-identical to it
     (tests/test_pipelined.py). Per segment of a chunk (between two events) the NPART voice
     parts of :func:`render_strings` run on either thread (``prange``), and in the longest
     segment of chunk k the output half of chunk k - 1 (:func:`_chunk_out`: interpolators,
-    soundboard, output stage; it shares no state with the voices, and reads the sums of
-    chunk k - 1, which chunk k overwrites only after all its segments) runs as one more
-    task; :func:`_schedule` balances the two threads by estimated cost (``task_cost``
+    soundboard, output stage; it shares no state with the voices: it adds and zeroes the
+    part sums of chunk k - 1, ``ps[1 - b]``, while chunk k writes ``ps[b]``; ``ps`` float64
+    (2, 4, NPART, >= CHUNK)) runs as one more task; :func:`_schedule` balances the two threads by estimated cost (``task_cost``
     float64 (NPART + 2,): scratch, and in its last entry the output half's cost per sample,
     :data:`OUTPUT_COST`; ``task_thread`` int64 (NPART + 1,): scratch).
 
@@ -1061,6 +1071,7 @@ def render_block_pipelined(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, s
     """
     ei = 0
     pos = 0
+    b = 0                 # the set of part sums this chunk's strings write
     pend = False          # the output half of the previous chunk is still to run
     p_pos = 0
     p_m = 0
@@ -1071,7 +1082,7 @@ def render_block_pipelined(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, s
         if pend and sb_ctl[SB_QUIET] >= 1.0:
             _chunk_out(out, p_pos, p_m, p_end, gi, gf, taps, ring, mono, resbuf, mix2,
                        mix4, taps2, ring2, taps4, ring4, sb_state, sb_coeffs,
-                       sb_ctl, stereo, out64)
+                       sb_ctl, stereo, out64, ps[1 - b])
             pend = False
         if not pend and ne == 0 and sb_ctl[SB_QUIET] >= 2 and is_idle(
                 iv, noise, ring, ring2, ring4, drive, drive_zi, gf):
@@ -1080,7 +1091,7 @@ def render_block_pipelined(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, s
             continue
         # the strings of this chunk (render_strings, its parts on two threads)
         t0 = gi[G_T]
-        _strings_begin(m, t0, monop, resbufp, mix2p, mix4p, drivep)
+        _strings_begin(m, t0, drivep)
         out_seg = _longest_segment(sc_off, ne, m) if pend else -1
         si = 0
         seg0 = 0
@@ -1099,27 +1110,27 @@ def render_block_pipelined(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, s
                     if task < NPART:
                         _render_part(task, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                                      gi, gf, trace, trace_info, seg0, seg1, t0, quiet,
-                                     monop[task], resbufp[task], mix2p[task], mix4p[task],
-                                     drivep[task], drive_lp)
+                                     ps[b, 0, task], ps[b, 1, task], ps[b, 2, task],
+                                     ps[b, 3, task], drivep[task], drive_lp)
                         if task == 0:
-                            render_noise(noise, seg0, seg1, monop[0])
+                            render_noise(noise, seg0, seg1, ps[b, 0, 0])
                     else:
                         _chunk_out(out, p_pos, p_m, p_end, gi, gf, taps, ring, mono,
                                    resbuf, mix2, mix4, taps2, ring2, taps4, ring4,
-                                   sb_state, sb_coeffs, sb_ctl, stereo, out64)
+                                   sb_state, sb_coeffs, sb_ctl, stereo, out64, ps[1 - b])
             seg0 = seg1
         _strings_end(m, t0, sc_off[:ne], sc_st[:ne], sc_d1[:ne], sc_d2[:ne], si, iv, fv, nut,
                      bridge, dsos, dstate, rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s,
-                     gi, gf, noise, monop, resbufp, mix2p, mix4p, drivep, mono, resbuf, mix2,
-                     mix4, drive, drive_sos, drive_zi, drive_lp)
+                     gi, gf, noise, drivep, drive, drive_sos, drive_zi, drive_lp)
         pend = True
         p_pos = pos
         p_m = m
         p_end = gi[G_T]
+        b = 1 - b
         pos += m
     if pend:
         _chunk_out(out, p_pos, p_m, p_end, gi, gf, taps, ring, mono, resbuf, mix2, mix4,
                    taps2, ring2, taps4, ring4, sb_state, sb_coeffs, sb_ctl, stereo,
-                   out64)
+                   out64, ps[1 - b])
     _late_events(ev_off, ev_st, ev_d1, ev_d2, ei, iv, fv, nut, bridge, dsos, dstate, rcoef,
                  rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, noise)

@@ -382,11 +382,10 @@ class Engine:
         self.mix4 = np.zeros(CHUNK, np.float64)
         self.mono = np.zeros(CHUNK, np.float64)
         self.resbuf = np.zeros(CHUNK, np.float64)
-        # the voices' partial sums (blockloop.render_strings: slot v in part v % NPART)
-        self.monop = np.zeros((B.NPART, CHUNK), np.float64)
-        self.resbufp = np.zeros((B.NPART, CHUNK), np.float64)
-        self.mix2p = np.zeros((B.NPART, CHUNK), np.float64)
-        self.mix4p = np.zeros((B.NPART, CHUNK), np.float64)
+        # the voices' partial sums (blockloop.render_strings: slot v in part v % NPART) of
+        # the fs, fs/8, fs/2 and fs/4 strings; two sets: the two-thread loop adds one while
+        # the next chunk's strings write the other
+        self.partsums = np.zeros((2, 4, B.NPART, CHUNK), np.float64)
         self.drivep = np.zeros((B.NPART, 4 * B.DRIVE_DELAY), np.float64)
         self._task_cost = np.zeros(B.NPART + 2, np.float64)
         self._task_cost[-1] = B.OUTPUT_COST
@@ -548,7 +547,7 @@ class Engine:
         pedal up. Not for use while playing (it clicks); use :meth:`all_notes_off`."""
         for a in (self.iv, self.fv, self.nut, self.bridge, self.dstate, self.rstate, self.ring,
                   self.ring2, self.ring4, self.drive,
-                  self.drive_lp, self.drive_zi, self.drivep, self.noise,
+                  self.drive_lp, self.drive_zi, self.drivep, self.partsums, self.noise,
                   self.trace, self.trace_info, self.out64):
             a[...] = 0
         keep = self.gi.copy()
@@ -612,7 +611,7 @@ class Engine:
                 self.taps2, self.ring2, self.taps4, self.ring4,
                 self.drive, self.drive_sos, self.drive_zi, self.drive_lp, self.noise,
                 self.sb_state, self.sb_coeffs, self.sb_ctl, self.stereo, self.out64,
-                self.monop, self.resbufp, self.mix2p, self.mix4p, self.drivep)
+                self.partsums, self.drivep)
         if pipelined and pipelined_available():
             B.render_block_pipelined(*args, self._task_cost, self._task_thread)
         else:
