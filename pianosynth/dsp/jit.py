@@ -11,6 +11,9 @@ import hashlib
 from pathlib import Path
 
 import numba
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 #: options for every kernel: cached on disk, releases the GIL, no Python objects.
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
@@ -36,6 +39,18 @@ JIT_PIPELINE = dict(cache=True, nogil=True, parallel=True, fastmath=False,
                     error_model="numpy")
 
 njit = numba.njit
+
+
+@intrinsic
+def cycle_counter(typingctx):
+    """The CPU's cycle counter inside a kernel (``llvm.readcyclecounter``: rdtsc on x86; 0
+    where the target has none), int64. Only for scheduling decisions that never change
+    results (the two-thread offline loop balances its threads with it)."""
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(64), [])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.readcyclecounter")
+        return builder.call(fn, [])
+    return types.int64(), codegen
 
 _PKG = Path(__file__).resolve().parents[1]
 _KERNEL_FILES = sorted(list((_PKG / "dsp").glob("*.py")) + [_PKG / "engine" / "blockloop.py"])

@@ -10,7 +10,7 @@ import numpy as np
 
 from numba import prange
 
-from ..dsp.jit import JIT, JIT_NO_RC, JIT_PIPELINE, njit
+from ..dsp.jit import JIT, JIT_NO_RC, JIT_PIPELINE, cycle_counter, njit
 from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMMER_AGE,
                          I_HAMMER_ON, I_DORMANT, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_RATE, I_SOST, I_STATE, I_SYMP, I_STRIKES,
                          I_WIDX, I_MASK, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
@@ -54,6 +54,12 @@ NPART = 4
 #: sample, in the units of :func:`_part_cost` (measured: ~110 ns against ~200 for the voices
 #: of Clair de lune with the pedal)
 OUTPUT_COST = 110.0
+#: the two-thread loop's task-cost scratch: [0, NPART] this segment's costs, TC_OUT the
+#: output half's cost per sample (:data:`OUTPUT_COST`), from TC_MEAS the measured cycles
+#: per sample of each task (NPART + 1 of them; 0: not measured yet)
+TC_OUT = NPART + 1
+TC_MEAS = NPART + 2
+TC_SIZE = 2 * NPART + 3
 #: the soundboard's silence is judged over whole windows of this many samples
 SB_QUIET_WINDOW = 4096
 # soundboard silence control (``sb_ctl``): windows judged quiet in a row, peak so far
@@ -994,20 +1000,31 @@ def _longest_segment(sc_off, ne, m):
 def _schedule(iv, seg_len, quiet, out_len, task_cost, task_thread):
     """Spread the tasks of a segment over two threads: the NPART voice parts and, when
     ``out_len`` > 0, the output half of the previous chunk (task NPART, always on thread 1,
-    where the soundboard's state stays in cache). A part stays on the thread it last ran on
-    (its strings' delay lines are in that core's cache) unless moving it to the other
-    lowers the larger of the two loads by more than a tenth of the segment's work. Only
-    which thread runs a part changes, never the sums (see :func:`render_strings`)."""
+    where the soundboard's state stays in cache). Costs: each task's measured cycles per
+    sample (``task_cost[TC_MEAS:]``, kept by :func:`render_block_pipelined`) once every
+    task has one, before that :func:`_part_cost` and :data:`OUTPUT_COST`. A part stays on
+    the thread it last ran on (its strings' delay lines are in that core's cache) unless
+    moving it to the other lowers the larger of the two loads by more than a tenth of the
+    segment's work. Only which thread runs a part changes, never the sums (see
+    :func:`render_strings`)."""
+    measured = True
+    for p in range(NPART + (1 if out_len > 0 else 0)):
+        if task_cost[TC_MEAS + p] <= 0.0:
+            measured = False
     total = 0.0
     for p in range(NPART):
-        task_cost[p] = _part_cost(p, iv, seg_len, quiet)
+        if measured:
+            task_cost[p] = task_cost[TC_MEAS + p] * seg_len
+        else:
+            task_cost[p] = _part_cost(p, iv, seg_len, quiet)
         total += task_cost[p]
         if task_thread[p] != 0 and task_thread[p] != 1:
             task_thread[p] = p & 1
     load0 = 0.0
     load1 = 0.0
     if out_len > 0:
-        task_cost[NPART] = task_cost[NPART + 1] * out_len
+        per = task_cost[TC_MEAS + NPART] if measured else task_cost[TC_OUT]
+        task_cost[NPART] = per * out_len
         task_thread[NPART] = 1
         load1 = task_cost[NPART]
         total += load1
@@ -1044,6 +1061,16 @@ def _schedule(iv, seg_len, quiet, out_len, task_cost, task_thread):
             load1 -= c
 
 
+@njit(**JIT)
+def _measured(task_cost, task, cycles, length):
+    """Fold a task's cycles over ``length`` samples into its measured cost per sample
+    (the mean with the previous measure; segments under 32 samples are not counted)."""
+    if length >= 32 and cycles > 0:
+        new = cycles / length
+        old = task_cost[TC_MEAS + task]
+        task_cost[TC_MEAS + task] = new if old <= 0.0 else 0.5 * (old + new)
+
+
 @njit(**JIT_PIPELINE)
 def render_block_pipelined(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, sc_d1, sc_d2,
                            iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
@@ -1058,9 +1085,9 @@ def render_block_pipelined(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, s
     segment of chunk k the output half of chunk k - 1 (:func:`_chunk_out`: interpolators,
     soundboard, output stage; it shares no state with the voices: it adds and zeroes the
     part sums of chunk k - 1, ``ps[1 - b]``, while chunk k writes ``ps[b]``; ``ps`` float64
-    (2, 4, NPART, >= CHUNK)) runs as one more task; :func:`_schedule` balances the two threads by estimated cost (``task_cost``
-    float64 (NPART + 2,): scratch, and in its last entry the output half's cost per sample,
-    :data:`OUTPUT_COST`; ``task_thread`` int64 (NPART + 1,): scratch).
+    (2, 4, NPART, >= CHUNK)) runs as one more task; :func:`_schedule` balances the two
+    threads by each task's measured cost (``task_cost`` float64 (TC_SIZE,), see
+    :data:`TC_OUT`; ``task_thread`` int64 (NPART + 1,): scratch).
 
     The one decision that reads the output half's state, skipping an idle chunk, needs the
     soundboard silent for two windows (``sb_ctl``), and one chunk can raise that count by
@@ -1107,6 +1134,7 @@ def render_block_pipelined(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, s
                 for task in range(NPART + 1):
                     if task_thread[task] != th:
                         continue
+                    c0 = cycle_counter()
                     if task < NPART:
                         _render_part(task, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                                      gi, gf, trace, trace_info, seg0, seg1, t0, quiet,
@@ -1118,6 +1146,8 @@ def render_block_pipelined(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, s
                         _chunk_out(out, p_pos, p_m, p_end, gi, gf, taps, ring, mono,
                                    resbuf, mix2, mix4, taps2, ring2, taps4, ring4,
                                    sb_state, sb_coeffs, sb_ctl, stereo, out64, ps[1 - b])
+                    _measured(task_cost, task, cycle_counter() - c0,
+                              seg1 - seg0 if task < NPART else p_m)
             seg0 = seg1
         _strings_end(m, t0, sc_off[:ne], sc_st[:ne], sc_d1[:ne], sc_d2[:ne], si, iv, fv, nut,
                      bridge, dsos, dstate, rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s,

@@ -387,8 +387,8 @@ class Engine:
         # the next chunk's strings write the other
         self.partsums = np.zeros((2, 4, B.NPART, CHUNK), np.float64)
         self.drivep = np.zeros((B.NPART, 4 * B.DRIVE_DELAY), np.float64)
-        self._task_cost = np.zeros(B.NPART + 2, np.float64)
-        self._task_cost[-1] = B.OUTPUT_COST
+        self._task_cost = np.zeros(B.TC_SIZE, np.float64)
+        self._task_cost[B.TC_OUT] = B.OUTPUT_COST
         self._task_thread = np.full(B.NPART + 1, -1, np.int64)
         self.trace = np.zeros(int(TRACE_S * fs), np.float64)
         self.trace_info = np.zeros(1, np.int64)
