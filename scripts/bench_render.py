@@ -9,14 +9,16 @@ Two comparisons, each printed as a ratio (> 1: pianosynth is faster):
 
 - one core each: CPU time of pianosynth on one thread against FluidSynth's default (one
   thread): the cost of the model;
-- wall clock, both using this machine's cores: pianosynth's default offline render (two
-  threads, pipelined, where available) against the faster of FluidSynth's default and
-  ``-o synth.cpu-cores=N``: how long a user waits.
+- wall clock: pianosynth's default offline render (two threads, pipelined, where
+  available) against FluidSynth's default: how long a user waits. (FluidSynth's own
+  ``-o synth.cpu-cores=N`` is run once and printed: on this piece it is ~4x slower.)
 
-The machine is shared: each round renders with FluidSynth and every mode in turn, and the
-fastest of each counts (medians are printed too). Both sides are render time only: our
-start-up (engine, kernels) is outside the timing, and FluidSynth's (SoundFont loading,
-measured on a one-note file) is taken off its time.
+The machine is shared and its speed drifts over seconds (the same render takes 0.66 or
+1.05 s here, in phases): each round runs FluidSynth and, right after it, each mode, and
+the ratios are the median over the rounds of these neighbours' ratios ("paired"), with
+fastest-against-fastest beside them. Both sides are render time only: our start-up
+(engine, kernels) is outside the timing, and FluidSynth's (SoundFont loading, measured on
+a one-note file) is taken off its time.
 """
 import argparse
 import os
@@ -114,15 +116,14 @@ def main():
     ap.add_argument("midi", nargs="?", default=str(DEFAULT_MIDI))
     ap.add_argument("--sample-rate", type=int, default=48000)
     ap.add_argument("--no-fluidsynth", action="store_true")
-    ap.add_argument("--runs", type=int, default=3,
-                    help="rounds; each renders with FluidSynth and every mode once, in turn, "
-                         "and the fastest of each counts (other load on the machine only "
-                         "ever adds time; alternating spreads it over all)")
+    ap.add_argument("--runs", type=int, default=5,
+                    help="rounds; in each, every mode renders right after a FluidSynth run "
+                         "(one thread, then the default two)")
     a = ap.parse_args()
     fs = a.sample_rate
     runs = max(1, a.runs)
     ev = midi_file.read_midi_file(a.midi)
-    print(f"piece: {Path(a.midi).name} at {fs} Hz, {runs} rounds (fastest of each counts)")
+    print(f"piece: {Path(a.midi).name} at {fs} Hz, {runs} rounds")
     use_fluid = not a.no_fluidsynth and ensure_fluidsynth()
     if not a.no_fluidsynth and not use_fluid:
         print("FluidSynth not available (needs apt: fluidsynth fluid-soundfont-gm)")
@@ -138,65 +139,62 @@ def main():
             eng.render(np.zeros((64, 2)), pipelined=True)
         engines[q] = eng
     print(f"pianosynth offline default: {threads} thread(s); {cores} CPUs")
-    t = {}                                            # name -> list of seconds
     dur = {}
-
-    def add(name, sec):
-        t.setdefault(name, []).append(sec)
-    fluid_cores = sorted({1, cores}) if cores > 1 else [1]
+    if use_fluid and cores > 1:
+        # FluidSynth's own threads, once: on this piece they cost far more than they give
+        fcpu, fwall, fd = fluidsynth_seconds(a.midi, fs, cores)
+        scpu, swall = fluidsynth_startup_seconds(fs, cores)
+        print(f"FluidSynth with synth.cpu-cores={cores} (once): CPU {fcpu - scpu:.2f} s, "
+              f"wall {fwall - swall:.2f} s for {fd:.1f} s of audio (start-up taken off); "
+              f"the comparisons below use its default, one thread")
+    # rows[q] = list of (fluid cpu, fluid wall, ours one-thread cpu, ours default wall)
+    rows = {q: [] for q in modes}
     for _ in range(runs):
-        if use_fluid:
-            for c in fluid_cores:
-                fcpu, fwall, dur["fluid"] = fluidsynth_seconds(a.midi, fs, c)
-                scpu, swall = fluidsynth_startup_seconds(fs, c)
-                add(f"fluid{c}_cpu", fcpu - scpu)
-                add(f"fluid{c}_wall", fwall - swall)
         for q in modes:
+            fcpu = fwall = float("nan")
+            if use_fluid:
+                fc, fw, dur["fluid"] = fluidsynth_seconds(a.midi, fs, 1)
+                sc, sw = fluidsynth_startup_seconds(fs, 1)
+                fcpu, fwall = max(fc - sc, 1e-3), max(fw - sw, 1e-3)
             eng = engines[q]
+            got = []
             for pipe in ((False, True) if threads == 2 else (False,)):
                 eng.reset()
                 c0, w0 = time.process_time(), time.perf_counter()
                 y = render.render_midi(ev, eng, fs, tail="auto", pipelined=pipe)
-                c1, w1 = time.process_time(), time.perf_counter()
+                got.append((time.process_time() - c0, time.perf_counter() - w0))
                 dur[q] = len(y) / fs
-                tag = "pipe" if pipe else "one"
-                add(f"{q}_{tag}_cpu", c1 - c0)
-                add(f"{q}_{tag}_wall", w1 - w0)
+            rows[q].append((fcpu, fwall, got[0][0], got[-1][1]))
 
-    def lo(name):
-        return min(max(x, 1e-3) for x in t[name])
-
-    def med(name):
-        c = sorted(max(x, 1e-3) for x in t[name])
-        return c[len(c) // 2]
+    def med(x):
+        x = sorted(x)
+        return x[len(x) // 2]
     if use_fluid:
-        fd = dur["fluid"]
-        for c in fluid_cores:
-            print(f"FluidSynth (FluidR3 GM piano, synth.cpu-cores={c}): {fd:.1f} s of audio; "
-                  f"CPU {lo(f'fluid{c}_cpu'):.2f} s (median {med(f'fluid{c}_cpu'):.2f}), wall "
-                  f"{lo(f'fluid{c}_wall'):.2f} s (median {med(f'fluid{c}_wall'):.2f}), "
-                  f"start-up taken off")
-        f_cpu = fd / lo("fluid1_cpu")
-        f_cpu_med = fd / med("fluid1_cpu")
-        best = min(fluid_cores, key=lambda c: lo(f"fluid{c}_wall"))
-        f_wall = fd / lo(f"fluid{best}_wall")
-        f_wall_med = fd / min(med(f"fluid{c}_wall") for c in fluid_cores)
+        f = np.array([r[:2] for q in modes for r in rows[q]])
+        print(f"FluidSynth (FluidR3 GM piano, default: one thread): {dur['fluid']:.1f} s of "
+              f"audio; CPU fastest {f[:, 0].min():.2f} s (median {med(f[:, 0]):.2f}), wall "
+              f"fastest {f[:, 1].min():.2f} s (median {med(f[:, 1]):.2f}), start-up taken off")
+    print("ratios > 1: pianosynth faster. 'paired' = median over the rounds of FluidSynth's "
+          "time / ours in the run right after it (the machine's load drifts over seconds: "
+          "neighbours see the same); 'fastest' = fastest against fastest")
     for q in modes:
+        r = np.array(rows[q])
         d = dur[q]
-        one = d / lo(f"{q}_one_cpu")
-        line = (f"pianosynth {q:6s}: {d:.1f} s of audio; one thread: CPU {lo(f'{q}_one_cpu'):.2f}"
-                f" s -> {one:.1f} s of audio per CPU s")
+        line = (f"pianosynth {q:6s}: {d:.1f} s of audio\n"
+                f"    one thread: CPU fastest {r[:, 2].min():.2f} s (median {med(r[:, 2]):.2f})"
+                f" -> {d / r[:, 2].min():.1f} s of audio per CPU s")
         if use_fluid:
-            line += (f", ratio to FluidSynth (one core each) {one / f_cpu:.2f} "
-                     f"(medians {d / med(f'{q}_one_cpu') / f_cpu_med:.2f})")
-        tag = "pipe" if threads == 2 else "one"
-        wall = d / lo(f"{q}_{tag}_wall")
-        line += (f"\n    default ({threads} thread{'s' if threads > 1 else ''}): wall "
-                 f"{lo(f'{q}_{tag}_wall'):.2f} s (CPU {lo(f'{q}_{tag}_cpu'):.2f} s) -> "
-                 f"{wall:.1f} s of audio per second")
+            fd = dur["fluid"]
+            paired = med((r[:, 0] / fd) / (r[:, 2] / d))
+            fastest = (r[:, 0].min() / fd) / (r[:, 2].min() / d)
+            line += f"; vs FluidSynth, one core each: paired {paired:.2f}, fastest {fastest:.2f}"
+        line += (f"\n    default ({threads} thread{'s' if threads > 1 else ''}): wall fastest "
+                 f"{r[:, 3].min():.2f} s (median {med(r[:, 3]):.2f}) -> "
+                 f"{d / r[:, 3].min():.1f} s of audio per second")
         if use_fluid:
-            line += (f", ratio to FluidSynth's faster (wall clock) {wall / f_wall:.2f} "
-                     f"(medians {d / med(f'{q}_{tag}_wall') / f_wall_med:.2f})")
+            paired = med((r[:, 1] / fd) / (r[:, 3] / d))
+            fastest = (r[:, 1].min() / fd) / (r[:, 3].min() / d)
+            line += f"; vs FluidSynth, wall clock: paired {paired:.2f}, fastest {fastest:.2f}"
         print(line)
     ns, base, nv = per_voice_ns(fs)
     print(f"per voice: {ns:.1f} ns per voice-sample ({nv} voices held); "
