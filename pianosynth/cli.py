@@ -257,8 +257,10 @@ def _render_and_write(args, events, label: str, retunes=None, threads=None) -> i
     from .io.render import normalize, peak_dbfs, render_midi
 
     threads = args.threads if args.threads is not None else threads
-    pipelined = pipelined_available() if threads is None else (threads == 2 and
-                                                               pipelined_available())
+    pipelined = threads != 1 and pipelined_available()
+    if args.threads == 2 and not pipelined:
+        _warn("--threads 2: rendering on one thread (two need two CPUs and numba's OpenMP "
+              "threading layer, Debian package libgomp1)")
 
     preset = args.preset_obj
     try:

@@ -773,12 +773,13 @@ def mix_strings(n, t0, factor, taps, ring, mono, resbuf, mix2, mix4, taps2, ring
     factor ``factor``, §4.3; fs/2 and fs/4 strings, §4.2) through its one interpolation
     filter (``ring*``: the pending outputs of :func:`_interpolate_add`), added into
     ``mono``, which is then the summed string signal at fs (runaway or NaN samples replaced
-    by 0). An interpolator with nothing pending and zero input adds exactly zero: skipped."""
-    if not (_all_zero(ring) and _all_zero(resbuf[:n])):
+    by 0). An interpolator with nothing pending and zero input adds exactly zero: skipped
+    (only ring[:len(taps)] can hold anything between calls)."""
+    if not (_all_zero(ring[:taps.shape[0]]) and _all_zero(resbuf[:n])):
         _interpolate_add(mono, n, t0, factor, resbuf, taps, ring)
-    if not (_all_zero(ring2) and _all_zero(mix2[:n])):
+    if not (_all_zero(ring2[:taps2.shape[0]]) and _all_zero(mix2[:n])):
         _interpolate_add(mono, n, t0, 2, mix2, taps2, ring2)
-    if not (_all_zero(ring4) and _all_zero(mix4[:n])):
+    if not (_all_zero(ring4[:taps4.shape[0]]) and _all_zero(mix4[:n])):
         _interpolate_add(mono, n, t0, 4, mix4, taps4, ring4)
     for i in range(n):
         if not (abs(mono[i]) < 1e6):     # NaN/inf or runaway never reaches the soundboard
