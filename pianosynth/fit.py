@@ -73,6 +73,10 @@ PLACE_MAX_CENTS = 5.0
 SECOND_MODES = ("shared", "own", "both")
 #: loss filter order of the per-partial T60 stage (one-pole plus order - 1 peaking cuts).
 T60_LOSS_ORDER = 9
+#: early decay time band of the realism criteria (render / recording within x1.5).
+EDT_BAND = 1.5
+#: largest offset of a placed partial from eq. 12 (the range of ``partial_kNN_cents``).
+PARTIAL_CENTS_MAX = 50.0
 #: lowest / highest MIDI key.
 KEY_MIN, KEY_MAX = 21, 108
 
@@ -718,12 +722,12 @@ def fit_tuning_model(settings: dict, keys_with, key: int, fs: int, partials_hz, 
 
 def set_partial_cents(over: dict, cents) -> None:
     """Write partial offsets (cents from eq. 12, nan = not given) as ``partial_kNN_cents``
-    overrides (clipped to +-50 cents; a given 0 is written as 1e-6, since 0 reads as "not
+    overrides (clipped to +-PARTIAL_CENTS_MAX; a given 0 is written as 1e-6, since 0 reads as "not
     given")."""
     for j, c in enumerate(np.asarray(cents, float)[:N_PARTIAL_CENTS]):
         name = f"partial_k{j + 1:02d}_cents"
         if np.isfinite(c):
-            c = float(np.clip(c, -50.0, 50.0))
+            c = float(np.clip(c, -PARTIAL_CENTS_MAX, PARTIAL_CENTS_MAX))
             over[name] = c if c != 0.0 else 1e-6
         else:
             over.pop(name, None)
@@ -1094,8 +1098,21 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     if MEASURED_PARTIALS:
         kk = np.arange(1, N_PARTIAL_CENTS + 1)
         meas = rec.partials_hz[:N_PARTIAL_CENTS]
-        part_cents[:meas.size] = 1200.0 * np.log2(meas / (kk[:meas.size] * f0
-                                                           * np.sqrt(1.0 + b * kk[:meas.size] ** 2)))
+        def offsets(f0_, b_):
+            return 1200.0 * np.log2(meas / (kk[:meas.size] * f0_
+                                            * np.sqrt(1.0 + b_ * kk[:meas.size] ** 2)))
+
+        part_cents[:meas.size] = offsets(f0, b)
+        if np.nanmax(np.abs(part_cents), initial=0.0) > 0.8 * PARTIAL_CENTS_MAX:
+            # f0, B fitted inside the perceptual band only (C7: partials 1-2) can leave the
+            # partials above it further from eq. 12 than an offset may go: eq. 12 fitted to
+            # every measured partial is the reference then (C7 L5: +87 -> +13 cents)
+            f0_all, b_all = fit_tuning(rec.partials_hz)
+            alt_cents = offsets(f0_all, b_all)
+            if np.nanmax(np.abs(alt_cents)) < np.nanmax(np.abs(part_cents)):
+                f0, b = f0_all, b_all
+                over.update({"f0_hz": f0, "inharmonicity_b": b})
+                part_cents[:meas.size] = alt_cents
         set_partial_cents(over, part_cents)
 
     # 2) per-partial decay -> loss filter (§4.1)
@@ -1299,7 +1316,7 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
             alt[name] = float(getattr(kp, name)[i])
     y_alt = render_note(settings, keys_with(alt), key, velocity, n_frames, fs)
     err_alt = compare(rec, xm, y_alt, fs)
-    if err_alt.stft < after.stft:
+    if err_alt.stft < after.stft and _edt_ok(err_alt, after):
         alt["output_gain_db"] = float(np.clip(alt["output_gain_db"] - err_alt.level_db, -40, 40))
         say(f"the base preset's decay fits better (STFT distance {err_alt.stft:.3f} vs "
             f"{after.stft:.3f}); kept it with the fitted tuning and level")
@@ -1384,8 +1401,10 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         # and a pass that halved it took partial 5, in the band, from 0.9 to 4.2 cents
         nb = design_band(settings, keys_with(over_c), key, fs)
         band_ok = _band_cents_max(e_c.cents, nb) <= max(_band_cents_max(after.cents, nb), 1.0)
+        # nor the early decay out of x1.5 when it was inside (the beats of the second modes
+        # move with the placement: C4 L3 x1.44 -> x1.56 for 1.1 -> 0.8 cents)
         if (np.nanmax(np.abs(c_new)) < np.nanmax(np.abs(c_old)) and not worse_t60 and stft_ok
-                and band_ok):
+                and band_ok and _edt_ok(e_c, after)):
             over, y_after, after = over_c, y_c, e_c
     if abs(after.level_db) > 0.3:
         over = {**over, "output_gain_db": float(np.clip(over["output_gain_db"]
@@ -1396,6 +1415,13 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     return FitResult(key, velocity, over, before, after, rec, y_before, y_after, fs,
                      n_band=design_band(settings, keys_with(over), key, fs),
                      t60_match=t60_match, t60_match_overrides=t60_over)
+
+
+def _edt_ok(new: Errors, old: Errors, band: float = EDT_BAND) -> bool:
+    """True when ``new``'s early decay time is within x``band`` of the recording's, or no
+    further from it than ``old``'s (a choice made on a small STFT gain must not take the
+    note's early decay out of the realism band: C4 L3, x1.44 -> x1.56 for 0.004)."""
+    return abs(math.log(new.edt_ratio)) <= max(abs(math.log(old.edt_ratio)), math.log(band))
 
 
 def model_t60(settings: dict, key_overrides: dict, key: int, fs: int, n: int) -> np.ndarray:
