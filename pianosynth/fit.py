@@ -4,7 +4,9 @@ the realism report and their tests.
 From one recorded note of a known key the fit estimates, in the order of Bank et al. 2003 §4:
 
 1. **f0 and B** (eq. 12) from the partial frequencies -> ``f0_hz``, ``inharmonicity_b``
-   (tuning and dispersion allpass);
+   (tuning and dispersion allpass), and the measured partials 1-20 placed directly
+   (``partial_kNN_cents``: the dispersion allpass and the fine-tuning allpass designed
+   together to the measured list, eq. 13-15);
 2. **per-partial decay** -> the one-pole loss filter of eq. 8-10: decay rates
    sigma_k = 1/tau_k regressed on sigma = c1 + c3 theta^2 with weights tau_k^4 (§4.1), written
    as the two T60s the engine designs the filter from (``t60_f0_s``, ``t60_high_s``,
@@ -16,7 +18,8 @@ From one recorded note of a known key the fit estimates, in the order of Bank et
 4. **excitation**: the hammer velocity whose attack brightness (spectral centroid of the
    first 100 ms) matches the recording, then the level -> ``output_gain_db``;
 5. render-measure-correct passes (tuning, loss, level), the base preset's decay kept when it
-   is closer, a short STFT search when the fit is not closer than the base preset;
+   is closer, a short STFT search when the fit, at the recording's level, is not closer than
+   the base preset (once more at the end when the final note still is not);
 6. **every partial's T60** (:func:`fit_partial_t60`): each resonator partial gets its own
    second mode from the recording's two-mode fit (:func:`set_second_modes`: level, T60 ratio,
    detuning by the measured beat; none where the partial decays in one stage), the string
