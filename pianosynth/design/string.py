@@ -402,6 +402,22 @@ def choose_dispersion_measured(fk_target, fs, g, a1, max_order=20, tol_cents=0.2
     return n, best[1], float(best[0])
 
 
+def _sos_to_reflection(sos, r_max):
+    """Allpass sections (c1, c2) as unbounded parameters: reflection coefficients
+    k2 = c2, k1 = c1 / (1 + k2), clipped inside +-``r_max`` and mapped by artanh(k / r_max);
+    :func:`_reflection_to_sos` inverts it, so any parameters give stable sections."""
+    sos = np.asarray(sos, float).reshape(-1, 2)
+    k2 = np.clip(sos[:, 1], -0.999 * r_max, 0.999 * r_max)
+    k1 = np.clip(sos[:, 0] / (1.0 + k2), -0.999 * r_max, 0.999 * r_max)
+    return np.column_stack([np.arctanh(k1 / r_max), np.arctanh(k2 / r_max)]).ravel()
+
+
+def _reflection_to_sos(q, r_max):
+    """Sections (n, 2) from the parameters of :func:`_sos_to_reflection`."""
+    kk = r_max * np.tanh(np.asarray(q, float).reshape(-1, 2))
+    return np.column_stack([kk[:, 0] * (1.0 + kk[:, 1]), kk[:, 1]])
+
+
 def _refine_allpass(fk, fs, g, a1, lsos, sos, r_max=0.9995):
     """Least-squares refinement of an allpass cascade so the loop's phase delay meets
     k fs / f_k at the target partials (residuals in cents, with the flat delay free).
@@ -417,12 +433,9 @@ def _refine_allpass(fk, fs, g, a1, lsos, sos, r_max=0.9995):
     d_req = k * fs / fk
     d_loss = -np.angle(loss_response(g, a1, lsos, w)) / w
     sos = np.asarray(sos, float).reshape(-1, 2)
-    k2 = np.clip(sos[:, 1], -0.999 * r_max, 0.999 * r_max)
-    k1 = np.clip(sos[:, 0] / (1.0 + k2), -0.999 * r_max, 0.999 * r_max)
 
     def unpack(q):
-        kk = r_max * np.tanh(q[:-1].reshape(-1, 2))
-        return np.column_stack([kk[:, 0] * (1.0 + kk[:, 1]), kk[:, 1]]), q[-1]
+        return _reflection_to_sos(q[:-1], r_max), q[-1]
 
     def resid(q):
         sec, c = unpack(q)
@@ -431,8 +444,7 @@ def _refine_allpass(fk, fs, g, a1, lsos, sos, r_max=0.9995):
 
     d0 = -sos_allpass_phase(sos, w) / w + d_loss
     c0 = float(np.mean(d_req - d0))
-    q0 = np.concatenate([np.column_stack([np.arctanh(k1 / r_max), np.arctanh(k2 / r_max)])
-                         .ravel(), [c0]])
+    q0 = np.concatenate([_sos_to_reflection(sos, r_max), [c0]])
     best = (float("inf"), sos)
     wt = np.ones_like(w)
     for _ in range(4):          # reweighted towards the smallest largest error
@@ -470,19 +482,15 @@ def _refine_loop(fk, fs, n_int, eta, sos, g, a1, lsos, r_max=0.9995):
     d_fix = n_int - np.angle(loss_response(g, a1, lsos, w)) / w
 
     def unpack(q):
-        kk = r_max * np.tanh(q[:-1].reshape(-1, 2))
-        return (np.column_stack([kk[:, 0] * (1.0 + kk[:, 1]), kk[:, 1]]),
-                0.9 * math.tanh(q[-1]))
+        return _reflection_to_sos(q[:-1], r_max), 0.9 * math.tanh(q[-1])
 
     def resid(q):
         sec, e = unpack(q)
         d = d_fix + allpass1_phase_delay(e, w) - sos_allpass_phase(sec, w) / w
         return 1200.0 * np.log2(d_req / np.maximum(d, 1e-9))
 
-    k2 = np.clip(sos[:, 1], -0.999 * r_max, 0.999 * r_max)
-    k1 = np.clip(sos[:, 0] / (1.0 + k2), -0.999 * r_max, 0.999 * r_max)
-    q0 = np.concatenate([np.column_stack([np.arctanh(k1 / r_max), np.arctanh(k2 / r_max)])
-                         .ravel(), [math.atanh(float(np.clip(eta / 0.9, -0.999, 0.999)))]])
+    q0 = np.concatenate([_sos_to_reflection(sos, r_max),
+                         [math.atanh(float(np.clip(eta / 0.9, -0.999, 0.999)))]])
     e0 = float(np.max(np.abs(resid(q0))))
     if not np.isfinite(e0) or e0 < 0.05:
         return sos, eta
