@@ -9,10 +9,12 @@ Then it releases everything and measures the silence. Printed, with PASS/FAIL:
 - underflows while playing (the audio process's own count, timestamps inside the playing
   window) against an empty PortAudio callback (plus an idle rtmidi JACK input and a
   connected rtmidi output like this script's sender: the same JACK clients) measured on the
-  same server before and after (by default as long as the playing: the same number of
-  callbacks, so that both counts sample the machine's rare stalls equally; a baseline of a
-  tenth of the playing read 0 where the playing's 3 in 112 552 callbacks predicted 0.3),
-  pooled and scaled to the playing's number of callbacks: allowed ``baseline + 1``. Printed with them: how many followed a callback that worked more than
+  same server before and after, pooled and scaled to the playing's number of callbacks:
+  allowed ``baseline + 1``. By default the baseline has exactly as many callbacks as the
+  playing (half before, the rest after; each counted, like the player's, only inside its
+  measuring window), so both counts sample the machine's rare stalls equally and compare
+  as they are: a baseline of a tenth of the playing read 0 where the playing's 3 stalls in
+  112 552 callbacks predicted 0.3. Printed with them: how many followed a callback that worked more than
   half a period (this program's work) and how many a short callback after which the next
   came more than 1.5 periods later (the thread was not run in time: the machine);
 - resident memory (VmRSS) of the audio process and of panel + audio together, from
@@ -235,8 +237,8 @@ def main(argv=None) -> int:
     ap.add_argument("--play", action="store_true",
                     help="run `pianosynth play --virtual` instead of the panel")
     ap.add_argument("--baseline-s", type=float, default=None,
-                    help="empty-callback seconds, half before and half after (default: as "
-                         "long as the playing, at least 10 s)")
+                    help="empty-callback seconds, half before and half after (default: "
+                         "as many callbacks as the playing, at least 10 s)")
     ap.add_argument("--warmup-s", type=float, default=None,
                     help="seconds of playing before the first memory sample (default: "
                          "10 %% of the playing, 3..30 s)")
@@ -291,7 +293,8 @@ def main(argv=None) -> int:
     fig = dict(minutes=a.minutes, mode="play" if a.play else "gui (panel open, offscreen)",
                pieces=[p[0] for p in pieces])
     try:
-        base = [empty_callback_run(base_s / 2, env, a.rate, sender=True)]
+        matched = a.baseline_s is None
+        base = [empty_callback_run(base_s / 2, env, a.rate, sender=True, window_only=matched)]
         c_floor = [c_callback_cpu(min(base_s / 2, 10.0), env, a.rate)]
         cmd = [sys.executable, "-m", "pianosynth", "play" if a.play else "gui", "--virtual",
                "--stats-json", str(stats_path)]
@@ -358,7 +361,14 @@ def main(argv=None) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             rc = proc.wait()
-        base.append(empty_callback_run(base_s / 2, env, a.rate, sender=True))
+        if matched and t_play1 is not None and t_play0 is not None:
+            # the rest of the playing's callbacks (its window: t_play0..t_play1)
+            rest = int(round((t_play1 - t_play0) * a.rate / a.period)) - base[0][0]
+            base.append(empty_callback_run(max(rest * a.period / a.rate, 1.0) + 2.0, env,
+                                           a.rate, sender=True, window_only=True,
+                                           max_calls=max(rest, 1)))
+        else:
+            base.append(empty_callback_run(base_s / 2, env, a.rate, sender=True))
         c_floor.append(c_callback_cpu(min(base_s / 2, 10.0), env, a.rate))
     finally:
         if proc is not None and proc.poll() is None:
@@ -398,11 +408,12 @@ def main(argv=None) -> int:
         covered += min(win, t + win - max(t, end)) if t + win > end else 0.0
         end = max(end, t + win)
     midi_share = covered / max(t_abs1 - t_abs0, 1e-9)
-    calls = (t_abs1 - t_abs0) / period_s
-    rate = sum(b[1] for b in base) / max(sum(b[0] for b in base), 1)   # pooled
+    calls = round((t_abs1 - t_abs0) / period_s)
+    base_calls = sum(b[0] for b in base)
+    rate = sum(b[1] for b in base) / max(base_calls, 1)                 # pooled
     floor = min(b[2] for b in base)
     floor_hi = max(b[2] for b in base)
-    allowed = rate * calls + 1.0
+    allowed = sum(b[1] for b in base) * calls / max(base_calls, 1) + 1.0
     noisy = rate > a.noisy
     # --- memory
     warm = [s for s in samples if s[0] >= warm_s] or samples

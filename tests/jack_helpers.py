@@ -517,16 +517,22 @@ if %d:                                      # the soak's sender client, connecte
     mo = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="soaksend")
     mo.open_port([i for i, p in enumerate(mo.get_ports()) if "pianosynth:midi_in" in p][0])
 n = [0, 0]
+window = %d                                 # count only while measuring (not start, stop)
+counting = [not window]
+limit = %d                                  # callbacks counted at most (0: no limit)
 def cb(out, frames, t, status):
-    n[0] += 1
-    if status.output_underflow:
-        n[1] += 1
+    if counting[0] and (limit == 0 or n[0] < limit):
+        n[0] += 1
+        if status.output_underflow:
+            n[1] += 1
     out.fill(0)
 with sd.OutputStream(samplerate=%d, blocksize=0, channels=2, dtype="float32", callback=cb):
     time.sleep(0.5)
+    counting[0] = True
     c0, t0 = time.process_time(), time.perf_counter()
     time.sleep(%f)
     cpu = (time.process_time() - c0) / (time.perf_counter() - t0)
+    counting[0] = not window
 sd._terminate()
 midi.close_port()
 print(n[0], n[1], cpu)
@@ -644,15 +650,21 @@ def player_env(server: "NamedJackServer | None" = None) -> dict:
 
 
 def empty_callback_run(seconds: float, env: dict, rate: int = 48000,
-                       sender: bool = False) -> tuple[int, int, float]:
+                       sender: bool = False, window_only: bool = False,
+                       max_calls: int = 0) -> tuple[int, int, float]:
     """(callbacks, underflows, CPU) of an empty PortAudio callback next to an idle rtmidi JACK
     input (the same JACK clients as the player, doing nothing), on the server of ``env``.
     CPU is the process's share of one core while the stream runs: what any PortAudio + JACK
     client costs here before it renders a sample (JACK wake-ups, Python entering the
     callback). ``sender``: also an rtmidi JACK output connected to that input and sending
-    nothing (the graph of a test that plays MIDI into the player has that client too)."""
+    nothing (the graph of a test that plays MIDI into the player has that client too).
+    ``window_only``: count callbacks and underflows only during the ``seconds`` measured
+    (not while the stream starts and stops, as a player's count inside its playing window);
+    ``max_calls`` > 0: count at most that many callbacks (a baseline of exactly as many
+    callbacks as a run it is compared with)."""
     import sys
-    r = subprocess.run([sys.executable, "-c", _EMPTY_CALLBACK % (int(sender), rate, seconds)],
+    r = subprocess.run([sys.executable, "-c", _EMPTY_CALLBACK % (
+                        int(sender), int(window_only), int(max_calls), rate, seconds)],
                        capture_output=True, text=True, timeout=seconds + 60, env=env)
     if r.returncode != 0:
         raise RuntimeError(f"empty-callback baseline failed: {r.stderr[-2000:]}")
