@@ -380,6 +380,41 @@ def test_without_an_audio_device_the_panel_says_so_and_keeps_running(qapp, monke
         s.close()
 
 
+def test_preset_velocity_table_plays_in_the_panel(panel, tmp_path):
+    """A preset's [velocity] table is the panel's velocity curve, kept through a redesign,
+    and a preset without one gives the velocity parameters back (it used to be ignored:
+    the panel always played the parameters' map)."""
+    from pianosynth.engine.core import parameter_velocity_table
+    from pianosynth.engine.params import velocity_table_from_points
+    src = tmp_path / "fast.toml"
+    src.write_text('schema_version = 2\nname = "fast"\n[parameters]\n'
+                   '[velocity]\npoints = [[1, 0.5], [64, 3.0], [127, 5.0]]\n')
+    s = panel.session
+    params_map = parameter_velocity_table(s.engine.settings)
+    assert panel.load_preset(str(src))
+    assert "velocity curve" in panel.msg_label.text()
+    assert s.applier.wait_idle(30.0) and s.applier.error is None
+    want = velocity_table_from_points([(1, 0.5), (64, 3.0), (127, 5.0)])
+    assert np.allclose(s.engine.keys.vel_m_s, want) and want[64] > 1.5 * params_map[64]
+    # physics, not bookkeeping: velocity 64 strikes harder with the table
+    s.engine.reset()
+    s.note_on(60, 64)
+    s.pump(4800)
+    f_fast = float(np.max(s.engine.hammer_force_trace()))
+    set_control(panel, "felt_stiffness_scale", 1.5)            # a "note" parameter
+    assert s.applier.wait_idle(30.0)
+    assert np.allclose(s.engine.keys.vel_m_s, want)             # survives the redesign
+    assert panel.load_preset("default")
+    assert s.applier.wait_idle(30.0)
+    assert s.engine.velocity_points is None
+    assert np.allclose(s.engine.keys.vel_m_s, params_map)
+    s.engine.reset()
+    s.note_on(60, 64)
+    s.pump(4800)
+    f_params = float(np.max(s.engine.hammer_force_trace()))
+    assert f_fast > 1.5 * f_params, (f_fast, f_params)
+
+
 def test_engine_in_its_own_process_plays_and_feeds_the_plots(qapp):
     """The default for `pianosynth gui`: engine, clock and MIDI in a spawned process, the
     tap in shared memory, key tables designed here and installed there."""
@@ -402,6 +437,19 @@ def test_engine_in_its_own_process_plays_and_feeds_the_plots(qapp):
         assert "C4" in w.plots.force.getPlotItem().titleLabel.text
         m = s.meters()
         assert m["callbacks"] > 0 and m["error"] is None
+        # a preset's velocity table reaches the engine over there: velocity 64 strikes
+        # harder with a curve that puts 64 at 3 m/s than with the parameters' map
+        peaks = []
+        for pts in ([(1, 0.5), (64, 3.0), (127, 5.0)], None):
+            s.set_all(dict(s.settings), dict(s.keys), pts)
+            assert s.applier.wait_idle(30.0) and s.applier.error is None
+            seq = s.tap.force_seq
+            s.note_on(60, 64)
+            assert wait_until(qapp, lambda: s.tap.force_seq != seq, 10.0)
+            wait_until(qapp, lambda: False, 0.3)               # the trace fills
+            peaks.append(float(np.max(s.tap.force[:s.tap.force_len])))
+            s.note_off(60)
+        assert peaks[0] > 1.5 * peaks[1], peaks
         w.force_close = True
         w.close()
     finally:

@@ -24,7 +24,8 @@ from ..dsp import voice as V
 from . import blockloop as B
 from .designcache import cached_call
 from .events import EVENT_DTYPE, NO_EVENTS
-from .params import PARAM_BY_NAME, defaults, velocity_table_from_points
+from .params import (PARAM_BY_NAME, defaults, validate_velocity_points,
+                     velocity_table_from_points)
 from ..io.priority import touch_pages
 
 #: samples per inner chunk (scratch buffers); blocks of any size are split into chunks
@@ -277,10 +278,17 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
                                    kp.second_detune_cents[i])
             kt_res[key, :len(rc)] = rc
             kt_i[key, B.K_N_RES] = len(rc)
+    return KeyDesign(kp, kt_i, kt_f, kt_sos, kt_res, parameter_velocity_table(settings),
+                     strings)
+
+
+def parameter_velocity_table(settings: dict) -> np.ndarray:
+    """MIDI velocity -> hammer speed of the velocity parameters (velocity_min_m_s,
+    velocity_max_m_s, velocity_curve): float64 (128,), m/s; entry 0 copies entry 1."""
     vel = np.zeros(128)
     vel[1:] = velocity_to_hammer_m_s(np.arange(1, 128), settings)
     vel[0] = vel[1]
-    return KeyDesign(kp, kt_i, kt_f, kt_sos, kt_res, vel, strings)
+    return vel
 
 
 #: design of the sympathetic strings (rows 128 + key of the key table), see SYMPATHETIC_MODE
@@ -410,8 +418,11 @@ class Engine:
         self.gf[B.GF_CEILING] = CEILING
         self._apply_live()
         self.gf[B.GF_GAIN] = self.gf[B.GF_GAIN_TARGET]   # snap: no fade-in at start
+        #: the velocity curve's points (validated), None: the velocity parameters' map
+        self.velocity_points = None if velocity_points is None else \
+            validate_velocity_points(velocity_points)
         self._vel_table = None if velocity_points is None else \
-            velocity_table_from_points(velocity_points)
+            velocity_table_from_points(self.velocity_points)
         self.keys = self._with_velocity(design_tables(self.settings, fs, self.key_overrides,
                                                       quality))
         self._soundboard_design()
@@ -448,10 +459,16 @@ class Engine:
         """Set the velocity curve from points ``[(midi_velocity, hammer_m_s), ...]`` (None:
         back to the parameters' map); acts from the next struck note.
 
+        Only the key table's velocity column changes (no redesign; one reference swap, so
+        it may be called beside a running audio callback, as the panel's applier does).
+
         Raises ValueError on invalid points (see :func:`params.validate_velocity_points`)."""
-        self._vel_table = None if points is None else velocity_table_from_points(points)
-        self.keys = self._with_velocity(design_tables(self.settings, self.sample_rate,
-                                                      self.key_overrides, self.quality))
+        pts = None if points is None else validate_velocity_points(points)
+        table = None if pts is None else velocity_table_from_points(pts)
+        vel = parameter_velocity_table(self.settings) if table is None else table.copy()
+        self._vel_table = table
+        self.velocity_points = pts
+        self.keys = dataclasses.replace(self.keys, vel_m_s=vel)
 
     def _apply_live(self):
         s = self.settings

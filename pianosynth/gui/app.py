@@ -123,11 +123,8 @@ def cmd_gui(args) -> int:
     except PianosynthError as exc:
         startup_error = f"Preset tuning not applied: {exc}"
         keys = preset.keys
-    if preset.velocity:
-        note = ("this preset's [velocity] table shapes `render` and `play`; the panel plays "
-                "the velocity parameters' curve")
-        startup_error = f"{startup_error}; {note}" if startup_error else note
-    session = make(full_settings(preset.settings), keys, log=_say)
+    session = make(full_settings(preset.settings), keys, log=_say,
+                   velocity_points=preset.velocity_points())
     if not args.in_process:
         # the audio process is spawned: from here on this (GUI) thread and the threads it
         # starts yield the CPU to it (Linux niceness is per thread and inherited)

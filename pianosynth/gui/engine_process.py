@@ -40,7 +40,7 @@ RPC_TIMEOUT_S = 60.0
 
 
 # ====================================================================== audio process side
-def serve(conn, shm_name: str, settings: dict, keys: dict) -> None:
+def serve(conn, shm_name: str, settings: dict, keys: dict, velocity_points=None) -> None:
     """Entry point of the audio process: answer commands until "close" or the pipe ends."""
     sys.setswitchinterval(0.001)
     # (a spawned child shares the parent's resource tracker, so attaching registers the
@@ -52,7 +52,7 @@ def serve(conn, shm_name: str, settings: dict, keys: dict) -> None:
         print(f"pianosynth: {text}", file=sys.stderr, flush=True)
 
     tap = Tap(shm.buf)
-    session = LiveSession(settings, keys, log=log, tap=tap)
+    session = LiveSession(settings, keys, log=log, tap=tap, velocity_points=velocity_points)
     push = session.queue.push
     perf = time.perf_counter
     try:
@@ -91,8 +91,8 @@ def serve(conn, shm_name: str, settings: dict, keys: dict) -> None:
 
 def _dispatch(session, op, args):
     if op == "install":
-        settings, keys, design, fs = args
-        return session.install(settings, keys, design, fs)
+        settings, keys, design, fs, velocity_points = args
+        return session.install(settings, keys, design, fs, velocity_points)
     if op == "open_audio":
         device, rate, buffer, mode, start = args
         if start:
@@ -141,7 +141,7 @@ class RemoteApplier:
         self._idle = threading.Event()
         self._idle.set()
         self._stop = False
-        self._sent = None                       # (settings, keys, fs) the engine has
+        self._sent = None                       # (settings, keys, fs, velocity) the engine has
         self._thread = threading.Thread(target=self._run, name="pianosynth-design",
                                         daemon=True)
         self._thread.start()
@@ -157,8 +157,9 @@ class RemoteApplier:
     def busy(self) -> bool:
         return not self._idle.is_set()
 
-    def mark_installed(self, settings, keys, fs) -> None:
-        self._sent = (dict(settings), {int(k): dict(v) for k, v in keys.items()}, fs)
+    def mark_installed(self, settings, keys, fs, velocity_points=None) -> None:
+        self._sent = (dict(settings), {int(k): dict(v) for k, v in keys.items()}, fs,
+                      velocity_points)
 
     def _run(self):
         from ..engine.core import clamp_settings, design_key_table
@@ -171,10 +172,11 @@ class RemoteApplier:
             s = self.session
             settings, keys, fs = dict(s.settings), {int(k): dict(v) for k, v in
                                                      s.keys.items()}, s.sample_rate
+            vel = s.velocity_points
             names = []
             try:
-                if self._sent is None or (settings, keys, fs) != self._sent:
-                    old_s, old_k, old_fs = self._sent or ({}, None, None)
+                if self._sent is None or (settings, keys, fs, vel) != self._sent:
+                    old_s, old_k, old_fs, _ = self._sent or ({}, None, None, None)
                     redesign = (keys != old_k or fs != old_fs or any(
                         settings.get(n) != old_s.get(n) for n in _NOTE_PARAMS))
                     design = None
@@ -182,8 +184,8 @@ class RemoteApplier:
                         design = design_key_table(clamp_settings(settings), fs, keys)
                     if self._wake.is_set() and redesign:
                         continue                    # superseded while designing: redo
-                    names = s._rpc("install", settings, keys, design, fs)
-                    self._sent = (settings, keys, fs)
+                    names = s._rpc("install", settings, keys, design, fs, vel)
+                    self._sent = (settings, keys, fs, vel)
             except BaseException as exc:  # noqa: BLE001 - shown by the panel
                 self.error = exc
             if not self._wake.is_set():
@@ -210,11 +212,14 @@ class RemoteSession:
         The audio process did not start or stopped answering.
     """
 
-    def __init__(self, settings: dict, keys: dict | None = None, log=None):
+    def __init__(self, settings: dict, keys: dict | None = None, log=None,
+                 velocity_points=None):
         from ..errors import PianosynthError
+        from .session import _points
         self._Error = PianosynthError
         self.settings = dict(settings)
         self.keys = {int(k): dict(v) for k, v in (keys or {}).items()}
+        self.velocity_points = _points(velocity_points)
         self.log = log or (lambda text: print(f"pianosynth: {text}", file=sys.stderr,
                                               flush=True))
         self._shm = shared_memory.SharedMemory(create=True, size=Tap.nbytes())
@@ -223,7 +228,8 @@ class RemoteSession:
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=serve, name="pianosynth-audio",
-                                 args=(child, self._shm.name, self.settings, self.keys),
+                                 args=(child, self._shm.name, self.settings, self.keys,
+                                       self.velocity_points),
                                  daemon=True)
         self._proc.start()
         child.close()
@@ -301,7 +307,8 @@ class RemoteSession:
         self._opened = True
         if rate_changed or self.applier._sent is None:
             # the audio process (re)built its engine from the settings it last received
-            self.applier.mark_installed(self.settings, self.keys, self._sample_rate)
+            self.applier.mark_installed(self.settings, self.keys, self._sample_rate,
+                                         self.velocity_points)
         self._refresh_meters()
 
     def set_midi_file(self, events) -> None:
@@ -352,8 +359,10 @@ class RemoteSession:
         self.settings = {**self.settings, name: v}
         self.applier.wake()
 
-    def set_all(self, settings: dict, keys: dict) -> None:
+    def set_all(self, settings: dict, keys: dict, velocity_points=None) -> None:
+        from .session import _points
         self.keys = {int(k): dict(v) for k, v in keys.items()}
+        self.velocity_points = _points(velocity_points)
         self.settings = dict(settings)
         self.applier.wake()
 

@@ -408,6 +408,9 @@ class ControlPanel(QMainWindow):
         self.set_preset(preset)
         msg = f"Loaded preset “{preset.name}”" + (f" from {preset.path}" if preset.path else
                                                    " (built in)")
+        if preset.velocity:
+            msg += ("; its [velocity] table sets the velocity curve (the velocity sliders "
+                    "act again with a preset without one)")
         for w in preset.warnings or []:
             msg += f"; warning: {w}"
         self.show_message(msg)
@@ -422,7 +425,7 @@ class ControlPanel(QMainWindow):
         except PianosynthError as exc:
             self.show_error(f"Tuning of preset {preset.name!r} not applied: {exc}")
             keys = {int(k): dict(v) for k, v in preset.keys.items()}
-        self.session.set_all(settings, keys)
+        self.session.set_all(settings, keys, preset.velocity_points())
         self.params.set_values(settings)
         self.saved_state = (settings, keys)
         self._refresh_presets()

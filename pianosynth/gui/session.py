@@ -404,7 +404,7 @@ class ParamApplier:
             self._wake.clear()
             try:
                 names = sync_engine(self.session.engine, self.session.settings,
-                                    self.session.keys)
+                                    self.session.keys, self.session.velocity_points)
             except BaseException as exc:  # noqa: BLE001 - report, keep the thread alive
                 self.error = exc
                 names = []
@@ -419,10 +419,12 @@ class ParamApplier:
         self._thread.join(timeout=5.0)
 
 
-def sync_engine(engine, settings: dict, keys: dict) -> list[str]:
+def sync_engine(engine, settings: dict, keys: dict, velocity_points=None) -> list[str]:
     """Call ``engine.set_param`` for every parameter whose value differs from ``settings``,
-    after installing ``keys`` as the engine's per-key overrides; returns the names changed
-    ("<keys>" when only the overrides changed).
+    after installing ``keys`` as the engine's per-key overrides, and set the velocity curve
+    ``velocity_points`` (a preset's ``[velocity]`` table; None: the velocity parameters'
+    map); returns the names changed ("<keys>" when the overrides changed, "<velocity>"
+    when the curve did).
 
     ``Engine.set_param`` redesigns the whole key table for each "note" parameter (up to a
     couple of seconds when every string changes). A preset load or a burst of edits changes
@@ -450,7 +452,18 @@ def sync_engine(engine, settings: dict, keys: dict) -> list[str]:
             engine.set_param(n, settings.get(n, PARAM_BY_NAME[n].default))
     if keys_changed:
         changed.append("<keys>")
+    if _velocity_changed(engine, velocity_points):
+        engine.set_velocity_points(velocity_points)
+        changed.append("<velocity>")
     return changed
+
+
+def _points(points):
+    return None if points is None else [(int(v), float(m)) for v, m in points]
+
+
+def _velocity_changed(engine, points) -> bool:
+    return _points(getattr(engine, "velocity_points", None)) != _points(points)
 
 
 class LiveSession:
@@ -466,6 +479,9 @@ class LiveSession:
         ``log(text)`` for user messages.
     engine_factory : callable, optional
         ``engine_factory(settings, sample_rate, key_overrides, max_voices) -> Engine``.
+    velocity_points : list of (int, float), optional
+        The velocity curve (a preset's ``[velocity]`` table,
+        :meth:`~pianosynth.presets.Preset.velocity_points`); None: the velocity parameters.
 
     Attributes
     ----------
@@ -479,9 +495,10 @@ class LiveSession:
     """
 
     def __init__(self, settings: dict, keys: dict | None = None, log=None, engine_factory=None,
-                 tap: Tap | None = None):
+                 tap: Tap | None = None, velocity_points=None):
         self.settings = dict(settings)
         self.keys = {int(k): dict(v) for k, v in (keys or {}).items()}
+        self.velocity_points = _points(velocity_points)
         self.log = log or (lambda text: print(f"pianosynth: {text}", file=sys.stderr,
                                               flush=True))
         if engine_factory is None:
@@ -513,6 +530,8 @@ class LiveSession:
     # ------------------------------------------------------------------ engine
     def _build_engine(self, sample_rate: int):
         eng = self.engine_factory(self.settings, int(sample_rate), self.keys, MAX_VOICES)
+        if _velocity_changed(eng, self.velocity_points):
+            eng.set_velocity_points(self.velocity_points)
         scratch = np.zeros((SILENT_BLOCK, 2), np.float32)
         for _ in range(2):                      # compile / load the kernels now
             eng.render(scratch, np.zeros(0, self.block.array.dtype))
@@ -714,40 +733,48 @@ class LiveSession:
         self.settings = {**self.settings, name: v}
         self.applier.wake()
 
-    def set_all(self, settings: dict, keys: dict) -> None:
-        """Ask for a whole new state (preset load)."""
+    def set_all(self, settings: dict, keys: dict, velocity_points=None) -> None:
+        """Ask for a whole new state (preset load; ``velocity_points`` as in the class)."""
         self.keys = {int(k): dict(v) for k, v in keys.items()}
+        self.velocity_points = _points(velocity_points)
         self.settings = dict(settings)
         self.applier.wake()
 
-    def install(self, settings: dict, keys: dict, design=None, design_fs=None) -> list[str]:
+    def install(self, settings: dict, keys: dict, design=None, design_fs=None,
+                velocity_points=None) -> list[str]:
         """Bring the engine to ``settings``/``keys`` with a key table designed elsewhere.
 
         ``design`` (a :class:`~pianosynth.engine.core.KeyDesign` for these settings and keys
         at ``design_fs``) is published with one reference swap, so no design work runs in
         this process; "live" parameters go through ``Engine.set_param`` (a soundboard
-        redesign is below a millisecond). Without a usable design, falls back to
+        redesign is below a millisecond); ``velocity_points`` as in the class (the design's
+        velocity column is replaced by the curve's). Without a usable design, falls back to
         :func:`sync_engine`. Returns the names changed.
         """
         from ..engine.core import clamp_settings
         self.settings = dict(settings)
         self.keys = {int(k): dict(v) for k, v in keys.items()}
+        self.velocity_points = _points(velocity_points)
         eng = self.engine
         if eng is None:                     # no engine yet: open_audio builds it from these
             return []
         if design is None or design_fs != eng.sample_rate:
-            return sync_engine(eng, self.settings, self.keys)
+            return sync_engine(eng, self.settings, self.keys, self.velocity_points)
+        vel_changed = _velocity_changed(eng, self.velocity_points)
+        if vel_changed:                     # the curve first: the design below then gets it
+            eng.set_velocity_points(self.velocity_points)
         want = {p.name: self.settings.get(p.name, p.default) for p in PARAMETERS}
         changed = [n for n, v in want.items() if eng.settings.get(n) != v]
         note = {n: want[n] for n in changed if PARAM_BY_NAME[n].apply == "note"}
         keys_changed = self.keys != eng.key_overrides
         eng.key_overrides = self.keys
         eng.settings = clamp_settings({**eng.settings, **note})
-        eng.keys = design                               # picked up at the next block
+        eng.keys = eng._with_velocity(design)           # picked up at the next block
         for n in changed:
             if n not in note:
                 eng.set_param(n, want[n])
-        return changed + (["<keys>"] if keys_changed else [])
+        return changed + (["<keys>"] if keys_changed else []) + (
+            ["<velocity>"] if vel_changed else [])
 
     def set_midi_file(self, events) -> None:
         """Play a MIDI file's events (``read_midi_file`` rows) from the next block."""
