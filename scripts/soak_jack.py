@@ -9,12 +9,16 @@ Then it releases everything and measures the silence. Printed, with PASS/FAIL:
 - underflows while playing (the audio process's own count, timestamps inside the playing
   window) against an empty PortAudio callback (plus an idle rtmidi JACK input and a
   connected rtmidi output like this script's sender: the same JACK clients) measured on the
-  same server before and after, pooled and scaled to the playing's number of callbacks:
-  allowed ``baseline + 1``. By default the baseline has exactly as many callbacks as the
-  playing (half before, the rest after; each counted, like the player's, only inside its
-  measuring window), so both counts sample the machine's rare stalls equally and compare
-  as they are: a baseline of a tenth of the playing read 0 where the playing's 3 stalls in
-  112 552 callbacks predicted 0.3. Printed with them: how many followed a callback that worked more than
+  same time on a second JACK dummy server (``--baseline-mode concurrent``, the default: "an
+  empty callback in the same run", counted like the player's inside the playing window),
+  scaled to the playing's number of callbacks: allowed ``baseline + 1``. The machine's
+  stalls (a JACK graph woken late: every client of it reports an underflow, PortAudio
+  flags any xrun of the server) come in phases: three 10-minute runs read 3, 5 and 19
+  underflows while playing against 2, 5 and 6 for empty callbacks run before and after, so
+  only a baseline measured at the same time samples the same phase. ``--baseline-mode
+  sequential``: on the same server, half before and the rest after (exactly as many
+  callbacks as the playing); the short before/after runs of the concurrent mode give the
+  empty Python callback's CPU. Printed with them: how many followed a callback that worked more than
   half a period (this program's work) and how many a short callback after which the next
   came more than 1.5 periods later (the thread was not run in time: the machine);
 - resident memory (VmRSS) of the audio process and of panel + audio together, from
@@ -237,8 +241,14 @@ def main(argv=None) -> int:
     ap.add_argument("--play", action="store_true",
                     help="run `pianosynth play --virtual` instead of the panel")
     ap.add_argument("--baseline-s", type=float, default=None,
-                    help="empty-callback seconds, half before and half after (default: "
-                         "as many callbacks as the playing, at least 10 s)")
+                    help="empty-callback seconds on the same server, half before and half "
+                         "after (default: concurrent mode 10 %% of the playing, 10..60 s; "
+                         "sequential mode as many callbacks as the playing)")
+    ap.add_argument("--baseline-mode", choices=("concurrent", "sequential"),
+                    default="concurrent",
+                    help="underflow baseline: an empty callback on a second JACK server "
+                         "during the playing (default), or on the same server before and "
+                         "after it")
     ap.add_argument("--warmup-s", type=float, default=None,
                     help="seconds of playing before the first memory sample (default: "
                          "10 %% of the playing, 3..30 s)")
@@ -273,7 +283,11 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     play_s = 60.0 * a.minutes
-    base_s = a.baseline_s if a.baseline_s is not None else max(10.0, play_s)
+    concurrent = a.baseline_mode == "concurrent"
+    if a.baseline_s is not None:
+        base_s = a.baseline_s
+    else:
+        base_s = min(60.0, max(10.0, 0.1 * play_s)) if concurrent else max(10.0, play_s)
     warm_s = a.warmup_s if a.warmup_s is not None else min(30.0, max(3.0, 0.1 * play_s))
     pieces = load_pieces(a.midi_dir)
     work = Path(tempfile.mkdtemp(prefix="soak_jack_"))
@@ -295,8 +309,19 @@ def main(argv=None) -> int:
     proc = None
     fig = dict(minutes=a.minutes, mode="play" if a.play else "gui (panel open, offscreen)",
                pieces=[p[0] for p in pieces])
+    base_server, conc, conc_thread = None, {}, None
+    if concurrent:
+        base_server = NamedJackServer(unique_server_name("psbase"), a.rate, a.period,
+                                      log_path=str(work / "jackd_base.log"),
+                                      realtime=a.server == "realtime")
+        try:
+            base_server.start()
+        except RuntimeError as exc:
+            print(f"soak_jack: no second JACK server for the concurrent baseline ({exc}); "
+                  "judging against the sequential one")
+            base_server, concurrent = None, False
     try:
-        matched = a.baseline_s is None
+        matched = a.baseline_s is None and not concurrent
         base = [empty_callback_run(base_s / 2, env, a.rate, sender=True, window_only=matched)]
         c_floor = [c_callback_cpu(min(base_s / 2, 30.0), env, a.rate)]
         cmd = [sys.executable, "-m", "pianosynth", "play" if a.play else "gui", "--virtual",
@@ -322,6 +347,18 @@ def main(argv=None) -> int:
             return e, e + g
 
         pids = {"audio": audio_pid} if a.play else {"audio": audio_pid, "panel": proc.pid}
+        if concurrent:
+            env_b = player_env(base_server)
+
+            def run_base():
+                try:
+                    conc["run"] = empty_callback_run(play_s, env_b, a.rate, sender=True,
+                                                     window_only=True)
+                except Exception as exc:  # noqa: BLE001 - reported with the figures
+                    conc["error"] = str(exc)[-300:]
+            conc_thread = threading.Thread(target=run_base, name="soak-baseline", daemon=True)
+            conc_thread.start()
+            time.sleep(1.0)                     # its process imports, its stream starts
         t_play0 = time.perf_counter()
         sender = Sender(pieces, t_play0 + play_s)
         sender.start()
@@ -338,6 +375,8 @@ def main(argv=None) -> int:
                 cpu0 = (now, cpu_seconds(audio_pid), cpu_seconds(proc.pid))
                 thr0 = _threads(pids)
         t_play1 = sender.t_last or time.perf_counter()
+        if conc_thread is not None:
+            conc_thread.join(timeout=120.0)
         cpu1 = (time.perf_counter(), cpu_seconds(audio_pid), cpu_seconds(proc.pid))
         thr1 = _threads(pids)
         sender.all_off()
@@ -379,6 +418,8 @@ def main(argv=None) -> int:
             proc.wait()
         server.stop()
         server.unuse()
+        if base_server is not None:
+            base_server.stop()
 
     text = log.text()
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
@@ -416,7 +457,12 @@ def main(argv=None) -> int:
     rate = sum(b[1] for b in base) / max(base_calls, 1)                 # pooled
     floor = min(b[2] for b in base)
     floor_hi = max(b[2] for b in base)
-    allowed = sum(b[1] for b in base) * calls / max(base_calls, 1) + 1.0
+    if concurrent and "run" in conc:
+        c_c, u_c, _ = conc["run"]
+        allowed = u_c * calls / max(c_c, 1) + 1.0
+        rate = u_c / max(c_c, 1)
+    else:
+        allowed = sum(b[1] for b in base) * calls / max(base_calls, 1) + 1.0
     noisy = rate > a.noisy
     # --- memory
     warm = [s for s in samples if s[0] >= warm_s] or samples
@@ -459,6 +505,8 @@ def main(argv=None) -> int:
         render_load_max=stats.get("render_load_max"),
         baseline=[{"callbacks": c, "underflows": u, "cpu": p} for c, u, p in base],
         baseline_rate=rate, underflows_allowed=round(allowed, 2),
+        baseline_concurrent=({"callbacks": conc["run"][0], "underflows": conc["run"][1]}
+                             if "run" in conc else None),
         rss_audio_kib=[e0, e1], rss_audio_peak_kib=peak_e, rss_audio_growth=growth_e,
         rss_total_kib=[g0, g1], rss_total_growth=growth_t,
         cpu_audio_playing=play_cpu, cpu_audio_silence=sil_cpu, cpu_empty_callback=floor,
@@ -490,8 +538,13 @@ def main(argv=None) -> int:
           f"{sender.sent} MIDI messages")
     print(f"underflows while playing: {played_under} in {calls:.0f} callbacks (player total "
           f"{stats.get('underflows')} in {stats.get('callbacks')}, start-up and stop "
-          f"included); empty callback: " + ", ".join(f"{u} in {c}" for c, u, _ in base)
+          f"included); empty callback: "
+          + (f"{conc['run'][1]} in {conc['run'][0]} at the same time on a second server "
+             f"(before/after on this one: " if "run" in conc else "")
+          + ", ".join(f"{u} in {c}" for c, u, _ in base) + (")" if "run" in conc else "")
           + f" -> allowed {allowed:.1f}   {pf(verdicts['underflows'])}")
+    if conc.get("error"):
+        print(f"  the concurrent baseline failed ({conc['error']}): judged on before/after")
     if inside:
         print(f"  before those underflows: the previous callback worked > half a period in "
               f"{long_work}; it was short and the next one came > 1.5 periods later (its "
