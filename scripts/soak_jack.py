@@ -291,9 +291,11 @@ def main(argv=None) -> int:
     warm_s = a.warmup_s if a.warmup_s is not None else min(30.0, max(3.0, 0.1 * play_s))
     pieces = load_pieces(a.midi_dir)
     work = Path(tempfile.mkdtemp(prefix="soak_jack_"))
-    server = NamedJackServer(unique_server_name("pssoak"), a.rate, a.period,
-                             log_path=str(work / "jackd.log"),
-                             realtime=a.server == "realtime")
+
+    def new_server(prefix, log_name):
+        return NamedJackServer(unique_server_name(prefix), a.rate, a.period,
+                               log_path=str(work / log_name), realtime=a.server == "realtime")
+    server = new_server("pssoak", "jackd.log")
     try:
         server.start()
     except RuntimeError as exc:
@@ -311,9 +313,7 @@ def main(argv=None) -> int:
                pieces=[p[0] for p in pieces])
     base_server, conc, conc_thread = None, {}, None
     if concurrent:
-        base_server = NamedJackServer(unique_server_name("psbase"), a.rate, a.period,
-                                      log_path=str(work / "jackd_base.log"),
-                                      realtime=a.server == "realtime")
+        base_server = new_server("psbase", "jackd_base.log")
         try:
             base_server.start()
         except RuntimeError as exc:
