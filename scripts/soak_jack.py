@@ -18,9 +18,9 @@ Then it releases everything and measures the silence. Printed, with PASS/FAIL:
   only a baseline measured at the same time samples the same phase. ``--baseline-mode
   sequential``: on the same server, half before and the rest after (exactly as many
   callbacks as the playing); the short before/after runs of the concurrent mode give the
-  empty Python callback's CPU. Printed with them: how many followed a callback that worked more than
-  half a period (this program's work) and how many a short callback after which the next
-  came more than 1.5 periods later (the thread was not run in time: the machine);
+  empty Python callback's CPU. Printed with them: how many followed a callback that worked
+  more than half a period (this program's work) and how many a short callback after which
+  the next came more than 1.5 periods later (the thread was not run in time: the machine);
 - resident memory (VmRSS) of the audio process and of panel + audio together, from
   ``--warmup`` seconds into the playing to its end: growth <= 5 %;
 - CPU of the instrument (panel + audio process, or the player) in silence against its CPU
@@ -375,11 +375,11 @@ def main(argv=None) -> int:
                 cpu0 = (now, cpu_seconds(audio_pid), cpu_seconds(proc.pid))
                 thr0 = _threads(pids)
         t_play1 = sender.t_last or time.perf_counter()
-        if conc_thread is not None:
-            conc_thread.join(timeout=120.0)
         cpu1 = (time.perf_counter(), cpu_seconds(audio_pid), cpu_seconds(proc.pid))
         thr1 = _threads(pids)
         sender.all_off()
+        if conc_thread is not None:             # its window ends ~1.5 s after the playing
+            conc_thread.join(timeout=120.0)
         # "after the last note" = once the last note's tail has ended: the engine has freed
         # every voice and its soundboard is silent, so the output skips it (stats
         # idle_blocks_skipped grows by every block); at least --settle-s after the note-offs

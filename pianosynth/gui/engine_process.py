@@ -32,7 +32,7 @@ from multiprocessing import shared_memory
 
 from ..engine.params import PARAM_BY_NAME, PARAMETERS
 from ..io.audio_out import freeze_gc
-from .session import Tap, lower_thread_priority
+from .session import Tap, _points, lower_thread_priority
 
 #: longest wait for the audio process to answer, s (building an engine at a new rate and
 #: loading the kernels takes a few seconds on a slow machine).
@@ -215,7 +215,6 @@ class RemoteSession:
     def __init__(self, settings: dict, keys: dict | None = None, log=None,
                  velocity_points=None):
         from ..errors import PianosynthError
-        from .session import _points
         self._Error = PianosynthError
         self.settings = dict(settings)
         self.keys = {int(k): dict(v) for k, v in (keys or {}).items()}
@@ -360,7 +359,6 @@ class RemoteSession:
         self.applier.wake()
 
     def set_all(self, settings: dict, keys: dict, velocity_points=None) -> None:
-        from .session import _points
         self.keys = {int(k): dict(v) for k, v in keys.items()}
         self.velocity_points = _points(velocity_points)
         self.settings = dict(settings)
