@@ -69,3 +69,25 @@ def test_render_midi_pipelined_matches_one_thread():
     two = render.render_midi(ev, Engine(sample_rate=FS), FS, tail=0.5, pipelined=True)
     assert one.shape == two.shape
     assert np.array_equal(one, two)
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_float32_output_is_the_float64_output_rounded(pipelined):
+    """The kernel writes float32 blocks itself (offline renders, audio callbacks): every
+    sample is the float64 output rounded to float32, through the direct path (C-ordered
+    (n, 2)) and the scratch copy (a strided view), the idle start (skipped chunks) too."""
+    n = int(0.5 * FS)
+    s = lambda t: int(round(t * FS))  # noqa: E731
+    ev = make_events([(s(0.05), 0x90, 60, 100), (s(0.15), 0x80, 60, 0),
+                      (s(0.2), 0x90, 33, 120)])
+    ref = np.zeros((n, 2))
+    Engine(sample_rate=FS).render(ref, ev, pipelined=pipelined)
+    assert np.max(np.abs(ref)) > 1e-2
+    direct = np.full((n, 2), np.nan, np.float32)
+    Engine(sample_rate=FS).render(direct, ev, pipelined=pipelined)
+    wide = np.full((n, 4), np.nan, np.float32)
+    Engine(sample_rate=FS).render(wide[:, 1:3], ev, pipelined=pipelined)
+    want = ref.astype(np.float32)
+    assert np.array_equal(direct, want)
+    assert np.array_equal(wide[:, 1:3], want)
+    assert np.isnan(wide[:, 0]).all() and np.isnan(wide[:, 3]).all()

@@ -10,7 +10,7 @@ import numpy as np
 
 from numba import prange
 
-from ..dsp.jit import JIT, JIT_NO_RC, JIT_PIPELINE, cycle_counter, njit
+from ..dsp.jit import JIT, JIT_INLINE, JIT_NO_RC, JIT_PIPELINE, cycle_counter, njit
 from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMMER_AGE,
                          I_HAMMER_ON, I_DORMANT, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_RATE, I_SOST, I_STATE, I_SYMP, I_STRIKES,
                          I_WIDX, I_MASK, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
@@ -860,20 +860,37 @@ def _chunk_events(pos, n, ei, gi, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, sc
     return m, ne, j
 
 
+@njit(**JIT_INLINE)
+def _write_out(out, out32, pos, m, out64):
+    """Copy a chunk's output ``out64[:m]`` to ``out[pos:pos + m]``, or to ``out32`` (float32)
+    when the caller gave one (rows > 0; ``out`` is then an empty dummy). Both layouts come
+    through one compiled kernel: the float32 output of an offline render or an audio
+    callback is written here, on the thread of the output half, with no copy after it
+    (its first write to fresh memory costs a page fault per page: on two threads that
+    cost runs beside the strings instead of after them)."""
+    if out32.shape[0] > 0:
+        for i in range(m):
+            out32[pos + i, 0] = out64[i, 0]
+            out32[pos + i, 1] = out64[i, 1]
+    else:
+        for i in range(m):
+            out[pos + i, 0] = out64[i, 0]
+            out[pos + i, 1] = out64[i, 1]
+
+
 @njit(**JIT)
-def _skip_chunk(out, pos, m, gi, out64):
+def _skip_chunk(out, out32, pos, m, gi, out64):
     """An idle chunk: exact zeros out, the clock advanced (:func:`skip_idle`)."""
     skip_idle(m, gi)
     for i in range(m):
         out64[i, 0] = 0.0
         out64[i, 1] = 0.0
-        out[pos + i, 0] = 0.0
-        out[pos + i, 1] = 0.0
+    _write_out(out, out32, pos, m, out64)
 
 
 @njit(**JIT)
-def _chunk_out(out, pos, m, t_end, gi, gf, taps, ring, mono, resbuf, mix2, mix4, taps2,
-               ring2, taps4, ring4, sb_state, sb_coeffs, sb_ctl, stereo, out64, ps):
+def _chunk_out(out, out32, pos, m, t_end, gi, gf, taps, ring, mono, resbuf, mix2, mix4,
+               taps2, ring2, taps4, ring4, sb_state, sb_coeffs, sb_ctl, stereo, out64, ps):
     """The output half of a chunk whose strings :func:`render_strings` rendered into the
     part sums ``ps`` (the samples ``t_end - m .. t_end - 1`` of the clock): the parts added
     (:func:`_sum_parts`), the interpolators
@@ -910,13 +927,11 @@ def _chunk_out(out, pos, m, t_end, gi, gf, taps, ring, mono, resbuf, mix2, mix4,
             if sb_ctl[SB_QUIET] == 2:
                 reset_soundboard_at(sb_state, t_end % factor)
     render_output(stereo, m, gf, out64)
-    for i in range(m):
-        out[pos + i, 0] = out64[i, 0]
-        out[pos + i, 1] = out64[i, 1]
+    _write_out(out, out32, pos, m, out64)
 
 
 @njit(**JIT)
-def render_block(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, sc_d1, sc_d2,
+def render_block(out, out32, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, sc_d1, sc_d2,
                  iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                  kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, taps, ring, trace,
                  trace_info, mono, resbuf, mix2, mix4, taps2, ring2, taps4, ring4,
@@ -926,8 +941,10 @@ def render_block(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, sc_d1, sc_d
 
     Parameters
     ----------
-    out : float32 or float64 (>= n, 2)
-        Written with the output (limited to the ceiling).
+    out : float64 (>= n, 2)
+        Written with the output (limited to the ceiling), unless ``out32`` has rows.
+    out32 : float32 (>= n, 2) or (0, 2)
+        Written instead of ``out`` when it has rows (``out`` is then (0, 2)).
     ev_off, ev_st, ev_d1, ev_d2 : int64 (m,)
         The block's events: sample offsets 0 <= off < n (sorted), status, data bytes.
     sc_off, sc_st, sc_d1, sc_d2 : int64 (>= m,)
@@ -954,14 +971,14 @@ def render_block(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, sc_d1, sc_d
                                   sc_d1, sc_d2)
         if ne == 0 and sb_ctl[SB_QUIET] >= 2 and is_idle(iv, noise, ring, ring2, ring4, drive,
                                                           drive_zi, gf):
-            _skip_chunk(out, pos, m, gi, out64)
+            _skip_chunk(out, out32, pos, m, gi, out64)
             pos += m
             continue
         render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, kt_i, kt_f, kt_sos,
                        kt_res, vel_m_s, gi, gf, trace, trace_info, sc_off[:ne], sc_st[:ne],
                        sc_d1[:ne], sc_d2[:ne], m, drive, drive_sos, drive_zi, drive_lp, noise,
                        ps[0], drivep)
-        _chunk_out(out, pos, m, gi[G_T], gi, gf, taps, ring, mono, resbuf, mix2, mix4,
+        _chunk_out(out, out32, pos, m, gi[G_T], gi, gf, taps, ring, mono, resbuf, mix2, mix4,
                    taps2, ring2, taps4, ring4, sb_state, sb_coeffs, sb_ctl, stereo,
                    out64, ps[0])
         pos += m
@@ -1065,15 +1082,23 @@ def _schedule(iv, seg_len, quiet, out_len, task_cost, task_thread):
 @njit(**JIT)
 def _measured(task_cost, task, cycles, length):
     """Fold a task's cycles over ``length`` samples into its measured cost per sample
-    (the mean with the previous measure; segments under 32 samples are not counted)."""
+    (the mean with the previous measure; segments under 32 samples are not counted).
+    A measure over twice the previous one counts as twice it: a one-off stall (a page
+    fault on fresh output memory zeroes 2 MiB at once, ~100x a chunk's work; the thread
+    preempted) would otherwise move every part to the other thread for several segments,
+    while a real rise in the work (more strings) still doubles the estimate per segment."""
     if length >= 32 and cycles > 0:
         new = cycles / length
         old = task_cost[TC_MEAS + task]
-        task_cost[TC_MEAS + task] = new if old <= 0.0 else 0.5 * (old + new)
+        if old <= 0.0:
+            task_cost[TC_MEAS + task] = new
+        else:
+            task_cost[TC_MEAS + task] = 0.5 * (old + min(new, 2.0 * old))
 
 
 @njit(**JIT_PIPELINE)
-def render_block_pipelined(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, sc_d1, sc_d2,
+def render_block_pipelined(out, out32, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st,
+                           sc_d1, sc_d2,
                            iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                            kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, taps, ring,
                            trace, trace_info, mono, resbuf, mix2, mix4, taps2, ring2,
@@ -1108,13 +1133,13 @@ def render_block_pipelined(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, s
         m, ne, ei = _chunk_events(pos, n, ei, gi, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st,
                                   sc_d1, sc_d2)
         if pend and sb_ctl[SB_QUIET] >= 1.0:
-            _chunk_out(out, p_pos, p_m, p_end, gi, gf, taps, ring, mono, resbuf, mix2,
+            _chunk_out(out, out32, p_pos, p_m, p_end, gi, gf, taps, ring, mono, resbuf, mix2,
                        mix4, taps2, ring2, taps4, ring4, sb_state, sb_coeffs,
                        sb_ctl, stereo, out64, ps[1 - b])
             pend = False
         if not pend and ne == 0 and sb_ctl[SB_QUIET] >= 2 and is_idle(
                 iv, noise, ring, ring2, ring4, drive, drive_zi, gf):
-            _skip_chunk(out, pos, m, gi, out64)
+            _skip_chunk(out, out32, pos, m, gi, out64)
             pos += m
             continue
         # the strings of this chunk (render_strings, its parts on two threads)
@@ -1144,7 +1169,7 @@ def render_block_pipelined(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, s
                         if task == 0:
                             render_noise(noise, seg0, seg1, ps[b, 0, 0])
                     else:
-                        _chunk_out(out, p_pos, p_m, p_end, gi, gf, taps, ring, mono,
+                        _chunk_out(out, out32, p_pos, p_m, p_end, gi, gf, taps, ring, mono,
                                    resbuf, mix2, mix4, taps2, ring2, taps4, ring4,
                                    sb_state, sb_coeffs, sb_ctl, stereo, out64, ps[1 - b])
                     _measured(task_cost, task, cycle_counter() - c0,
@@ -1160,7 +1185,7 @@ def render_block_pipelined(out, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, sc_st, s
         b = 1 - b
         pos += m
     if pend:
-        _chunk_out(out, p_pos, p_m, p_end, gi, gf, taps, ring, mono, resbuf, mix2, mix4,
+        _chunk_out(out, out32, p_pos, p_m, p_end, gi, gf, taps, ring, mono, resbuf, mix2, mix4,
                    taps2, ring2, taps4, ring4, sb_state, sb_coeffs, sb_ctl, stereo,
                    out64, ps[1 - b])
     _late_events(ev_off, ev_st, ev_d1, ev_d2, ei, iv, fv, nut, bridge, dsos, dstate, rcoef,

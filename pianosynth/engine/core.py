@@ -171,6 +171,10 @@ def design_drive_lowpass(fs: float) -> np.ndarray:
     return signal.ellip(6, 0.5, 60.0, 0.4 / 8 * 2.0, output="sos").astype(np.float64)
 
 
+#: the output the kernel does not write this call (see ``Engine.render``)
+_NO_OUT64 = np.zeros((0, 2), np.float64)
+_NO_OUT32 = np.zeros((0, 2), np.float32)
+
 #: extra samples per delay-line row: with rows a power of two long, the voices' (short)
 #: strings would all sit at the same offsets modulo 4 KiB and compete for the same cache
 #: sets (measured: up to 40 % slower, varying from run to run); 40 samples = 5 cache lines
@@ -594,8 +598,10 @@ class Engine:
         callback (its threads are not real-time and spin between regions).
         """
         n = out.shape[0]
-        if out.dtype != np.float64 or not out.flags.c_contiguous:
-            # the kernel is compiled for one layout only (float64, C order): render into a
+        direct = (out.dtype in (np.float64, np.float32) and out.flags.c_contiguous
+                  and out.ndim == 2 and out.shape[1] == 2)
+        if not direct:
+            # the kernel writes C-ordered (n, 2) float64 or float32 blocks: render into a
             # scratch block of that layout (grown when a longer block comes) and copy
             if self._out_scratch.shape[0] < n:
                 self._out_scratch = np.zeros((n, 2), np.float64)
@@ -619,7 +625,9 @@ class Engine:
             self._eb_d1[:ne] = events["data1"]
             self._eb_d2[:ne] = events["data2"]
         k = self.keys
-        args = (out, n, self._eb_off[:ne], self._eb_st[:ne], self._eb_d1[:ne],
+        # one compiled kernel for both output types: the unused one is an empty dummy
+        out64, out32 = (out, _NO_OUT32) if out.dtype == np.float64 else (_NO_OUT64, out)
+        args = (out64, out32, n, self._eb_off[:ne], self._eb_st[:ne], self._eb_d1[:ne],
                 self._eb_d2[:ne], self._ev_off, self._ev_st, self._ev_d1, self._ev_d2,
                 self.iv, self.fv, self.nut, self.bridge, self.dsos, self.dstate,
                 self.rcoef, self.rstate, k.kt_i, k.kt_f, k.kt_sos, k.kt_res,
