@@ -157,6 +157,10 @@ class SoundboardCoeffs(NamedTuple):
     smooth: np.ndarray      #: (1,) float64, per-sample gain lag coefficient 1 - exp(-1/(tau fs))
     latency: np.ndarray     #: (1,) int64, latency of the whole model in samples at fs
     fs: np.ndarray          #: (1,) float64, sample rate, Hz
+    bank_at: np.ndarray     #: (2, nb) float64, ``bank_a`` one row per coefficient (kernel)
+    bank_bt: np.ndarray     #: (2, nb) float64, ``bank_b`` one row per coefficient (kernel)
+    int_scatter: np.ndarray  #: (M Ji,) float64, interpolator taps by delay after the push:
+    #: a low-rate value pushed at sample n adds int_scatter[d] times itself to sample n + d
 
 
 # ------------------------------------------------------------------ target board
@@ -431,7 +435,20 @@ def design_soundboard(fs: float, level_db: float = 0.0, fdn_t60_s: float = 0.35,
         fir_rev=cp(fir_rev), tone=cp(tone), fdn_off=cp(off), fdn_b=fdn_b, fdn_p=fdn_p,
         fdn_in=cp(b_in), fdn_out=cp(c_out), fdn_tap=cp(taps), fdn_tap_out=cp(e_out),
         gains=gains, smooth=np.array([1.0 - np.exp(-1.0 / (GAIN_LAG_S * fs))]),
-        latency=np.array([latency], dtype=np.int64), fs=np.array([fs]))
+        latency=np.array([latency], dtype=np.int64), fs=np.array([fs]),
+        bank_at=np.ascontiguousarray(np.asarray(bank_a).T),
+        bank_bt=np.ascontiguousarray(np.asarray(bank_b).T),
+        int_scatter=interpolator_scatter_taps(int_t))
+
+
+def interpolator_scatter_taps(int_table: np.ndarray) -> np.ndarray:
+    """The polyphase interpolator table (M, Ji) as taps by delay: at output phase p the
+    kernel's direct form sums int_table[p, j] over the last Ji pushed values, newest at
+    j = Ji - 1, so the value pushed d = p + M k samples earlier has weight
+    int_table[d % M, Ji - 1 - d // M]. Returns float64 (M Ji,)."""
+    m, ji = int_table.shape
+    d = np.arange(m * ji)
+    return np.ascontiguousarray(int_table[d % m, ji - 1 - d // m], dtype=np.float64)
 
 
 def soundboard_latency(coeffs: SoundboardCoeffs) -> int:

@@ -8,7 +8,8 @@ target and every number are documented there). This module only runs them::
           y      = sum_k h[k] x[n - k]
           u      = sum_sections (b0 + b1 z^-1)/(1 + a1 z^-1 + a2 z^-2) y + FIR(y)    @ fs/8
           push u into the low-band interpolator, y into the complement interpolator
-      low    = ↑8(u)[n]                     (polyphase, branch = phase)
+          (each pushed value adds its interpolator taps to the samples it reaches)
+      low    = ↑8(u)[n]                     (taps int_scatter: the polyphase table)
       x_high = x[n - N] - ↑8(y)[n]          (residual above 2.2 kHz, time aligned)
       t      = k (x_high - q x_high[n-1]) + p t[n-1]                   (tone filter)
       s_l    = line_l[n - m_l];  a_l = b_l s_l + p_l a_l[n-1]          (absorption, Jot)
@@ -38,15 +39,18 @@ __all__ = ["SoundboardState", "make_soundboard_state", "reset_soundboard",
            "reset_soundboard_at", "render_soundboard"]
 
 
+#: samples the kernel renders per pass (longer calls are split): the low band of a pass is
+#: computed first, its interpolated samples accumulated ahead in ``acc_lo``/``acc_lp``
+SUB_BLOCK = 512
+
+
 class SoundboardState(NamedTuple):
     """Running state of the soundboard (allocated once, float64 unless noted)."""
     dec_hist: np.ndarray   #: (2*M*Jd,) decimator history (doubled ring)
     dec_idx: np.ndarray    #: (2,) int64 [phase, pos]
-    lo_hist: np.ndarray    #: (2*Ji,) low-band interpolator history
-    lo_idx: np.ndarray     #: (2,) int64 [phase, pos]
-    lp_hist: np.ndarray    #: (2*Ji,) complement interpolator history
-    lp_idx: np.ndarray     #: (2,) int64 [phase, pos]
-    bank_w: np.ndarray     #: (nb, 2) direct-form-II states [w[m-1], w[m-2]]
+    acc_lo: np.ndarray     #: (SUB_BLOCK + M*Ji,) low band interpolated ahead (scatter sums)
+    acc_lp: np.ndarray     #: (SUB_BLOCK + M*Ji,) complement interpolated ahead
+    bank_w: np.ndarray     #: (2, nb) direct-form-II states: rows w[m-1], w[m-2]
     fir_hist: np.ndarray   #: (2*K,) low-rate FIR history (doubled ring)
     align: np.ndarray      #: (N,) alignment delay line, N = latency
     pos: np.ndarray        #: (2,) int64 [fir ring pos, align pos]
@@ -66,9 +70,8 @@ def make_soundboard_state(coeffs) -> SoundboardState:
         raise ValueError(f"the soundboard kernel runs an 8-line FDN, the design has {nl}")
     return SoundboardState(
         dec_hist=np.zeros(2 * m * jd), dec_idx=np.zeros(2, np.int64),
-        lo_hist=np.zeros(2 * ji), lo_idx=np.zeros(2, np.int64),
-        lp_hist=np.zeros(2 * ji), lp_idx=np.zeros(2, np.int64),
-        bank_w=np.zeros((coeffs.bank_a.shape[0], 2)),
+        acc_lo=np.zeros(SUB_BLOCK + m * ji), acc_lp=np.zeros(SUB_BLOCK + m * ji),
+        bank_w=np.zeros((2, coeffs.bank_a.shape[0])),
         fir_hist=np.zeros(2 * coeffs.fir_rev.shape[0]),
         align=np.zeros(int(coeffs.latency[0])), pos=np.zeros(2, np.int64),
         tone_z=np.zeros(2), fdn_buf=np.zeros(int(coeffs.fdn_off[-1])),
@@ -92,8 +95,8 @@ def reset_soundboard_at(state, phase):
     be; with zero buffers only the phase matters, so the output does not depend on when the
     reset happened)."""
     state.dec_hist[:] = 0.0
-    state.lo_hist[:] = 0.0
-    state.lp_hist[:] = 0.0
+    state.acc_lo[:] = 0.0
+    state.acc_lp[:] = 0.0
     state.bank_w[:, :] = 0.0
     state.fir_hist[:] = 0.0
     state.align[:] = 0.0
@@ -101,8 +104,6 @@ def reset_soundboard_at(state, phase):
     state.fdn_buf[:] = 0.0
     state.fdn_lp[:] = 0.0
     state.dec_idx[:] = 0
-    state.lo_idx[:] = 0
-    state.lp_idx[:] = 0
     state.pos[:] = 0
     state.dec_idx[0] = phase
 
@@ -140,24 +141,39 @@ def render_soundboard(state, coeffs, x, out, n):
 
     Notes
     -----
-    The difference equations are in the module docstring; the decimator and interpolator
-    are those of :mod:`pianosynth.dsp.multirate` (same tables, same doubled-ring state),
-    written out here with every ring position and phase in a local variable (numba then
-    keeps them in registers; 3-4x faster than calling the per-sample helpers).
+    The difference equations are in the module docstring. Per pass of at most
+    :data:`SUB_BLOCK` samples: first the low band of the whole pass (the decimator of
+    :mod:`pianosynth.dsp.multirate`, H_low at fs/8 with its sections in one vector loop,
+    and both interpolators *scattered*: each fs/8 value adds its taps to the ``M Ji``
+    samples it reaches, ``acc_lo``/``acc_lp``, one contiguous multiply-add the compiler
+    runs in SIMD lanes), then the high band sample by sample (its FDN is recursive at fs).
+    Every output sample gets the same terms in the same order whatever the block size.
     Cost per output sample: L_dec/8 + 2 L_int/8 + (5 nb + 2 K)/8 MACs of low band plus
     about 100 flops of FDN.
     """
+    done = 0
+    while done < n:
+        m = min(n - done, SUB_BLOCK)
+        _soundboard_pass(state, coeffs, x[done:done + m], out[done:done + m], m)
+        done += m
+
+
+@njit(**JIT_SUMS)
+def _soundboard_pass(state, coeffs, x, out, n):
+    """:func:`render_soundboard` for n <= SUB_BLOCK samples."""
     # ---- coefficients
     dec_t = coeffs.dec_table
-    int_t = coeffs.int_table
     factor = dec_t.shape[0]
     njd = dec_t.shape[1]
     dsize = factor * njd
-    nji = int_t.shape[1]
-    ba = coeffs.bank_a
-    bb = coeffs.bank_b
+    ba0 = coeffs.bank_at[0]
+    ba1 = coeffs.bank_at[1]
+    bb0 = coeffs.bank_bt[0]
+    bb1 = coeffs.bank_bt[1]
+    hs = coeffs.int_scatter
+    nh = hs.shape[0]
     fir = coeffs.fir_rev
-    nb = ba.shape[0]
+    nb = ba0.shape[0]
     nk = fir.shape[0]
     tk = coeffs.tone[0]
     tq = coeffs.tone[1]
@@ -176,9 +192,10 @@ def render_soundboard(state, coeffs, x, out, n):
     sm = coeffs.smooth[0]
     # ---- state into locals
     dh = state.dec_hist
-    loh = state.lo_hist
-    lph = state.lp_hist
-    bw = state.bank_w
+    acc_lo = state.acc_lo
+    acc_lp = state.acc_lp
+    bw1 = state.bank_w[0]
+    bw2 = state.bank_w[1]
     fh = state.fir_hist
     al = state.align
     nal = al.shape[0]
@@ -187,7 +204,6 @@ def render_soundboard(state, coeffs, x, out, n):
     lp = state.fdn_lp
     phase = state.dec_idx[0]
     dpos = state.dec_idx[1]
-    ipos = state.lo_idx[1]
     fir_pos = state.pos[0]
     al_pos = state.pos[1]
     x1 = state.tone_z[0]
@@ -212,9 +228,10 @@ def render_soundboard(state, coeffs, x, out, n):
     s6 = lp[6]
     s7 = lp[7]
 
+    # ---- low band of the pass: decimator (doubled ring, dot product at phase 0), H_low
+    # at fs/8 (parallel sections, direct form II, + FIR), both interpolators scattered
     for i in range(n):
         xi = x[i]
-        # ---- low band: decimator (doubled ring, dot product at phase 0)
         dh[dpos] = xi
         dh[dpos + dsize] = xi
         if phase == 0:
@@ -231,17 +248,16 @@ def render_soundboard(state, coeffs, x, out, n):
                 if j < njd:
                     y0 += dec_t[r, j] * dh[b + j]
             y = y0 + y1
-            # H_low at fs/8: parallel sections (direct form II) + FIR
             u0 = 0.0
             u1 = 0.0
             for s in range(nb):
-                w1 = bw[s, 0]
-                w2 = bw[s, 1]
-                w = y - ba[s, 0] * w1 - ba[s, 1] * w2
-                u0 += bb[s, 0] * w
-                u1 += bb[s, 1] * w1
-                bw[s, 1] = w1
-                bw[s, 0] = w
+                w1 = bw1[s]
+                w2 = bw2[s]
+                w = y - ba0[s] * w1 - ba1[s] * w2
+                u0 += bb0[s] * w
+                u1 += bb1[s] * w1
+                bw2[s] = w1
+                bw1[s] = w
             fh[fir_pos] = y
             fh[fir_pos + nk] = y
             for j in range(nk):
@@ -250,39 +266,21 @@ def render_soundboard(state, coeffs, x, out, n):
             if fir_pos == nk:
                 fir_pos = 0
             u = u0 + u1
-            # push u (low band) and y (complement) into the interpolator histories
-            loh[ipos] = u
-            loh[ipos + nji] = u
-            lph[ipos] = y
-            lph[ipos + nji] = y
-            ipos += 1
-            if ipos == nji:
-                ipos = 0
+            # u (low band) and y (complement) reach the next nh samples
+            for d in range(nh):
+                acc_lo[i + d] += u * hs[d]
+                acc_lp[i + d] += y * hs[d]
         dpos += 1
         if dpos == dsize:
             dpos = 0
-        # ---- interpolate both (branch = phase; histories oldest..newest at ipos..)
-        za0 = 0.0
-        za1 = 0.0
-        zb0 = 0.0
-        zb1 = 0.0
-        j = 0
-        while j + 2 <= nji:
-            c0 = int_t[phase, j]
-            c1 = int_t[phase, j + 1]
-            za0 += c0 * loh[ipos + j]
-            zb0 += c0 * lph[ipos + j]
-            za1 += c1 * loh[ipos + j + 1]
-            zb1 += c1 * lph[ipos + j + 1]
-            j += 2
-        if j < nji:
-            za0 += int_t[phase, j] * loh[ipos + j]
-            zb0 += int_t[phase, j] * lph[ipos + j]
-        low = za0 + za1
-        lpx = zb0 + zb1
         phase += 1
         if phase == factor:
             phase = 0
+
+    for i in range(n):
+        xi = x[i]
+        low = acc_lo[i]
+        lpx = acc_lp[i]
         # ---- high band input: aligned residual, tone filter
         xd = al[al_pos]
         al[al_pos] = xi
@@ -358,6 +356,13 @@ def render_soundboard(state, coeffs, x, out, n):
         out[i, 0] = g_low * low + g_high * (yl0 + yl1)
         out[i, 1] = g_low * low + g_high * (yr0 + yr1)
 
+    # the interpolated samples beyond this pass move to the front
+    for d in range(nh):
+        acc_lo[d] = acc_lo[n + d]
+        acc_lp[d] = acc_lp[n + d]
+    for d in range(nh, n + nh):
+        acc_lo[d] = 0.0
+        acc_lp[d] = 0.0
     fpos[0] = q0
     fpos[1] = q1
     fpos[2] = q2
@@ -376,10 +381,6 @@ def render_soundboard(state, coeffs, x, out, n):
     lp[7] = s7
     state.dec_idx[0] = phase
     state.dec_idx[1] = dpos
-    state.lo_idx[0] = phase
-    state.lo_idx[1] = ipos
-    state.lp_idx[0] = phase
-    state.lp_idx[1] = ipos
     state.pos[0] = fir_pos
     state.pos[1] = al_pos
     state.tone_z[0] = x1
