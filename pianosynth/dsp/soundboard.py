@@ -148,7 +148,7 @@ def render_soundboard(state, coeffs, x, out, n):
     samples it reaches, ``acc_lo``/``acc_lp``, one contiguous multiply-add the compiler
     runs in SIMD lanes), then the high band sample by sample (its FDN is recursive at fs).
     Every output sample gets the same terms in the same order whatever the block size.
-    Cost per output sample: L_dec/8 + 2 L_int/8 + (5 nb + 2 K)/8 MACs of low band plus
+    Cost per output sample: L_dec/8 (one contiguous dot product) + 2 L_int/8 + (5 nb + 2 K)/8 MACs of low band plus
     about 100 flops of FDN.
     """
     done = 0
@@ -166,6 +166,7 @@ def _soundboard_pass(state, coeffs, x, out, n):
     factor = dec_t.shape[0]
     njd = dec_t.shape[1]
     dsize = factor * njd
+    dec_flat = dec_t.ravel()
     ba0 = coeffs.bank_at[0]
     ba1 = coeffs.bank_at[1]
     bb0 = coeffs.bank_bt[0]
@@ -236,18 +237,9 @@ def _soundboard_pass(state, coeffs, x, out, n):
         dh[dpos + dsize] = xi
         if phase == 0:
             base = dpos + 1  # dh[dpos+1 .. dpos+dsize] = oldest .. newest
-            y0 = 0.0
-            y1 = 0.0
-            for r in range(factor):
-                b = base + r * njd
-                j = 0
-                while j + 2 <= njd:
-                    y0 += dec_t[r, j] * dh[b + j]
-                    y1 += dec_t[r, j + 1] * dh[b + j + 1]
-                    j += 2
-                if j < njd:
-                    y0 += dec_t[r, j] * dh[b + j]
-            y = y0 + y1
+            y = 0.0
+            for k in range(dsize):       # the table's rows one after the other
+                y += dec_flat[k] * dh[base + k]
             u0 = 0.0
             u1 = 0.0
             for s in range(nb):
