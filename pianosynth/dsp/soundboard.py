@@ -148,8 +148,8 @@ def render_soundboard(state, coeffs, x, out, n):
     samples it reaches, ``acc_lo``/``acc_lp``, one contiguous multiply-add the compiler
     runs in SIMD lanes), then the high band sample by sample (its FDN is recursive at fs).
     Every output sample gets the same terms in the same order whatever the block size.
-    Cost per output sample: L_dec/8 (one contiguous dot product) + 2 L_int/8 + (5 nb + 2 K)/8 MACs of low band plus
-    about 100 flops of FDN.
+    Cost per output sample: L_dec/8 (one contiguous dot product) + 2 L_int/8 + (5 nb + 2 K)/8
+    MACs of low band plus about 100 flops of FDN.
     """
     done = 0
     while done < n:
