@@ -261,6 +261,26 @@ def allpass1_phase_delay(eta: float, w: np.ndarray) -> np.ndarray:
     return (w + 2.0 * np.angle(1.0 + eta * np.exp(-1j * w))) / w
 
 
+#: largest |eta| :func:`allpass1_for_phase_delay` returns (pole radius; a Thiran delay in
+#: 0.5..1.5 samples has |eta| <= 1/3)
+ETA_MAX = 0.6
+
+
+def allpass1_for_phase_delay(delay: float, w: float) -> float | None:
+    """Coefficient eta of H(z) = (eta + z^-1) / (1 + eta z^-1) whose phase delay at ``w``
+    (rad/sample, 0 < w < pi) is ``delay`` samples, with |eta| <= ETA_MAX; None when no
+    such eta exists. The phase delay falls monotonically as eta rises, so the root is
+    bracketed by the ends."""
+    from scipy.optimize import brentq
+
+    def f(eta):
+        return float(allpass1_phase_delay(eta, np.array([w]))[0]) - delay
+    lo, hi = f(-ETA_MAX), f(ETA_MAX)
+    if lo * hi > 0.0:
+        return None
+    return float(brentq(f, -ETA_MAX, ETA_MAX, xtol=1e-14))
+
+
 # ---------------------------------------------------------------------------------------------
 # Dispersion, eq. 12-15
 # ---------------------------------------------------------------------------------------------
@@ -695,13 +715,27 @@ def _design_string_cached(f0_hz, b, fs, t60_f0_s, t60_high_s, t60_high_hz, dampe
         err = d1 - (n_int + allpass1_phase_delay(eta, w1)[0] + d_disp1 + d_loss1)
         rem += err
     eta = thiran1(rem - n_int)
+    err = d1 - (n_int + allpass1_phase_delay(eta, w1)[0] + d_disp1 + d_loss1)
+    if abs(err) > 1e-6:
+        # a loop of a few samples (f1 high in the string's band, a sympathetic string at
+        # fs/8): the allpass's phase delay at f1 is far from its delay at DC and the fixed
+        # point above does not settle (it left such strings up to 4 semitones off); solve
+        # for the coefficient at f1 itself, with the integer delay as set or one off
+        for n_try in (n_int, n_int - 1, n_int + 1):
+            e = allpass1_for_phase_delay(d1 - d_disp1 - d_loss1 - n_try, float(w1[0]))
+            if e is not None and n_try >= 2:
+                n_int, eta = n_try, e
+                break
     if targets is not None and len(sos):
         # the Thiran's phase delay is flat only near DC: in a short treble loop it moves the
         # upper partials by tens of cents (C8 at 48 kHz, partial 3 at w = 1.8: 25 cents), so
         # allpass and Thiran are refined together on the measured targets
         sos, eta = _refine_loop(targets[:max(n_band, 1)], fs, n_int, eta, sos, g, a1, lsos)
+    if n_int < 2:
+        raise ValueError(f"f1 = {f1:.1f} Hz: the loop of {d1:.2f} samples at fs = {fs:.0f} Hz "
+                         "is too short for the filters' delays")
     nut = max(1, int(round(strike_position * n_int)))
-    bridge = max(2, n_int - nut)
+    bridge = max(1, n_int - nut)
     n_out = max(n_band, 1)
     kk = np.arange(1, n_out + 1, dtype=float)
     guess = kk * f0_hz * np.sqrt(1.0 + b * kk * kk)
@@ -716,7 +750,8 @@ def design_string(f0_hz: float, b: float, fs: float, t60_f0_s: float, t60_high_s
                   t60_high_hz: float, damped_t60_s: float, damped_t60_high_s: float,
                   strike_position: float = 0.125, max_order: int = 16,
                   t60_partials_s=None, loss_order: int = 1,
-                  band_partials: int = 0, partial_cents=None) -> StringDesign:
+                  band_partials: int = 0, partial_cents=None,
+                  min_loop: float = 4.0) -> StringDesign:
     """Design one key's waveguide string.
 
     Parameters
@@ -750,6 +785,10 @@ def design_string(f0_hz: float, b: float, fs: float, t60_f0_s: float, t60_high_s
         allpass (order up to 2 MAX_SECTIONS) is designed to place partials 1..n (n the last
         one given) at those frequencies directly (:func:`choose_dispersion_measured`), and
         partial 1's target sets the fine tuning.
+    min_loop : float
+        Shortest loop allowed, fs / f1 in samples (>= 2.6): a delay line of at least one
+        sample each side of the strike point and the Thiran's 0.5..1.5 samples. An unstruck
+        sympathetic string may go that short; a struck one needs room for the hammer.
 
     Returns
     -------
@@ -758,10 +797,12 @@ def design_string(f0_hz: float, b: float, fs: float, t60_f0_s: float, t60_high_s
     Raises
     ------
     ValueError
-        When f1 is above 0.45 fs or the loop would be shorter than 4 samples.
+        When f1 is above 0.45 fs or the loop would be shorter than ``min_loop`` samples
+        (or too short for the two delay lines and the Thiran once the filters' delays are
+        taken off).
     """
     f1 = f0_hz * math.sqrt(1.0 + b)
-    if not (0 < f1 < 0.45 * fs) or fs / f1 < 4:
+    if not (0 < f1 < 0.45 * fs) or fs / f1 < max(min_loop, 2.6):
         raise ValueError(f"f1 = {f1:.1f} Hz cannot be played at fs = {fs:.0f} Hz")
     return _design_string_cached(float(f0_hz), float(b), float(fs), float(t60_f0_s),
                                  float(t60_high_s), float(t60_high_hz), float(damped_t60_s),

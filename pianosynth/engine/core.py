@@ -131,6 +131,12 @@ BASS_KEY_LIMIT = 45
 #: at fs/8 where its f1 allows (the drive is low-passed before, see blockloop) with at most
 #: a 4th-order dispersion allpass and no resonator bank (Bank et al. §4.2-4.3, §6)
 SYMPATHETIC_MODE = (8, 8, 4)
+#: shortest loop (samples at its rate) of a sympathetic string: with no hammer point its
+#: delay lines may be one sample each, plus the Thiran's 0.5..1.5 (design_string), so the
+#: undamped top of the keyboard runs at fs/8 up to B6 and at fs/4 up to C8 (partial 1 in
+#: the interpolators' passband 0.4 fs/r) instead of fs/4 and fs/2 with loops >= 4: their
+#: partial 2 (above 3 kHz at fs/8, above 4.8 kHz at fs/4) is left out of the bloom
+SYMPATHETIC_MIN_LOOP = 2.6
 #: the sympathetic strings of each quality mode: (their design, the highest key that has
 #: one). normal and eco trade some of the bloom for CPU (an unstruck string costs as much
 #: per sample whatever it contributes; in Debussy's Clair de lune with the pedal ~70 of them
@@ -215,26 +221,36 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
         f1 = kp.f1_hz[i]
         r = r_bass if key < BASS_KEY_LIMIT else r_rest
         # a struck string needs room for the hammer point: a loop of >= 8 samples; an
-        # unstruck sympathetic one only >= 4 (what the filter design allows)
-        min_loop = 4 if unstruck else 8
+        # unstruck sympathetic one only what the filter design allows (SYMPATHETIC_MIN_LOOP)
+        min_loop = SYMPATHETIC_MIN_LOOP if unstruck else 8
         while r > 1 and (f1 >= 0.4 * fs / r or fs / r / f1 < min_loop):
             r //= 2
-        fs_s = fs / r
-        if f1 >= 0.45 * fs_s or fs_s / f1 < min_loop:
-            continue  # cannot be played at this rate
         bass = float(np.clip((60 - key) / 39.0, 0.0, 1.0))
         d_t60 = min(damper_t60 * (1.0 + bass), kp.t60_f0_s[i])
         d_t60_high = min(0.5 * d_t60, kp.t60_high_s[i])
         # a fitted key's higher-order loss and wide dispersion band (not for the cheap
         # sympathetic design: its kernel runs the one-pole only)
         full = not unstruck
-        sd = design_string(kp.f0_hz[i], kp.inharmonicity_b[i], fs_s, kp.t60_f0_s[i],
-                           kp.t60_high_s[i], kp.t60_high_hz[i], d_t60, d_t60_high,
-                           kp.strike_position[i], max_order=max_order,
-                           t60_partials_s=kp.t60_partials_s[i] if full else None,
-                           loss_order=int(kp.loss_order[i]) if full else 1,
-                           band_partials=int(kp.dispersion_partials[i]) if full else 0,
-                           partial_cents=kp.partial_cents[i] if full else None)
+        sd = None
+        while sd is None:
+            fs_s = fs / r
+            if f1 >= 0.45 * fs_s or fs_s / f1 < min_loop:
+                break  # cannot be played at this rate
+            try:
+                sd = design_string(kp.f0_hz[i], kp.inharmonicity_b[i], fs_s, kp.t60_f0_s[i],
+                                   kp.t60_high_s[i], kp.t60_high_hz[i], d_t60, d_t60_high,
+                                   kp.strike_position[i], max_order=max_order,
+                                   t60_partials_s=kp.t60_partials_s[i] if full else None,
+                                   loss_order=int(kp.loss_order[i]) if full else 1,
+                                   band_partials=int(kp.dispersion_partials[i]) if full else 0,
+                                   partial_cents=kp.partial_cents[i] if full else None,
+                                   min_loop=min_loop)
+            except ValueError:
+                if r == 1:
+                    raise
+                r //= 2  # the filters' delays leave too little loop: the next rate up
+        if sd is None:
+            continue
         strings[key] = sd
         kt_i[key, B.K_NUT_LEN] = sd.nut_delay
         kt_i[key, B.K_BRIDGE_LEN] = sd.bridge_delay
