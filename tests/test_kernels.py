@@ -116,7 +116,8 @@ def test_voice_kernel_equals_naive_reference(key, loss):
     v = int(np.nonzero(eng.iv[:, V.I_STATE] != V.FREE)[0][0])
     V.render_voice(eng.iv, eng.fv, eng.nut, eng.bridge, eng.dsos, eng.dstate, eng.rcoef,
                    eng.rstate, v, 0, n, 0, mono, resbuf, 44100.0, 0, eng.gf[1], eng.gf[2],
-                   0.0, 8, eng.trace, eng.trace_info, -1, np.zeros(2048), 512, 0.0)
+                   0.0, 8, eng.trace, eng.trace_info, -1, np.zeros(2048), np.zeros(2048), 512,
+                   0.0)
     scale = np.max(np.abs(ref_out))
     assert scale > 0
     assert np.max(np.abs(mono - ref_out)) <= 1e-9 * max(scale, 1.0)

@@ -215,7 +215,7 @@ def rate_constants(r, damper_moving, damp_alpha, damp_speed, level_release):
 @njit(**JIT_NO_RC)
 def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0, mix, resbuf,
                  fs, hammer_mode, damp_alpha, level_release, free_level, res_factor,
-                 trace, trace_info, trace_voice, drive, drive_delay, coupling):
+                 trace, trace_info, trace_voice, drive, drive_in, drive_delay, coupling):
     """Render voice ``v`` for block samples [n0, n1), adding into ``mix`` and ``resbuf``.
 
     ``t0`` is the global sample index of block sample 0 (resonator decimation phase and
@@ -226,7 +226,8 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
 
     Sympathetic resonance (§4.3, strings coupled through a common bridge, one way): a struck
     string adds its bridge signal to the ring ``drive`` at t; an unstruck undamped string
-    (``I_SYMP``) receives ``coupling * drive[t - drive_delay]`` as a wave leaving the bridge.
+    (``I_SYMP``) receives ``coupling * drive_in[t - drive_delay]`` as a wave leaving the
+    bridge (``drive_in``: the summed drive of all strings; it may be ``drive`` itself).
     The fixed delay (>= any block) keeps the output independent of the block size, and the
     one-way path cannot become unstable.
     ``resbuf`` receives the resonator bank output on samples where t % res_factor == 0
@@ -333,7 +334,7 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
         thy1 = th
         u_bn = -th
         if symp:
-            dr = drive[(t - drive_delay) & dmask]
+            dr = drive_in[(t - drive_delay) & dmask]
             if dr != 0.0:
                 iv[v, I_DORMANT] = 0
                 dq = 1.0

@@ -544,15 +544,6 @@ def _all_zero_ring(a, t0, n, mask):
     return True
 
 
-@njit(**JIT)
-def _strings_begin(n, t0, drivep):
-    """Zero each part's drive ring at the chunk's ``n`` positions from clock ``t0`` (before
-    them it holds the summed drive). The parts' string sums are zero already (the output
-    half that read them zeroed them, :func:`_sum_parts`)."""
-    dmask = drivep.shape[1] - 1
-    for p in range(NPART):
-        for i in range(n):
-            drivep[p, (t0 + i) & dmask] = 0.0
 
 
 @njit(**JIT)
@@ -610,11 +601,13 @@ def _segment_events(seg0, n, ei, t0, ev_off, ev_st, ev_d1, ev_d2, iv, fv, nut, b
 
 @njit(**JIT_NO_RC)
 def _render_part(p, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, gi, gf, trace,
-                 trace_info, seg0, seg1, t0, quiet, mono, resbuf, mix2, mix4, drive, drive_lp):
+                 trace_info, seg0, seg1, t0, quiet, mono, resbuf, mix2, mix4, drive, drive_in,
+                 drive_lp):
     """Render the voices of part ``p`` (slots p, p + NPART, ...) for [seg0, seg1) into this
     part's sums ``mono`` (fs), ``mix2``/``mix4`` (fs/2, fs/4, §4.2) and ``resbuf`` (fs/8:
-    resonator bank §4.3, fs/8 strings) and its drive ring ``drive`` (read DRIVE_DELAY
-    samples back, where it holds the summed drive of every part). Unstruck sympathetic
+    resonator bank §4.3, fs/8 strings) and its drive ring ``drive`` (zero on entry where it
+    is written; the strings read the summed drive of every part, ``drive_in``,
+    DRIVE_DELAY samples back). Unstruck sympathetic
     strings run the lean :func:`render_symp_voice`; those at fs/8 read the drive through
     the anti-alias lowpass (ring ``drive_lp``) and are summed with the resonator bank (the
     same rate, the same interpolator: their content stays below 0.4 fs/8, its passband)."""
@@ -629,13 +622,13 @@ def _render_part(p, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, gi, gf, tr
             if iv[v, I_SYMP] != 0 and iv[v, I_HAMMER_ON] == 0 and iv[v, I_N_SEC] <= 2:
                 render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, seg0, seg1, t0,
                                   dest, fs, gf[GF_DAMP_ALPHA], gf[GF_LEVEL_RELEASE],
-                                  gf[GF_FREE_LEVEL], drive_lp if r == 8 else drive,
+                                  gf[GF_FREE_LEVEL], drive_lp if r == 8 else drive_in,
                                   DRIVE_DELAY, gf[GF_COUPLING])
                 continue
             render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, seg0, seg1,
                          t0, dest, resbuf, fs, gi[G_HAMMER_MODE], gf[GF_DAMP_ALPHA],
                          gf[GF_LEVEL_RELEASE], gf[GF_FREE_LEVEL], factor, trace,
-                         trace_info, gi[G_TRACE_VOICE], drive, DRIVE_DELAY,
+                         trace_info, gi[G_TRACE_VOICE], drive, drive_in, DRIVE_DELAY,
                          gf[GF_COUPLING])
 
 
@@ -658,8 +651,9 @@ def _part_cost(p, iv, seg_len, quiet):
 def _strings_end(n, t0, ev_off, ev_st, ev_d1, ev_d2, ei, iv, fv, nut, bridge, dsos, dstate,
                  rcoef, rstate, kt_i, kt_f, kt_sos, kt_res, vel_m_s, gi, gf, noise, drivep,
                  drive, drive_sos, drive_zi, drive_lp):
-    """Close a chunk's strings: late events, the parts' drive added in a fixed order (and
-    copied back into every part's ring), the drive low-passed for the fs/8 strings, the
+    """Close a chunk's strings: late events, the parts' drive added in a fixed order into
+    ``drive`` (and the parts' rings zeroed there for their next turn), the drive low-passed
+    for the fs/8 strings, the
     clock advanced. (The string sums are added by the output half, :func:`_sum_parts`.)"""
     ne = ev_off.shape[0]
     while ei < ne:       # events at offsets >= n (should not happen): apply at the end
@@ -670,11 +664,11 @@ def _strings_end(n, t0, ev_off, ev_st, ev_d1, ev_d2, ei, iv, fv, nut, bridge, ds
     for i in range(n):
         j = (t0 + i) & dmask
         e = drivep[0, j]
+        drivep[0, j] = 0.0
         for p in range(1, NPART):
             e += drivep[p, j]
+            drivep[p, j] = 0.0
         drive[j] = e
-        for p in range(NPART):
-            drivep[p, j] = e
     # the drive written in this block, low-passed for the fs/8 strings (read DRIVE_DELAY
     # samples later); zero in with zero state stays exactly zero
     drive_quiet = _all_zero_ring(drive, t0, n, dmask)
@@ -719,7 +713,6 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
     loop (:func:`render_block_pipelined`) renders parts on either thread and gets the same
     sums, bit for bit."""
     t0 = gi[G_T]
-    _strings_begin(n, t0, drivep)
     ei = 0
     seg0 = 0
     while seg0 < n:
@@ -730,7 +723,7 @@ def render_strings(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
         for p in range(NPART):
             _render_part(p, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, gi, gf, trace,
                          trace_info, seg0, seg1, t0, quiet, ps[0, p], ps[1, p], ps[2, p],
-                         ps[3, p], drivep[p], drive_lp)
+                         ps[3, p], drivep[p], drive, drive_lp)
         render_noise(noise, seg0, seg1, ps[0, 0])
         seg0 = seg1
     _strings_end(n, t0, ev_off, ev_st, ev_d1, ev_d2, ei, iv, fv, nut, bridge, dsos, dstate,
@@ -1022,9 +1015,10 @@ def _schedule(iv, seg_len, quiet, out_len, task_cost, task_thread):
     sample (``task_cost[TC_MEAS:]``, kept by :func:`render_block_pipelined`) once every
     task has one, before that :func:`_part_cost` and :data:`OUTPUT_COST`. A part stays on
     the thread it last ran on (its strings' delay lines are in that core's cache) unless
-    moving it to the other lowers the larger of the two loads by more than a tenth of the
-    segment's work. Only which thread runs a part changes, never the sums (see
-    :func:`render_strings`)."""
+    moving it to the other lowers the larger of the two loads by more than 3 % of the
+    segment's work (with a tenth, Clair de lune ran ~5 % slower: the output half is about
+    a fifth of the work and a part as much, so a move gains less than a tenth). Only which
+    thread runs a part changes, never the sums (see :func:`render_strings`)."""
     measured = True
     for p in range(NPART + (1 if out_len > 0 else 0)):
         if task_cost[TC_MEAS + p] <= 0.0:
@@ -1056,7 +1050,7 @@ def _schedule(iv, seg_len, quiet, out_len, task_cost, task_thread):
             load1 += task_cost[p]
     for _ in range(NPART):
         best = -1
-        best_max = max(load0, load1) - 0.1 * total
+        best_max = max(load0, load1) - 0.03 * total
         for p in range(NPART):
             c = task_cost[p]
             if task_thread[p] == 0:
@@ -1144,7 +1138,6 @@ def render_block_pipelined(out, out32, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, s
             continue
         # the strings of this chunk (render_strings, its parts on two threads)
         t0 = gi[G_T]
-        _strings_begin(m, t0, drivep)
         out_seg = _longest_segment(sc_off, ne, m) if pend else -1
         si = 0
         seg0 = 0
@@ -1165,7 +1158,7 @@ def render_block_pipelined(out, out32, n, ev_off, ev_st, ev_d1, ev_d2, sc_off, s
                         _render_part(task, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate,
                                      gi, gf, trace, trace_info, seg0, seg1, t0, quiet,
                                      ps[b, 0, task], ps[b, 1, task], ps[b, 2, task],
-                                     ps[b, 3, task], drivep[task], drive_lp)
+                                     ps[b, 3, task], drivep[task], drive, drive_lp)
                         if task == 0:
                             render_noise(noise, seg0, seg1, ps[b, 0, 0])
                     else:
