@@ -369,14 +369,25 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
             acc = 0.0
             # the damper also damps the second modes: pole radius scaled by rad (p -> rad p)
             rad = 1.0 - damp * (1.0 - fv[v, F_RES_DAMP])
-            for k in range(nres):
-                yr = rcoef[v, k, 0] * f + rcoef[v, k, 1] * rstate[v, k, 2] \
-                    - rad * rcoef[v, k, 2] * rstate[v, k, 0] \
-                    - rad * rad * rcoef[v, k, 3] * rstate[v, k, 1]
-                rstate[v, k, 1] = rstate[v, k, 0]
-                rstate[v, k, 0] = yr
-                rstate[v, k, 2] = f
-                acc += yr
+            rad2 = rad * rad
+            if f == 0.0 and (nres == 0 or rstate[v, 0, 2] == 0.0):
+                # free decay (the hammer has left; rstate[., ., 2], the previous force, is
+                # the same for every k): the input terms are exactly zero, the same sums
+                for k in range(nres):
+                    s0 = rstate[v, k, 0]
+                    yr = 0.0 - rad * rcoef[v, k, 2] * s0 - rad2 * rcoef[v, k, 3] * rstate[v, k, 1]
+                    rstate[v, k, 1] = s0
+                    rstate[v, k, 0] = yr
+                    acc += yr
+            else:
+                for k in range(nres):
+                    yr = rcoef[v, k, 0] * f + rcoef[v, k, 1] * rstate[v, k, 2] \
+                        - rad * rcoef[v, k, 2] * rstate[v, k, 0] \
+                        - rad2 * rcoef[v, k, 3] * rstate[v, k, 1]
+                    rstate[v, k, 1] = rstate[v, k, 0]
+                    rstate[v, k, 0] = yr
+                    rstate[v, k, 2] = f
+                    acc += yr
             acc *= fv[v, F_GAIN]
             out_s_res = acc * fade
             resbuf[i] += out_s_res
