@@ -510,6 +510,7 @@ def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs,
     symp_mode = iv[v, I_SYMP]
     dormant = iv[v, I_DORMANT]
     freed = False
+    gl = g * (1.0 + a1)         # the one-pole's numerator, as in eq. 8
     start = n0 + ((r - (t0 + n0) % r) % r)
     for i in range(start, n1, r):
         t = t0 + i
@@ -519,9 +520,10 @@ def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs,
                 damp = damp_t
             g = g0 + damp * (gd - g0)
             a1 = a10 + damp * (a1d - a10)
+            gl = g * (1.0 + a1)
         u_nb = -nrow[(w - nl) & mask]
         x = brow[(w - bl) & mask]
-        ly1 = g * (1.0 + a1) * x - a1 * ly1              # loss, eq. 8
+        ly1 = gl * x - a1 * ly1                          # loss, eq. 8
         y = ly1
         if nsec > 0:
             out = c2a * y + c1a * xa1 + xa2 - c1a * ya1 - c2a * ya2
