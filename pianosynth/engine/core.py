@@ -133,7 +133,7 @@ BASS_KEY_LIMIT = 45
 SYMPATHETIC_MODE = (8, 8, 4)
 #: shortest loop (samples at its rate) of a sympathetic string: with no hammer point its
 #: delay lines may be one sample each, plus the Thiran's 0.5..1.5 (design_string), so the
-#: undamped top of the keyboard runs at fs/8 up to B6 and at fs/4 up to C8 (partial 1 in
+#: undamped top of the keyboard runs at fs/8 up to C#7 and at fs/4 up to C8 (partial 1 in
 #: the interpolators' passband 0.4 fs/r) instead of fs/4 and fs/2 with loops >= 4: their
 #: partial 2 (above 3 kHz at fs/8, above 4.8 kHz at fs/4) is left out of the bloom
 SYMPATHETIC_MIN_LOOP = 2.6

@@ -240,8 +240,9 @@ def _output_buffer(n: int, small_pages: bool) -> np.ndarray:
     the output half. The first write to fresh memory faults its page in: with the default
     transparent huge pages that zeroes 2 MiB at once, a stall of ~100 chunks' work in one
     chunk, while the other thread waits and the load balancing is thrown off; in 4 KiB
-    pages each chunk pays for its own page (measured on deb_clai.mid, high: ~10 % less
-    wall time on two threads; on one thread huge pages are ~5 % faster, so it keeps them).
+    pages each chunk pays for its own page (deb_clai.mid, high, two A/B series on this
+    machine: 10 % and 0.5 % less wall time on two threads; on one thread huge pages were
+    ~5 % faster, so it keeps them).
     Linux only; elsewhere an ordinary array."""
     import mmap
     if n <= 0 or not small_pages or not hasattr(mmap, "MADV_NOHUGEPAGE"):
