@@ -159,7 +159,7 @@ class SoundboardCoeffs(NamedTuple):
     fs: np.ndarray          #: (1,) float64, sample rate, Hz
     bank_at: np.ndarray     #: (2, nb) float64, ``bank_a`` one row per coefficient (kernel)
     bank_bt: np.ndarray     #: (2, nb) float64, ``bank_b`` one row per coefficient (kernel)
-    int_scatter: np.ndarray  #: (M Ji,) float64, interpolator taps by delay after the push:
+    int_scatter: np.ndarray  #: (M Ji,) float64, the interpolator's prototype (zero-padded):
     #: a low-rate value pushed at sample n adds int_scatter[d] times itself to sample n + d
 
 
@@ -285,7 +285,7 @@ def _low_band(fs: float, seed: int):
     rhs = resid * wt
     c = np.linalg.lstsq(np.r_[basis.real, basis.imag], np.r_[rhs.real, rhs.imag],
                         rcond=None)[0]
-    return (decimator_table(h_dec, FACTOR), interpolator_table(h_int, FACTOR),
+    return (decimator_table(h_dec, FACTOR), interpolator_table(h_int, FACTOR), h_int,
             np.c_[a1, a2], np.c_[b0, b1], np.ascontiguousarray(c[::-1]),
             fir_latency(h_dec) + fir_latency(h_int))
 
@@ -424,7 +424,9 @@ def design_soundboard(fs: float, level_db: float = 0.0, fdn_t60_s: float = 0.35,
     balance = min(max(float(balance), -1.0), 1.0)
     seed = int(seed)
 
-    dec_t, int_t, bank_a, bank_b, fir_rev, latency = _low_band(fs, seed)
+    dec_t, int_t, h_int, bank_a, bank_b, fir_rev, latency = _low_band(fs, seed)
+    int_scatter = np.zeros(int_t.size)   # the interpolator's prototype, padded to the table
+    int_scatter[:len(h_int)] = h_int
     lengths, off, b_in, c_out, taps, e_out, tone = _high_band(fs, seed)
     fdn_b, fdn_p = _absorption(fs, lengths, t60)
     level = 10.0 ** (float(level_db) / 20.0)
@@ -438,17 +440,7 @@ def design_soundboard(fs: float, level_db: float = 0.0, fdn_t60_s: float = 0.35,
         latency=np.array([latency], dtype=np.int64), fs=np.array([fs]),
         bank_at=np.ascontiguousarray(np.asarray(bank_a).T),
         bank_bt=np.ascontiguousarray(np.asarray(bank_b).T),
-        int_scatter=interpolator_scatter_taps(int_t))
-
-
-def interpolator_scatter_taps(int_table: np.ndarray) -> np.ndarray:
-    """The polyphase interpolator table (M, Ji) as taps by delay: at output phase p the
-    kernel's direct form sums int_table[p, j] over the last Ji pushed values, newest at
-    j = Ji - 1, so the value pushed d = p + M k samples earlier has weight
-    int_table[d % M, Ji - 1 - d // M]. Returns float64 (M Ji,)."""
-    m, ji = int_table.shape
-    d = np.arange(m * ji)
-    return np.ascontiguousarray(int_table[d % m, ji - 1 - d // m], dtype=np.float64)
+        int_scatter=int_scatter)
 
 
 def soundboard_latency(coeffs: SoundboardCoeffs) -> int:

@@ -726,14 +726,14 @@ def _design_string_cached(f0_hz, b, fs, t60_f0_s, t60_high_s, t60_high_hz, dampe
             if e is not None and n_try >= 2:
                 n_int, eta = n_try, e
                 break
+    if n_int < 2:
+        raise ValueError(f"f1 = {f1:.1f} Hz: the loop of {d1:.2f} samples at fs = {fs:.0f} Hz "
+                         "is too short for the filters' delays")
     if targets is not None and len(sos):
         # the Thiran's phase delay is flat only near DC: in a short treble loop it moves the
         # upper partials by tens of cents (C8 at 48 kHz, partial 3 at w = 1.8: 25 cents), so
         # allpass and Thiran are refined together on the measured targets
         sos, eta = _refine_loop(targets[:max(n_band, 1)], fs, n_int, eta, sos, g, a1, lsos)
-    if n_int < 2:
-        raise ValueError(f"f1 = {f1:.1f} Hz: the loop of {d1:.2f} samples at fs = {fs:.0f} Hz "
-                         "is too short for the filters' delays")
     nut = max(1, int(round(strike_position * n_int)))
     bridge = max(1, n_int - nut)
     n_out = max(n_band, 1)

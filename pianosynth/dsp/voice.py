@@ -370,7 +370,7 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
             # the damper also damps the second modes: pole radius scaled by rad (p -> rad p)
             rad = 1.0 - damp * (1.0 - fv[v, F_RES_DAMP])
             rad2 = rad * rad
-            if f == 0.0 and (nres == 0 or rstate[v, 0, 2] == 0.0):
+            if f == 0.0 and rstate[v, 0, 2] == 0.0:
                 # free decay (the hammer has left; rstate[., ., 2], the previous force, is
                 # the same for every k): the input terms are exactly zero, the same sums
                 for k in range(nres):

@@ -653,8 +653,8 @@ def _strings_end(n, t0, ev_off, ev_st, ev_d1, ev_d2, ei, iv, fv, nut, bridge, ds
                  drive, drive_sos, drive_zi, drive_lp):
     """Close a chunk's strings: late events, the parts' drive added in a fixed order into
     ``drive`` (and the parts' rings zeroed there for their next turn), the drive low-passed
-    for the fs/8 strings, the
-    clock advanced. (The string sums are added by the output half, :func:`_sum_parts`.)"""
+    for the fs/8 strings, the clock advanced. (The string sums are added by the output
+    half, :func:`_sum_parts`.)"""
     ne = ev_off.shape[0]
     while ei < ne:       # events at offsets >= n (should not happen): apply at the end
         apply_event(ev_st[ei], ev_d1[ei], ev_d2[ei], iv, fv, nut, bridge, dsos, dstate,
