@@ -230,16 +230,19 @@ def _soundboard_pass(state, coeffs, x, out, n):
     s7 = lp[7]
 
     # ---- low band of the pass: decimator (doubled ring, dot product at phase 0), H_low
-    # at fs/8 (parallel sections, direct form II, + FIR), both interpolators scattered
+    # at fs/8 (parallel sections, direct form II, + FIR), both interpolators scattered.
+    # The vector loops index with unsigned integers: numba adds a negative-index
+    # wraparound to every signed index it cannot prove >= 0, and with it LLVM turned the
+    # dot product into gathers and the scatter into vscatterqpd (37 -> 31 ns a sample)
     for i in range(n):
         xi = x[i]
         dh[dpos] = xi
         dh[dpos + dsize] = xi
         if phase == 0:
-            base = dpos + 1  # dh[dpos+1 .. dpos+dsize] = oldest .. newest
+            base = np.uint64(dpos + 1)  # dh[dpos+1 .. dpos+dsize] = oldest .. newest
             y = 0.0
             for k in range(dsize):       # the table's rows one after the other
-                y += dec_flat[k] * dh[base + k]
+                y += dec_flat[k] * dh[base + np.uint64(k)]
             u0 = 0.0
             u1 = 0.0
             for s in range(nb):
@@ -252,16 +255,18 @@ def _soundboard_pass(state, coeffs, x, out, n):
                 bw1[s] = w
             fh[fir_pos] = y
             fh[fir_pos + nk] = y
+            fbase = np.uint64(fir_pos + 1)
             for j in range(nk):
-                u0 += fir[j] * fh[fir_pos + 1 + j]
+                u0 += fir[j] * fh[fbase + np.uint64(j)]
             fir_pos += 1
             if fir_pos == nk:
                 fir_pos = 0
             u = u0 + u1
             # u (low band) and y (complement) reach the next nh samples
+            ui = np.uint64(i)
             for d in range(nh):
-                acc_lo[i + d] += u * hs[d]
-                acc_lp[i + d] += y * hs[d]
+                acc_lo[ui + np.uint64(d)] += u * hs[d]
+                acc_lp[ui + np.uint64(d)] += y * hs[d]
         dpos += 1
         if dpos == dsize:
             dpos = 0
@@ -349,12 +354,13 @@ def _soundboard_pass(state, coeffs, x, out, n):
         out[i, 1] = g_low * low + g_high * (yr0 + yr1)
 
     # the interpolated samples beyond this pass move to the front
+    un = np.uint64(n)
     for d in range(nh):
-        acc_lo[d] = acc_lo[n + d]
-        acc_lp[d] = acc_lp[n + d]
-    for d in range(nh, n + nh):
-        acc_lo[d] = 0.0
-        acc_lp[d] = 0.0
+        acc_lo[np.uint64(d)] = acc_lo[un + np.uint64(d)]
+        acc_lp[np.uint64(d)] = acc_lp[un + np.uint64(d)]
+    for d in range(n):
+        acc_lo[np.uint64(nh) + np.uint64(d)] = 0.0
+        acc_lp[np.uint64(nh) + np.uint64(d)] = 0.0
     fpos[0] = q0
     fpos[1] = q1
     fpos[2] = q2

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 
 
+import numpy as np
+
 from .jit import JIT, JIT_INLINE, JIT_NO_RC, njit
 
 # ---- voice states -------------------------------------------------------------------------
@@ -512,61 +514,112 @@ def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs,
     freed = False
     gl = g * (1.0 + a1)         # the one-pole's numerator, as in eq. 8
     start = n0 + ((r - (t0 + n0) % r) % r)
-    for i in range(start, n1, r):
-        t = t0 + i
-        if damp != damp_t:
-            damp += (damp_t - damp) * (damp_alpha if damp_t > damp else lift_alpha)
-            if abs(damp - damp_t) < 1e-9:
-                damp = damp_t
-            g = g0 + damp * (gd - g0)
-            a1 = a10 + damp * (a1d - a10)
-            gl = g * (1.0 + a1)
-        u_nb = -nrow[(w - nl) & mask]
-        x = brow[(w - bl) & mask]
-        ly1 = gl * x - a1 * ly1                          # loss, eq. 8
-        y = ly1
-        if nsec > 0:
-            out = c2a * y + c1a * xa1 + xa2 - c1a * ya1 - c2a * ya2
-            xa2 = xa1
-            xa1 = y
-            ya2 = ya1
-            ya1 = out
-            y = out
-            if nsec > 1:
+    # The samples run in spans that end at the next 64-sample checkpoint of the clock
+    # (t % 64 == 0: the free / dormant checks). In a span where the damper rests and no
+    # fade runs (nearly always) a tight loop does the waveguide alone; the general loop
+    # below it moves the damper and the fade. Both compute the same operations in the same
+    # order (the output does not depend on which runs). Indices are unsigned: they are
+    # masked into range, and numba then leaves out its negative-index wraparound.
+    i = start
+    while i < n1:
+        ic = ((t0 + i + 63) & ~63) - t0      # the span's checkpoint sample
+        stop = min(ic + 1, n1)
+        if damp == damp_t and fade_step == 0.0 and nsec == 2:
+            for j in range(i, stop, r):
+                u_nb = -nrow[np.uint64((w - nl) & mask)]
+                x = brow[np.uint64((w - bl) & mask)]
+                ly1 = gl * x - a1 * ly1                  # loss, eq. 8
+                y = ly1
+                out = c2a * y + c1a * xa1 + xa2 - c1a * ya1 - c2a * ya2
+                xa2 = xa1
+                xa1 = y
+                ya2 = ya1
+                ya1 = out
+                y = out
                 out = c2b * y + c1b * xb1 + xb2 - c1b * yb1 - c2b * yb2
                 xb2 = xb1
                 xb1 = y
                 yb2 = yb1
                 yb1 = out
                 y = out
-        th = eta * y + thx1 - eta * thy1                 # Thiran fine tuning
-        thx1 = y
-        thy1 = th
-        u_bn = -th
-        dr = drive[(t - drive_delay) & dmask]
-        if dr != 0.0:
-            dormant = 0
-            dq = 1.0
-            u_bn += cpl * dr
-        nrow[w & mask] = u_bn
-        brow[w & mask] = u_nb
-        out_s = brow[(w - tap) & mask] * gain * fade
-        w += 1
-        if not (abs(out_s) < 1e6):
-            freed = True
-            break
-        mix[i] += out_s
-        a = abs(out_s)
-        level = level * level_release
-        if a > level:
-            level = a
-        if fade_step != 0.0:
-            fade -= fade_step
-            if fade <= 0.0:
-                fade = 0.0
-                freed = True
-                break
-        if (t & 63) == 0 and level < free_level:
+                th = eta * y + thx1 - eta * thy1         # Thiran fine tuning
+                thx1 = y
+                thy1 = th
+                u_bn = -th
+                dr = drive[np.uint64((t0 + j - drive_delay) & dmask)]
+                if dr != 0.0:
+                    dormant = 0
+                    dq = 1.0
+                    u_bn += cpl * dr
+                nrow[np.uint64(w & mask)] = u_bn
+                brow[np.uint64(w & mask)] = u_nb
+                out_s = brow[np.uint64((w - tap) & mask)] * gain * fade
+                w += 1
+                if not (abs(out_s) < 1e6):
+                    freed = True
+                    break
+                mix[np.uint64(j)] += out_s
+                a = abs(out_s)
+                level = level * level_release
+                if a > level:
+                    level = a
+        else:
+            for j in range(i, stop, r):
+                if damp != damp_t:
+                    damp += (damp_t - damp) * (damp_alpha if damp_t > damp else lift_alpha)
+                    if abs(damp - damp_t) < 1e-9:
+                        damp = damp_t
+                    g = g0 + damp * (gd - g0)
+                    a1 = a10 + damp * (a1d - a10)
+                    gl = g * (1.0 + a1)
+                u_nb = -nrow[np.uint64((w - nl) & mask)]
+                x = brow[np.uint64((w - bl) & mask)]
+                ly1 = gl * x - a1 * ly1                  # loss, eq. 8
+                y = ly1
+                if nsec > 0:
+                    out = c2a * y + c1a * xa1 + xa2 - c1a * ya1 - c2a * ya2
+                    xa2 = xa1
+                    xa1 = y
+                    ya2 = ya1
+                    ya1 = out
+                    y = out
+                    if nsec > 1:
+                        out = c2b * y + c1b * xb1 + xb2 - c1b * yb1 - c2b * yb2
+                        xb2 = xb1
+                        xb1 = y
+                        yb2 = yb1
+                        yb1 = out
+                        y = out
+                th = eta * y + thx1 - eta * thy1         # Thiran fine tuning
+                thx1 = y
+                thy1 = th
+                u_bn = -th
+                dr = drive[np.uint64((t0 + j - drive_delay) & dmask)]
+                if dr != 0.0:
+                    dormant = 0
+                    dq = 1.0
+                    u_bn += cpl * dr
+                nrow[np.uint64(w & mask)] = u_bn
+                brow[np.uint64(w & mask)] = u_nb
+                out_s = brow[np.uint64((w - tap) & mask)] * gain * fade
+                w += 1
+                if not (abs(out_s) < 1e6):
+                    freed = True
+                    break
+                mix[np.uint64(j)] += out_s
+                a = abs(out_s)
+                level = level * level_release
+                if a > level:
+                    level = a
+                if fade_step != 0.0:
+                    fade -= fade_step
+                    if fade <= 0.0:
+                        fade = 0.0
+                        freed = True
+                        break
+        if freed or stop <= ic:
+            break           # freed, or the segment ends before the checkpoint
+        if level < free_level:                           # the checkpoint (t % 64 == 0)
             if damp_t >= 0.99 or symp_mode == 2:
                 freed = True
                 break
@@ -581,6 +634,7 @@ def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs,
                 level = 0.0
                 dormant = 1
             dq = 0.0
+        i = ic + r
     iv[v, I_DORMANT] = dormant
     if freed:
         iv[v, I_STATE] = FREE
