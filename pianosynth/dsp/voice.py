@@ -515,11 +515,13 @@ def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs,
     gl = g * (1.0 + a1)         # the one-pole's numerator, as in eq. 8
     start = n0 + ((r - (t0 + n0) % r) % r)
     # The samples run in spans that end at the next 64-sample checkpoint of the clock
-    # (t % 64 == 0: the free / dormant checks). In a span where the damper rests and no
-    # fade runs (nearly always) a tight loop does the waveguide alone; the general loop
-    # below it moves the damper and the fade. Both compute the same operations in the same
-    # order (the output does not depend on which runs). Indices are unsigned: they are
-    # masked into range, and numba then leaves out its negative-index wraparound.
+    # (t % 64 == 0: the free / dormant checks). In a span where the damper rests, no
+    # fade runs and the dispersion allpass has its two sections (the high mode's design
+    # for 54 of the 88 keys) a tight loop does the waveguide alone; the general loop below
+    # it moves the damper and the fade and takes 0 or 1 section. Both compute the same
+    # operations in the same order (the output does not depend on which runs). Indices
+    # are unsigned: they are masked into range, and numba then leaves out its
+    # negative-index wraparound.
     i = start
     while i < n1:
         ic = ((t0 + i + 63) & ~63) - t0      # the span's checkpoint sample
