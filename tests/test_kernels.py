@@ -158,3 +158,47 @@ def test_extremes_give_finite_bounded_output(name, value):
     y = eng.render_frames(6000, ev)
     assert np.all(np.isfinite(y))
     assert np.max(np.abs(y)) <= 1.0
+
+
+@pytest.mark.parametrize("quality,key,free_ratio", [
+    ("high", 45, 0.0), ("high", 48, 0.0), ("high", 60, 0.0), ("high", 100, 0.0),
+    ("normal", 42, 0.0), ("normal", 60, 0.0), ("eco", 40, 0.0), ("high", 60, 0.9)])
+def test_struck_fast_path_equals_general_loop(quality, key, free_ratio):
+    """render_struck_voice (the tight loop for a string in free vibration) gives what
+    render_voice gives, bit for bit: output, resonator output, drive, every state, and the
+    sample it frees the voice at (``free_ratio`` > 0: the free level that fraction of the
+    voice's level, so a 64-sample check inside the render frees it). Run from an odd
+    offset so its spans start off the checks."""
+    from pianosynth.engine import blockloop as B
+    eng = Engine({"sympathetic_coupling": 0.0}, 48000, quality=quality, max_voices=4)
+    eng.render_frames(9601, make_events([(0, 0x90, key, 100)]))    # the hammer has left
+    v = int(np.nonzero(eng.iv[:, V.I_STATE] != V.FREE)[0][0])
+    assert V.struck_fast_path(eng.iv, eng.fv, v)
+    assert eng.iv[v, V.I_N_SEC] >= 1
+    t0 = int(eng.gi[B.G_T])
+    n = 6000
+    free_level = free_ratio * eng.fv[v, V.F_LEVEL]
+    runs = []
+    for fast in (False, True):
+        arrays = [a.copy() for a in (eng.iv, eng.fv, eng.nut, eng.bridge, eng.dsos, eng.dstate,
+                                     eng.rcoef, eng.rstate)]
+        iv, fv, nut, bridge, dsos, dstate, rcoef, rstate = arrays
+        mix = np.zeros(n + 7)
+        res = np.zeros(n + 7)
+        drive = np.zeros(8192)
+        rel = eng.gf[B.GF_LEVEL_RELEASE]
+        if fast:
+            V.render_struck_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, 7,
+                                  n + 7, t0, mix, res, rel, free_level, 8, drive)
+        else:
+            V.render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, 7, n + 7, t0,
+                           mix, res, 48000.0, 0, eng.gf[B.GF_DAMP_ALPHA], rel, free_level, 8,
+                           eng.trace, eng.trace_info, -1, drive, drive, 512, 0.0)
+        runs.append(arrays + [mix, res, drive])
+    for a, b in zip(*runs):
+        assert np.array_equal(a, b)
+    assert np.max(np.abs(runs[1][-3])) > 1e-4
+    freed = runs[1][0][v, V.I_STATE] == V.FREE
+    assert freed == (free_ratio > 0)
+    if freed:                   # at a check inside the render, not at its first sample
+        assert 64 < np.flatnonzero(runs[1][-3])[-1] < n - 64

@@ -214,6 +214,189 @@ def rate_constants(r, damper_moving, damp_alpha, damp_speed, level_release):
     return damp_alpha, lift_alpha, level_release
 
 
+@njit(**JIT_INLINE)
+def struck_fast_path(iv, fv, v):
+    """Whether :func:`render_struck_voice` may render voice ``v`` now: a struck string in
+    free vibration (hammer gone, not a sympathetic string), its damper at rest, no fade,
+    no loss correction and at most four dispersion sections. None of these changes
+    during a segment (only events move them)."""
+    return (iv[v, I_HAMMER_ON] == 0 and iv[v, I_SYMP] == 0
+            and fv[v, F_DAMP] == fv[v, F_DAMP_TARGET] and fv[v, F_FADE_STEP] == 0.0
+            and iv[v, I_N_LOSS] == 0 and iv[v, I_N_SEC] <= 4)
+
+
+@njit(**JIT_NO_RC)
+def render_struck_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0, mix,
+                        resbuf, level_release, free_level, res_factor, drive):
+    """:func:`render_voice` for a voice that :func:`struck_fast_path` accepts: the same
+    operations in the same order (Bank et al. §4: loss eq. 8, dispersion, Thiran; the
+    resonator bank eq. 16; the free check every 64 samples of the clock), bit for bit,
+    without the branches such a string never takes, and every state in a register: a
+    section's input history is the previous section's output history, so the cascade
+    keeps one pair per section (stored that way back into ``dstate``). Indices are
+    unsigned (masked into range: numba then leaves out its negative-index wraparound).
+    A separate function: inside :func:`render_voice` the compiler spilled these states
+    to the stack (6.9 -> 4.1 ns a string-sample for C4 at 48 kHz)."""
+    um = np.uint64(voice_mask(iv, v, nut))
+    nl = iv[v, I_NUT_LEN]
+    bl = iv[v, I_BRIDGE_LEN]
+    tap = bl // 2
+    nsec = iv[v, I_N_SEC]
+    nres = iv[v, I_N_RES]
+    r = iv[v, I_RATE]
+    w = iv[v, I_WIDX]
+    nrow = nut[v]
+    brow = bridge[v]
+    dmask = np.uint64(drive.shape[0] - 1)
+    k_rel = 1
+    while k_rel < r:                    # the level release compounded over r samples
+        level_release *= level_release
+        k_rel *= 2
+    damp = fv[v, F_DAMP]
+    g = fv[v, F_G] + damp * (fv[v, F_GD] - fv[v, F_G])
+    a1 = fv[v, F_A1] + damp * (fv[v, F_A1D] - fv[v, F_A1])
+    gl = g * (1.0 + a1)
+    ly1 = fv[v, F_LOSS_Y1]
+    eta = fv[v, F_ETA]
+    thx1 = fv[v, F_TH_X1]
+    thy1 = fv[v, F_TH_Y1]
+    gain = fv[v, F_GAIN] * fv[v, F_TWOZ]
+    level = fv[v, F_LEVEL]
+    fade = fv[v, F_FADE]
+    gres = fv[v, F_GAIN]
+    rad = 1.0 - damp * (1.0 - fv[v, F_RES_DAMP])
+    rad2 = rad * rad
+    c1a = dsos[v, 0, 0] if nsec > 0 else 0.0
+    c2a = dsos[v, 0, 1] if nsec > 0 else 0.0
+    c1b = dsos[v, 1, 0] if nsec > 1 else 0.0
+    c2b = dsos[v, 1, 1] if nsec > 1 else 0.0
+    c1c = dsos[v, 2, 0] if nsec > 2 else 0.0
+    c2c = dsos[v, 2, 1] if nsec > 2 else 0.0
+    c1d = dsos[v, 3, 0] if nsec > 3 else 0.0
+    c2d = dsos[v, 3, 1] if nsec > 3 else 0.0
+    xa1 = dstate[v, 0, 0]
+    xa2 = dstate[v, 0, 1]
+    ya1 = dstate[v, 0, 2]
+    ya2 = dstate[v, 0, 3]
+    xb1 = dstate[v, 1, 0]
+    xb2 = dstate[v, 1, 1]
+    yb1 = dstate[v, 1, 2]
+    yb2 = dstate[v, 1, 3]
+    yc1 = dstate[v, 2, 2] if nsec > 2 else 0.0
+    yc2 = dstate[v, 2, 3] if nsec > 2 else 0.0
+    yd1 = dstate[v, 3, 2] if nsec > 3 else 0.0
+    yd2 = dstate[v, 3, 3] if nsec > 3 else 0.0
+    freed = False
+    i = n0 + ((r - (t0 + n0) % r) % r)
+    while i < n1:
+        ic = ((t0 + i + 63) & ~63) - t0      # the next free check
+        stop = min(ic + 1, n1)
+        for j in range(i, stop, r):
+            t = t0 + j
+            u_nb = -nrow[np.uint64(w - nl) & um]
+            x = brow[np.uint64(w - bl) & um]
+            ly1 = gl * x - a1 * ly1                      # loss, eq. 8
+            y0 = ly1
+            y = y0
+            if nsec > 0:
+                oa = c2a * y0 + c1a * xa1 + xa2 - c1a * ya1 - c2a * ya2
+                y = oa
+                if nsec > 1:
+                    ob = c2b * oa + c1b * xb1 + xb2 - c1b * yb1 - c2b * yb2
+                    y = ob
+                    if nsec > 2:     # its input history: (yb1, yb2) before their shift
+                        oc = c2c * ob + c1c * yb1 + yb2 - c1c * yc1 - c2c * yc2
+                        y = oc
+                        if nsec > 3:
+                            od = c2d * oc + c1d * yc1 + yc2 - c1d * yd1 - c2d * yd2
+                            y = od
+                            yd2 = yd1
+                            yd1 = od
+                        yc2 = yc1
+                        yc1 = oc
+                    xb2 = xb1
+                    xb1 = oa
+                    yb2 = yb1
+                    yb1 = ob
+                xa2 = xa1
+                xa1 = y0
+                ya2 = ya1
+                ya1 = oa
+            th = eta * y + thx1 - eta * thy1             # Thiran fine tuning
+            thx1 = y
+            thy1 = th
+            u_bn = -th
+            nrow[np.uint64(w) & um] = u_bn + 0.0         # (+ 0.0: no hammer force)
+            brow[np.uint64(w) & um] = u_nb + 0.0
+            out_s = brow[np.uint64(w - tap) & um] * gain
+            w += 1
+            if (t & (res_factor - 1)) == 0:              # resonator bank, eq. 16
+                acc = 0.0
+                if rstate[v, 0, 2] == 0.0:               # free decay
+                    for k in range(nres):
+                        s0 = rstate[v, k, 0]
+                        yr = 0.0 - rad * rcoef[v, k, 2] * s0 \
+                            - rad2 * rcoef[v, k, 3] * rstate[v, k, 1]
+                        rstate[v, k, 1] = s0
+                        rstate[v, k, 0] = yr
+                        acc += yr
+                else:                                    # the last force leaves the input
+                    for k in range(nres):
+                        yr = rcoef[v, k, 0] * 0.0 + rcoef[v, k, 1] * rstate[v, k, 2] \
+                            - rad * rcoef[v, k, 2] * rstate[v, k, 0] \
+                            - rad2 * rcoef[v, k, 3] * rstate[v, k, 1]
+                        rstate[v, k, 1] = rstate[v, k, 0]
+                        rstate[v, k, 0] = yr
+                        rstate[v, k, 2] = 0.0
+                        acc += yr
+                acc *= gres
+                resbuf[np.uint64(j)] += acc * fade
+                a = abs(acc)
+                if a > level:
+                    level = a
+            out_s *= fade
+            if not (abs(out_s) < 1e6):      # a non-finite voice is silenced and freed
+                iv[v, I_STATE] = FREE
+                iv[v, I_HAMMER_ON] = 0
+                freed = True
+                break
+            mix[np.uint64(j)] += out_s
+            drive[np.uint64(t) & dmask] += out_s
+            a = abs(out_s)
+            level = level * level_release
+            if a > level:
+                level = a
+        if freed or stop <= ic:
+            break           # freed, or the segment ends before the check
+        if level < free_level:                           # silent: freed
+            iv[v, I_STATE] = FREE
+            break
+        i = ic + r
+    iv[v, I_WIDX] = w
+    fv[v, F_LEVEL] = level
+    fv[v, F_LOSS_Y1] = ly1
+    fv[v, F_TH_X1] = thx1
+    fv[v, F_TH_Y1] = thy1
+    dstate[v, 0, 0] = xa1
+    dstate[v, 0, 1] = xa2
+    dstate[v, 0, 2] = ya1
+    dstate[v, 0, 3] = ya2
+    dstate[v, 1, 0] = xb1
+    dstate[v, 1, 1] = xb2
+    dstate[v, 1, 2] = yb1
+    dstate[v, 1, 3] = yb2
+    if nsec > 2:
+        dstate[v, 2, 0] = yb1
+        dstate[v, 2, 1] = yb2
+        dstate[v, 2, 2] = yc1
+        dstate[v, 2, 3] = yc2
+    if nsec > 3:
+        dstate[v, 3, 0] = yc1
+        dstate[v, 3, 1] = yc2
+        dstate[v, 3, 2] = yd1
+        dstate[v, 3, 3] = yd2
+
+
 @njit(**JIT_NO_RC)
 def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0, mix, resbuf,
                  fs, hammer_mode, damp_alpha, level_release, free_level, res_factor,
