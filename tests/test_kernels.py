@@ -202,3 +202,46 @@ def test_struck_fast_path_equals_general_loop(quality, key, free_ratio):
     assert freed == (free_ratio > 0)
     if freed:                   # at a check inside the render, not at its first sample
         assert 64 < np.flatnonzero(runs[1][-3])[-1] < n - 64
+
+
+@pytest.mark.parametrize("quality,key,free_ratio,drive_on", [
+    ("high", 40, 0.0, True), ("high", 90, 0.0, True), ("high", 105, 0.0, True),
+    ("normal", 60, 0.0, True), ("high", 60, 0.9, True), ("high", 60, 2.0, False)])
+def test_symp_steady_equals_general_loop(quality, key, free_ratio, drive_on):
+    """render_symp_steady (a sympathetic string with its damper at rest) gives what
+    render_symp_voice gives, bit for bit, driven by noise through the bridge or not:
+    output, every state, the free check (``free_ratio`` 0.9 with the sustain pedal up: the
+    damped string is freed) and the dormant check (no drive and silent: zeroed, dormant)."""
+    from pianosynth.engine import blockloop as B
+    eng = Engine(None, 48000, quality=quality, max_voices=96)
+    ev = [(0, 0xB0, 64, 127), (0, 0x90, key - 12 if key > 40 else key + 12, 100)]
+    eng.render_frames(9601, make_events(ev))
+    sv = [v for v in range(eng.iv.shape[0]) if eng.iv[v, V.I_KEY] == key
+          and eng.iv[v, V.I_STATE] != V.FREE and eng.iv[v, V.I_SYMP] != 0]
+    assert len(sv) == 1
+    v = sv[0]
+    if free_ratio == 0.9:       # the pedal released: the damper lands, then rests
+        eng.fv[v, V.F_DAMP] = eng.fv[v, V.F_DAMP_TARGET] = 1.0
+    assert V.symp_steady(eng.fv, v)
+    t0 = int(eng.gi[B.G_T])
+    n = 6000
+    free_level = free_ratio * eng.fv[v, V.F_LEVEL]
+    drive = np.random.default_rng(1).standard_normal(8192) * 1e-3 * drive_on
+    runs = []
+    for steady in (False, True):
+        arrays = [a.copy() for a in (eng.iv, eng.fv, eng.nut, eng.bridge, eng.dsos, eng.dstate)]
+        iv, fv, nut, bridge, dsos, dstate = arrays
+        mix = np.zeros(n + 3)
+        rel = eng.gf[B.GF_LEVEL_RELEASE]
+        if steady:
+            V.render_symp_steady(iv, fv, nut, bridge, dsos, dstate, v, 3, n + 3, t0, mix, rel,
+                                 free_level, drive, 512, 0.05)
+        else:
+            V.render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, 3, n + 3, t0, mix, 48000.0,
+                                eng.gf[B.GF_DAMP_ALPHA], rel, free_level, drive, 512, 0.05)
+        runs.append(arrays + [mix])
+    for a, b in zip(*runs):
+        assert np.array_equal(a, b)
+    iv = runs[1][0]
+    assert iv[v, V.I_STATE] == (V.FREE if free_ratio == 0.9 else V.SUSTAINED)
+    assert iv[v, V.I_DORMANT] == (1 if free_ratio == 2.0 else 0)

@@ -16,8 +16,9 @@ from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMME
                          I_WIDX, I_MASK, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
                          F_FADE_STEP, F_FPREV, F_G, F_GAIN, F_GD, F_K, F_LEVEL, F_LOSS_Y1,
                          F_MASS, F_P, F_RES_DAMP, F_DAMP_SPEED, F_DRIVE_SEEN, F_KNOCK, F_TH_X1, F_TH_Y1, F_TWOZ, F_UPREV, F_VH, F_YH, F_YS,
-                         STEALING, SUSTAINED, render_struck_voice, render_symp_voice, render_voice,
-                         struck_fast_path, voice_mask)
+                         STEALING, SUSTAINED, render_struck_voice, render_symp_steady,
+                         render_symp_voice, render_voice, struck_fast_path, symp_steady,
+                         voice_mask)
 from ..dsp.voice import F_LC, F_LS, I_N_LOSS, MAX_LOSS_SECTIONS
 from ..dsp.soundboard import render_soundboard, reset_soundboard_at
 
@@ -621,6 +622,12 @@ def _render_part(p, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, gi, gf, tr
             r = iv[v, I_RATE]
             dest = mono if r == 1 else (mix2 if r == 2 else (mix4 if r == 4 else resbuf))
             if iv[v, I_SYMP] != 0 and iv[v, I_HAMMER_ON] == 0 and iv[v, I_N_SEC] <= 2:
+                if symp_steady(fv, v):
+                    render_symp_steady(iv, fv, nut, bridge, dsos, dstate, v, seg0, seg1, t0,
+                                       dest, gf[GF_LEVEL_RELEASE], gf[GF_FREE_LEVEL],
+                                       drive_lp if r == 8 else drive_in, DRIVE_DELAY,
+                                       gf[GF_COUPLING])
+                    continue
                 render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, seg0, seg1, t0,
                                   dest, fs, gf[GF_DAMP_ALPHA], gf[GF_LEVEL_RELEASE],
                                   gf[GF_FREE_LEVEL], drive_lp if r == 8 else drive_in,
