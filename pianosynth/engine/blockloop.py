@@ -758,17 +758,21 @@ def _interpolate_add(out, n, t0, factor, x_low, taps, acc):
     outputs; the rest is zero between calls."""
     nt = taps.shape[0]
     first = (factor - (t0 & (factor - 1))) & (factor - 1)
+    # unsigned indices: numba's negative-index wraparound on i + k turned the
+    # multiply-add into a gather and a scatter
+    un = np.uint64(n)
     for i in range(first, n, factor):
         x = x_low[i]
         if x != 0.0:
+            ui = np.uint64(i)
             for k in range(nt):
-                acc[i + k] += x * taps[k]
+                acc[ui + np.uint64(k)] += x * taps[k]
     for i in range(n):
         out[i] += acc[i]
     for k in range(nt):
-        acc[k] = acc[n + k]
-    for k in range(nt, n + nt):
-        acc[k] = 0.0
+        acc[np.uint64(k)] = acc[un + np.uint64(k)]
+    for k in range(n):
+        acc[np.uint64(nt) + np.uint64(k)] = 0.0
 
 
 @njit(**JIT_NO_RC)
