@@ -212,3 +212,36 @@ def test_pedal_bloom_is_moderate():
     assert 1.0 <= early <= 6.0
     assert 2.0 <= late <= 8.0
     assert peak_db < -4.0
+
+
+@pytest.mark.parametrize("fs", [44100, 48000, 96000])
+def test_sympathetic_drive_delay_is_whole_periods(fs):
+    """Each sympathetic string reads the drive a whole number of its partial-1 periods
+    back (the anti-alias lowpass's phase delay included at fs/8), within half a sample,
+    never less than DRIVE_DELAY (the drive of the current chunk is not complete) and
+    within the drive ring (less the chunk being written)."""
+    from scipy import signal
+    from pianosynth.engine import blockloop as B
+    from pianosynth.engine.core import Engine, drive_ring_len, sympathetic_drive_delay
+    eng = Engine(sample_rate=fs)
+    kt = eng.keys.kt_i
+    f1 = eng.keys.kp.f1_hz
+    n = 0
+    for i, key in enumerate(eng.keys.kp.keys):
+        row = 128 + key
+        if row >= kt.shape[0] or not kt[row, B.K_VALID]:
+            continue
+        d = kt[row, B.K_DRIVE_DELAY]
+        r = kt[row, B.K_RATE]
+        tau = 0.0
+        if r == 8:
+            w = np.linspace(0.0, 2 * np.pi * f1[i] / fs, 256)
+            _, h = signal.sosfreqz(eng.drive_sos, worN=w)
+            tau = -np.unwrap(np.angle(h))[-1] / w[-1]
+            assert 0.0 < tau < 60.0
+        periods = (d + tau) * f1[i] / fs
+        assert abs(periods - round(periods)) * fs / f1[i] <= 0.5 + 1e-9, (key, d, periods)
+        assert B.DRIVE_DELAY <= d <= drive_ring_len(fs) - B.CHUNK
+        assert d == sympathetic_drive_delay(f1[i], fs, r, eng.drive_sos)
+        n += 1
+    assert n == 88

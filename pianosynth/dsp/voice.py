@@ -59,7 +59,8 @@ I_SYMP = 13          # 1: an unstruck string ringing in sympathy (driven through
 I_DORMANT = 14       # 1: a sympathetic string at exactly zero, skipped while its drive is zero
 I_N_LOSS = 15        # loss correction biquads after the one-pole (0: none; §4.1)
 I_MASK = 16          # delay-line index mask: this string uses nut/bridge[v, :I_MASK + 1]
-N_IVARS = 17
+I_DRIVE_DELAY = 17   # samples back a sympathetic string reads the drive (key table)
+N_IVARS = 18
 
 # ---- fvars columns ------------------------------------------------------------------------
 F_G = 0

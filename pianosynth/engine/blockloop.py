@@ -13,7 +13,7 @@ from numba import prange
 from ..dsp.jit import JIT, JIT_INLINE, JIT_NO_RC, JIT_PIPELINE, cycle_counter, njit
 from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMMER_AGE,
                          I_HAMMER_ON, I_DORMANT, I_KEY, I_N_RES, I_N_SEC, I_NUT_LEN, I_RATE, I_SOST, I_STATE, I_SYMP, I_STRIKES,
-                         I_WIDX, I_MASK, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
+                         I_WIDX, I_MASK, I_DRIVE_DELAY, F_A1, F_A1D, F_DAMP, F_DAMP_TARGET, F_ETA, F_FADE,
                          F_FADE_STEP, F_FPREV, F_G, F_GAIN, F_GD, F_K, F_LEVEL, F_LOSS_Y1,
                          F_MASS, F_P, F_RES_DAMP, F_DAMP_SPEED, F_DRIVE_SEEN, F_KNOCK, F_TH_X1, F_TH_Y1, F_TWOZ, F_UPREV, F_VH, F_YH, F_YS,
                          STEALING, SUSTAINED, render_struck_voice, render_symp_steady,
@@ -24,8 +24,8 @@ from ..dsp.soundboard import render_soundboard, reset_soundboard_at
 
 # key table columns
 K_NUT_LEN, K_BRIDGE_LEN, K_N_SEC, K_N_RES, K_HAS_DAMPER, K_VALID, K_N_STRINGS, K_RATE, \
-    K_N_LOSS, K_MASK = range(10)
-N_KI = 10
+    K_N_LOSS, K_MASK, K_DRIVE_DELAY = range(11)
+N_KI = 11
 KF_G, KF_A1, KF_GD, KF_A1D, KF_ETA, KF_MASS, KF_K, KF_P, KF_TWOZ, KF_GAIN, KF_RES_DAMP, \
     KF_KNOCK = range(12)
 #: loss correction biquads (b0, b1, b2, a1, a2) x MAX_LOSS_SECTIONS from this column
@@ -45,7 +45,10 @@ N_GF = 12
 NZ_AMP, NZ_DECAY, NZ_LP, NZ_LPY, NZ_A1, NZ_A2, NZ_Y1, NZ_Y2, NZ_SEED, NZ_GAIN = range(10)
 N_NZ = 10
 NOISE_SLOTS = 16
-#: delay (samples) of the sympathetic drive; >= the longest chunk the engine renders
+#: shortest delay (samples) of the sympathetic drive; >= the longest chunk the engine
+#: renders (a string reads only drive its chunk's predecessors completed). Each
+#: sympathetic string reads it a whole number of its periods back (key table column
+#: K_DRIVE_DELAY, see ``core.sympathetic_drive_delay``): at its partials that is no delay
 DRIVE_DELAY = 512
 #: samples per inner chunk (the scratch buffers' length); blocks of any size are split
 CHUNK = 512
@@ -99,6 +102,7 @@ def _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res, row=-1):
     iv[v, I_DAMPED_KEY] = kt_i[key, K_HAS_DAMPER]
     iv[v, I_RATE] = kt_i[key, K_RATE]
     iv[v, I_MASK] = kt_i[key, K_MASK]
+    iv[v, I_DRIVE_DELAY] = max(kt_i[key, K_DRIVE_DELAY], DRIVE_DELAY)
     iv[v, I_SYMP] = 0
     fv[v, F_G] = kt_f[key, KF_G]
     fv[v, F_A1] = kt_f[key, KF_A1]
@@ -592,10 +596,12 @@ def _segment_events(seg0, n, ei, t0, ev_off, ev_st, ev_d1, ev_d2, iv, fv, nut, b
     seg1 = n
     if ei < ne and ev_off[ei] < n:
         seg1 = ev_off[ei]
+    # no drive reaches any string in the segment: none in what a string reads, DRIVE_DELAY
+    # up to the ring's length less a chunk back (the longest K_DRIVE_DELAY fits there)
     dmask = drive.shape[0] - 1
     quiet = True
-    for i in range(seg0, seg1):
-        if drive[(t0 + i - DRIVE_DELAY) & dmask] != 0.0:
+    for i in range(seg0 - (drive.shape[0] - CHUNK), seg1 - DRIVE_DELAY):
+        if drive[(t0 + i) & dmask] != 0.0:
             quiet = False
             break
     return seg1, ei, quiet
@@ -625,13 +631,13 @@ def _render_part(p, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, gi, gf, tr
                 if symp_steady(fv, v):
                     render_symp_steady(iv, fv, nut, bridge, dsos, dstate, v, seg0, seg1, t0,
                                        dest, gf[GF_LEVEL_RELEASE], gf[GF_FREE_LEVEL],
-                                       drive_lp if r == 8 else drive_in, DRIVE_DELAY,
-                                       gf[GF_COUPLING])
+                                       drive_lp if r == 8 else drive_in,
+                                       iv[v, I_DRIVE_DELAY], gf[GF_COUPLING])
                     continue
                 render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, seg0, seg1, t0,
                                   dest, fs, gf[GF_DAMP_ALPHA], gf[GF_LEVEL_RELEASE],
                                   gf[GF_FREE_LEVEL], drive_lp if r == 8 else drive_in,
-                                  DRIVE_DELAY, gf[GF_COUPLING])
+                                  iv[v, I_DRIVE_DELAY], gf[GF_COUPLING])
                 continue
             if struck_fast_path(iv, fv, v):
                 render_struck_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, seg0,
@@ -641,8 +647,8 @@ def _render_part(p, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, gi, gf, tr
             render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, seg0, seg1,
                          t0, dest, resbuf, fs, gi[G_HAMMER_MODE], gf[GF_DAMP_ALPHA],
                          gf[GF_LEVEL_RELEASE], gf[GF_FREE_LEVEL], factor, trace,
-                         trace_info, gi[G_TRACE_VOICE], drive, drive_in, DRIVE_DELAY,
-                         gf[GF_COUPLING])
+                         trace_info, gi[G_TRACE_VOICE], drive, drive_in,
+                         iv[v, I_DRIVE_DELAY], gf[GF_COUPLING])
 
 
 @njit(**JIT)
