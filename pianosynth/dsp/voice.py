@@ -414,8 +414,8 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
     string adds its bridge signal to the ring ``drive`` at t; an unstruck undamped string
     (``I_SYMP``) receives ``coupling * drive_in[t - drive_delay]`` as a wave leaving the
     bridge (``drive_in``: the summed drive of all strings; it may be ``drive`` itself).
-    The fixed delay (>= any block) keeps the output independent of the block size, and the
-    one-way path cannot become unstable.
+    The delay (>= any block; whole periods of the string, ``I_DRIVE_DELAY``) keeps the
+    output independent of the block size, and the one-way path cannot become unstable.
     ``resbuf`` receives the resonator bank output on samples where t % res_factor == 0
     (a zero-stuffed fs-rate signal, interpolated once for all voices by the caller).
     """

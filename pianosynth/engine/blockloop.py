@@ -614,9 +614,11 @@ def _render_part(p, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, gi, gf, tr
     """Render the voices of part ``p`` (slots p, p + NPART, ...) for [seg0, seg1) into this
     part's sums ``mono`` (fs), ``mix2``/``mix4`` (fs/2, fs/4, §4.2) and ``resbuf`` (fs/8:
     resonator bank §4.3, fs/8 strings) and its drive ring ``drive`` (zero on entry where it
-    is written; the strings read the summed drive of every part, ``drive_in``,
-    DRIVE_DELAY samples back). Unstruck sympathetic
-    strings run the lean :func:`render_symp_voice`; those at fs/8 read the drive through
+    is written; the strings read the summed drive of every part, ``drive_in``, a whole
+    number of their periods back, >= DRIVE_DELAY: ``I_DRIVE_DELAY``). Unstruck sympathetic
+    strings run the lean :func:`render_symp_steady` (damper at rest) or
+    :func:`render_symp_voice`; struck strings in free vibration :func:`render_struck_voice`,
+    the rest :func:`render_voice`. Those at fs/8 read the drive through
     the anti-alias lowpass (ring ``drive_lp``) and are summed with the resonator bank (the
     same rate, the same interpolator: their content stays below 0.4 fs/8, its passband)."""
     fs = gf[GF_FS]
