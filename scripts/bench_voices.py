@@ -75,6 +75,7 @@ def main():
     for q in QUALITY_MODES:
         empty = Engine({"polyphony": 256}, sample_rate=fs, quality=q)
         empty.render_frames(BLOCK)
+        cost(empty, 0.25)        # warm-up: the first process's first blocks load kernels
         base = cost(empty, a.seconds)
         row = [f"{q:6s}: engine alone {base * 1e9:6.1f} ns/sample"]
         for n in (64, 256):
