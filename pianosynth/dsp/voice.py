@@ -249,10 +249,7 @@ def render_struck_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0,
     nrow = nut[v]
     brow = bridge[v]
     dmask = np.uint64(drive.shape[0] - 1)
-    k_rel = 1
-    while k_rel < r:                    # the level release compounded over r samples
-        level_release *= level_release
-        k_rel *= 2
+    level_release = rate_constants(r, False, 0.0, 1.0, level_release)[2]
     damp = fv[v, F_DAMP]
     g = fv[v, F_G] + damp * (fv[v, F_GD] - fv[v, F_G])
     a1 = fv[v, F_A1] + damp * (fv[v, F_A1D] - fv[v, F_A1])
@@ -662,10 +659,7 @@ def render_symp_steady(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, le
     nsec = iv[v, I_N_SEC]
     w = iv[v, I_WIDX]
     r = iv[v, I_RATE]
-    k_rel = 1
-    while k_rel < r:                    # the level release compounded over r samples
-        level_release *= level_release
-        k_rel *= 2
+    level_release = rate_constants(r, False, 0.0, 1.0, level_release)[2]
     damp = fv[v, F_DAMP]
     damp_t = fv[v, F_DAMP_TARGET]
     g = fv[v, F_G] + damp * (fv[v, F_GD] - fv[v, F_G])
@@ -790,6 +784,8 @@ def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs,
     The dispersion allpass of a sympathetic design has at most two sections
     (``SYMPATHETIC_MODE`` order 4); their states are kept in registers. Driven by
     ``coupling * drive[t - drive_delay]`` entering as a wave leaving the bridge (§4.3).
+    The block loop gives a string whose damper rests and that no fade runs on to
+    :func:`render_symp_steady` instead; this one moves the damper and the fade.
     """
     mask = voice_mask(iv, v, nut)
     nl = iv[v, I_NUT_LEN]
@@ -839,71 +835,61 @@ def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs,
     freed = False
     gl = g * (1.0 + a1)         # the one-pole's numerator, as in eq. 8
     start = n0 + ((r - (t0 + n0) % r) % r)
-    # The samples run in spans that end at the next 64-sample check of the clock
-    # (t % 64 == 0: the free / dormant checks). A string whose damper rests and that no
-    # fade runs on takes render_symp_steady instead (the block loop picks it), the same
-    # operations without these branches. Indices are unsigned: they are masked into
-    # range, and numba then leaves out its negative-index wraparound.
-    i = start
-    while i < n1:
-        ic = ((t0 + i + 63) & ~63) - t0      # the span's checkpoint sample
-        stop = min(ic + 1, n1)
-        for j in range(i, stop, r):
-            if damp != damp_t:
-                damp += (damp_t - damp) * (damp_alpha if damp_t > damp else lift_alpha)
-                if abs(damp - damp_t) < 1e-9:
-                    damp = damp_t
-                g = g0 + damp * (gd - g0)
-                a1 = a10 + damp * (a1d - a10)
-                gl = g * (1.0 + a1)
-            u_nb = -nrow[np.uint64((w - nl) & mask)]
-            x = brow[np.uint64((w - bl) & mask)]
-            ly1 = gl * x - a1 * ly1                  # loss, eq. 8
-            y = ly1
-            if nsec > 0:
-                out = c2a * y + c1a * xa1 + xa2 - c1a * ya1 - c2a * ya2
-                xa2 = xa1
-                xa1 = y
-                ya2 = ya1
-                ya1 = out
+    for i in range(start, n1, r):
+        t = t0 + i
+        if damp != damp_t:
+            damp += (damp_t - damp) * (damp_alpha if damp_t > damp else lift_alpha)
+            if abs(damp - damp_t) < 1e-9:
+                damp = damp_t
+            g = g0 + damp * (gd - g0)
+            a1 = a10 + damp * (a1d - a10)
+            gl = g * (1.0 + a1)
+        u_nb = -nrow[(w - nl) & mask]
+        x = brow[(w - bl) & mask]
+        ly1 = gl * x - a1 * ly1                          # loss, eq. 8
+        y = ly1
+        if nsec > 0:
+            out = c2a * y + c1a * xa1 + xa2 - c1a * ya1 - c2a * ya2
+            xa2 = xa1
+            xa1 = y
+            ya2 = ya1
+            ya1 = out
+            y = out
+            if nsec > 1:
+                out = c2b * y + c1b * xb1 + xb2 - c1b * yb1 - c2b * yb2
+                xb2 = xb1
+                xb1 = y
+                yb2 = yb1
+                yb1 = out
                 y = out
-                if nsec > 1:
-                    out = c2b * y + c1b * xb1 + xb2 - c1b * yb1 - c2b * yb2
-                    xb2 = xb1
-                    xb1 = y
-                    yb2 = yb1
-                    yb1 = out
-                    y = out
-            th = eta * y + thx1 - eta * thy1         # Thiran fine tuning
-            thx1 = y
-            thy1 = th
-            u_bn = -th
-            dr = drive[np.uint64((t0 + j - drive_delay) & dmask)]
-            if dr != 0.0:
-                dormant = 0
-                dq = 1.0
-                u_bn += cpl * dr
-            nrow[np.uint64(w & mask)] = u_bn
-            brow[np.uint64(w & mask)] = u_nb
-            out_s = brow[np.uint64((w - tap) & mask)] * gain * fade
-            w += 1
-            if not (abs(out_s) < 1e6):
+        th = eta * y + thx1 - eta * thy1                 # Thiran fine tuning
+        thx1 = y
+        thy1 = th
+        u_bn = -th
+        dr = drive[(t - drive_delay) & dmask]
+        if dr != 0.0:
+            dormant = 0
+            dq = 1.0
+            u_bn += cpl * dr
+        nrow[w & mask] = u_bn
+        brow[w & mask] = u_nb
+        out_s = brow[(w - tap) & mask] * gain * fade
+        w += 1
+        if not (abs(out_s) < 1e6):
+            freed = True
+            break
+        mix[i] += out_s
+        a = abs(out_s)
+        level = level * level_release
+        if a > level:
+            level = a
+        if fade_step != 0.0:
+            fade -= fade_step
+            if fade <= 0.0:
+                fade = 0.0
                 freed = True
                 break
-            mix[np.uint64(j)] += out_s
-            a = abs(out_s)
-            level = level * level_release
-            if a > level:
-                level = a
-            if fade_step != 0.0:
-                fade -= fade_step
-                if fade <= 0.0:
-                    fade = 0.0
-                    freed = True
-                    break
-        if freed or stop <= ic:
-            break           # freed, or the segment ends before the checkpoint
-        if level < free_level:                           # the checkpoint (t % 64 == 0)
+        if (t & 63) == 0 and level < free_level:
             if damp_t >= 0.99 or symp_mode == 2:
                 freed = True
                 break
@@ -918,7 +904,6 @@ def render_symp_voice(iv, fv, nut, bridge, dsos, dstate, v, n0, n1, t0, mix, fs,
                 level = 0.0
                 dormant = 1
             dq = 0.0
-        i = ic + r
     iv[v, I_DORMANT] = dormant
     if freed:
         iv[v, I_STATE] = FREE

@@ -696,66 +696,53 @@ def _strings_end(n, t0, ev_off, ev_st, ev_d1, ev_d2, ei, iv, fv, nut, bridge, ds
     drive_quiet = _all_zero_ring(drive, t0, n, drive.shape[0] - 1)
     if not (drive_quiet and _all_zero(drive_zi)):
         nsos = drive_sos.shape[0]
-        if nsos == 3:
-            # the design's three sections with their states in registers (through
-            # memory they made a ~40-cycle recursion per sample, on the serial path)
-            b00 = drive_sos[0, 0]
-            b01 = drive_sos[0, 1]
-            b02 = drive_sos[0, 2]
-            a01 = drive_sos[0, 4]
-            a02 = drive_sos[0, 5]
-            b10 = drive_sos[1, 0]
-            b11 = drive_sos[1, 1]
-            b12 = drive_sos[1, 2]
-            a11 = drive_sos[1, 4]
-            a12 = drive_sos[1, 5]
-            b20 = drive_sos[2, 0]
-            b21 = drive_sos[2, 1]
-            b22 = drive_sos[2, 2]
-            a21 = drive_sos[2, 4]
-            a22 = drive_sos[2, 5]
-            z0 = drive_zi[0]
-            z1 = drive_zi[1]
-            z2 = drive_zi[2]
-            z3 = drive_zi[3]
-            z4 = drive_zi[4]
-            z5 = drive_zi[5]
-            for i in range(n):
-                j = (ut0 + np.uint64(i)) & dmask
-                x = drive[j]                           # transposed direct form II
-                y = b00 * x + z0
-                z0 = b01 * x - a01 * y + z1
-                z1 = b02 * x - a02 * y
-                x = y
-                y = b10 * x + z2
-                z2 = b11 * x - a11 * y + z3
-                z3 = b12 * x - a12 * y
-                x = y
-                y = b20 * x + z4
-                z4 = b21 * x - a21 * y + z5
-                z5 = b22 * x - a22 * y
-                if abs(y) < 1e-30:
-                    y = 0.0
-                drive_lp[j] = y
-            drive_zi[0] = z0
-            drive_zi[1] = z1
-            drive_zi[2] = z2
-            drive_zi[3] = z3
-            drive_zi[4] = z4
-            drive_zi[5] = z5
-        else:
-            for i in range(n):
-                j = (ut0 + np.uint64(i)) & dmask
-                y = drive[j]
-                for s in range(nsos):      # transposed direct form II
-                    x = y
-                    y = drive_sos[s, 0] * x + drive_zi[2 * s]
-                    drive_zi[2 * s] = (drive_sos[s, 1] * x - drive_sos[s, 4] * y
-                                       + drive_zi[2 * s + 1])
-                    drive_zi[2 * s + 1] = drive_sos[s, 2] * x - drive_sos[s, 5] * y
-                if abs(y) < 1e-30:
-                    y = 0.0
-                drive_lp[j] = y
+        # the design's three sections (design_drive_lowpass) with their states in
+        # registers (through memory they made a ~40-cycle recursion per sample, on the
+        # serial path)
+        b00 = drive_sos[0, 0]
+        b01 = drive_sos[0, 1]
+        b02 = drive_sos[0, 2]
+        a01 = drive_sos[0, 4]
+        a02 = drive_sos[0, 5]
+        b10 = drive_sos[1, 0]
+        b11 = drive_sos[1, 1]
+        b12 = drive_sos[1, 2]
+        a11 = drive_sos[1, 4]
+        a12 = drive_sos[1, 5]
+        b20 = drive_sos[2, 0]
+        b21 = drive_sos[2, 1]
+        b22 = drive_sos[2, 2]
+        a21 = drive_sos[2, 4]
+        a22 = drive_sos[2, 5]
+        z0 = drive_zi[0]
+        z1 = drive_zi[1]
+        z2 = drive_zi[2]
+        z3 = drive_zi[3]
+        z4 = drive_zi[4]
+        z5 = drive_zi[5]
+        for i in range(n):
+            j = (ut0 + np.uint64(i)) & dmask
+            x = drive[j]                           # transposed direct form II
+            y = b00 * x + z0
+            z0 = b01 * x - a01 * y + z1
+            z1 = b02 * x - a02 * y
+            x = y
+            y = b10 * x + z2
+            z2 = b11 * x - a11 * y + z3
+            z3 = b12 * x - a12 * y
+            x = y
+            y = b20 * x + z4
+            z4 = b21 * x - a21 * y + z5
+            z5 = b22 * x - a22 * y
+            if abs(y) < 1e-30:
+                y = 0.0
+            drive_lp[j] = y
+        drive_zi[0] = z0
+        drive_zi[1] = z1
+        drive_zi[2] = z2
+        drive_zi[3] = z3
+        drive_zi[4] = z4
+        drive_zi[5] = z5
         if drive_quiet:
             for s in range(nsos):          # flush the decaying filter tail once quiet
                 if abs(drive_zi[2 * s]) < 1e-30 and abs(drive_zi[2 * s + 1]) < 1e-30:

@@ -208,7 +208,8 @@ def sympathetic_drive_delay(f1_hz: float, fs: float, rate: int, drive_sos=None) 
 
 def design_drive_lowpass(fs: float) -> np.ndarray:
     """Anti-alias lowpass of the sympathetic drive before strings at fs/8 sample it:
-    elliptic, passband to 0.4 fs/8 (0.5 dB), 60 dB from 0.6 fs/8. Returns SOS (n, 6)."""
+    elliptic, passband to 0.4 fs/8 (0.5 dB), 60 dB from 0.6 fs/8. Returns SOS (3, 6): the
+    kernel (blockloop._strings_end) runs exactly three sections."""
     from scipy import signal
     return signal.ellip(6, 0.5, 60.0, 0.4 / 8 * 2.0, output="sos").astype(np.float64)
 
@@ -441,6 +442,8 @@ class Engine:
         self.ring4 = np.zeros(len(self.taps4) + CHUNK, np.float64)
         # anti-alias filter of the sympathetic drive read at fs/8 (elliptic, 0.4 fs/8)
         self.drive_sos = cached_call(design_drive_lowpass, fs)
+        if self.drive_sos.shape != (3, 6):       # the kernel runs exactly three sections
+            raise RuntimeError(f"drive lowpass has {len(self.drive_sos)} sections, not 3")
         self.drive_zi = np.zeros(2 * len(self.drive_sos), np.float64)
         self.drive_lp = np.zeros(drive_ring_len(fs), np.float64)
         self.noise = np.zeros((B.NOISE_SLOTS, B.N_NZ), np.float64)
