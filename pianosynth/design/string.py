@@ -734,7 +734,12 @@ def _design_string_cached(f0_hz, b, fs, t60_f0_s, t60_high_s, t60_high_hz, dampe
         # upper partials by tens of cents (C8 at 48 kHz, partial 3 at w = 1.8: 25 cents), so
         # allpass and Thiran are refined together on the measured targets
         sos, eta = _refine_loop(targets[:max(n_band, 1)], fs, n_int, eta, sos, g, a1, lsos)
-    nut = max(1, int(round(strike_position * n_int)))
+    # the strike point divides the *whole* loop (Fig. 3): the nut line is the fraction beta
+    # of the loop's phase delay at f1, filters included, so that partial k gets the comb
+    # 1 - e^{-j 2 pi k beta} of a string struck at beta whatever share of the loop the
+    # dispersion allpass takes (it sits at the bridge end; beta * n_int put partial 8's notch
+    # of beta = 1/8 at partial 10 on C3 with 4 sections and at 12.5 with 9)
+    nut = int(min(max(round(strike_position * d1), 1), n_int - 1))
     bridge = max(1, n_int - nut)
     n_out = max(n_band, 1)
     kk = np.arange(1, n_out + 1, dtype=float)
@@ -748,7 +753,7 @@ def _design_string_cached(f0_hz, b, fs, t60_f0_s, t60_high_s, t60_high_hz, dampe
 
 def design_string(f0_hz: float, b: float, fs: float, t60_f0_s: float, t60_high_s: float,
                   t60_high_hz: float, damped_t60_s: float, damped_t60_high_s: float,
-                  strike_position: float = 0.125, max_order: int = 16,
+                  strike_position: float = 0.11, max_order: int = 16,
                   t60_partials_s=None, loss_order: int = 1,
                   band_partials: int = 0, partial_cents=None,
                   min_loop: float = 4.0) -> StringDesign:

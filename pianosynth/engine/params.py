@@ -47,7 +47,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("felt_exponent_offset", 0.0, -0.5, 0.5, "", "hammer", "note",
           "Added to the felt exponent p of every key (K rescaled so F at 1 mm is kept)."),
     Param("hammer_mass_scale", 1.0, 0.25, 4.0, "x", "hammer", "note", "Scale of hammer mass."),
-    Param("strike_position", 0.125, 0.05, 0.5, "of length", "hammer", "note",
+    Param("strike_position", 0.11, 0.05, 0.5, "of length", "hammer", "note",
           "Strike position as a fraction of the speaking length, from the agraffe."),
     Param("hammer_knock_db", -12.0, -80.0, 12.0, "dB", "hammer", "note",
           "Level of the hammer knock sent to the soundboard (-80 = off)."),
