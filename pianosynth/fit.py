@@ -16,13 +16,18 @@ From one recorded note of a known key the fit estimates, in the order of Bank et
    its frequency -> resonator bank of eq. 16 (``second_mode_level``, ``late_t60_ratio``,
    ``unison_detune_cents``);
 4. **excitation**: the hammer velocity whose attack brightness (spectral centroid of the
-   first 100 ms) matches the recording, then the level -> ``output_gain_db``;
+   first 100 ms) matches the recording, then the level -> ``output_gain_db``; the strike
+   position and the felt stiffness K (§3: the comb sin(k pi beta) and the contact time shape
+   the partials' levels) from a grid, each K at the velocity matching the brightness, kept
+   where the first seconds come closer to the recording (:func:`fit_excitation`) ->
+   ``strike_position``, ``felt_stiffness_k``;
 5. render-measure-correct passes (tuning, loss, level), the base preset's decay kept when it
    is closer, a short STFT search when the fit, at the recording's level, is not closer than
    the base preset (once more at the end when the final note still is not);
 6. **every partial's T60** (:func:`fit_partial_t60`): each resonator partial gets its own
    second mode from the recording's two-mode fit (:func:`set_second_modes`: level, T60 ratio,
-   detuning by the measured beat; none where the partial decays in one stage), the string
+   detuning by the measured beat; none where the partial decays in one stage; a single
+   string too, whose recorded two-stage decays come from its two polarizations), the string
    on its prompt decay; the loss filter of order T60_LOSS_ORDER (one-pole plus peaking cuts,
    eq. 11) is designed from a per-partial list that is moved, partial by partial, until the
    render's single-exponential T60 reads the recording's (for the partials with their own
@@ -914,15 +919,21 @@ class FitResult:
     log: list = field(default_factory=list)
     t60_match: Errors | None = None     # the per-partial T60 stage's render (fit_partial_t60)
     t60_match_overrides: dict | None = None
+    #: velocity of the base preset's render (``before``): its own estimate for the recording
+    #: (:func:`estimate_velocity` with the base preset), independent of the fit's choices
+    velocity_before: int = 0
 
 
-def resonator_partials(kp, i: int, settings: dict, fs: int, f_hz) -> np.ndarray:
+def resonator_partials(kp, i: int, settings: dict, fs: int, f_hz,
+                       single_string: bool = False) -> np.ndarray:
     """Indices (k - 1) of the partials the engine gives a resonator (Bank et al. §4.3): keys
-    with two or more strings, the first ``resonator_count`` partials below fs / 32 (the
-    bank runs at fs/8 and uses the lower half of its band)."""
+    with two or more strings (with ``single_string``, single-string keys too: the engine
+    gives them resonators where the preset gives their own second modes), the first
+    ``resonator_count`` partials below fs / 32 (the bank runs at fs/8 and uses the lower
+    half of its band)."""
     from .engine.core import MAX_RESONATORS, RES_FACTOR
 
-    if settings.get("resonators_on", 1) < 0.5 or kp.n_strings[i] < 2:
+    if settings.get("resonators_on", 1) < 0.5 or (kp.n_strings[i] < 2 and not single_string):
         return np.zeros(0, int)
     n = min(int(settings.get("resonator_count", 8)), MAX_RESONATORS)
     f = np.asarray(f_hz, float)
@@ -1002,10 +1013,83 @@ def estimate_velocity(settings, overrides, key, rec: NoteAnalysis, fs, say=None)
     return v2
 
 
+#: strike positions (fraction of the speaking length) and felt stiffness factors (x the key's
+#: K) of the excitation grid (:func:`fit_excitation`).
+EXCITATION_STRIKE = (0.08, 0.1, 0.125, 0.15, 0.18, 0.22)
+EXCITATION_K_FACTOR = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def fit_excitation(settings: dict, keys_with, over: dict, rec: NoteAnalysis, xm, key: int,
+                   velocity: int, fs: int, say, k0: float, sp0: float,
+                   auto_velocity: bool = True,
+                   centroid_tol: float | None = None) -> tuple[dict, int]:
+    """Strike position and felt stiffness K of ``key`` (per-key ``strike_position``,
+    ``felt_stiffness_k``) that bring the render closest to the recording over the first
+    STFT_SPAN_S (multi-resolution STFT distance at the recording's level), from a grid of
+    :data:`EXCITATION_STRIKE` x :data:`EXCITATION_K_FACTOR` x ``k0`` (36 renders).
+
+    The partials' levels at the attack come from the excitation (Bank et al. §3): the strike
+    point at beta of the length weights partial k by sin(k pi beta) (the comb of Fig. 3's two
+    delay lines), the felt's stiffness K (eq. 2) sets the contact time and so the spectral
+    tilt, together with the hammer velocity. With ``auto_velocity`` each K gets the velocity
+    whose attack brightness matches the recording's (:func:`_velocity_for_centroid`): the
+    recorded mezzo-forte C3 asks for a brighter attack than velocity 127 gives with the
+    key's K.
+
+    With ``centroid_tol``, grid points whose attack centroid is further than that (relative)
+    from the recording's, and further than the starting point's, are left out (the velocity
+    fixed, the brightness must not drift away).
+
+    Returns (overrides, velocity): ``over`` updated with the best grid point and its level
+    correction when it is more than 0.5 % closer than (``sp0``, ``k0``, ``velocity``), else
+    ``over`` itself and ``velocity``."""
+    n = int(STFT_SPAN_S * fs) + int(0.05 * fs) + rec.onset
+    target = _aligned(xm, rec.onset, fs, STFT_SPAN_S)
+
+    def cost(sp, kk, vel):
+        o = {**over, "strike_position": float(sp), "felt_stiffness_k": float(kk)}
+        y = render_note(settings, keys_with(o), key, vel, n, fs)
+        n0 = A.detect_onset(y, fs)
+        g = rec.level_db - A.level_db(y, fs, onset=n0)
+        if not np.isfinite(g):
+            return np.inf, 0.0, np.inf
+        y = y * 10.0 ** (g / 20.0)
+        cen = abs(math.log(max(A.spectral_centroid(y, fs, onset=n0) / rec.centroid_hz, 1e-9)))
+        return float(A.stft_distance(_aligned(y, n0, fs, STFT_SPAN_S), target, fs,
+                                     eps=stft_eps(rec))), float(g), cen
+
+    c0, _, cen0 = cost(sp0, k0, velocity)
+    cen_max = np.inf if centroid_tol is None else max(math.log1p(centroid_tol), cen0)
+    best = (c0, sp0, k0, 0.0, velocity)
+    for kf in EXCITATION_K_FACTOR:
+        kk = k0 * kf
+        vel = velocity
+        if auto_velocity:
+            # brightness alone: the level is the gain's (estimate_velocity's level check
+            # reads the key's current gain, set for the velocity before)
+            vel = _velocity_for_centroid(settings, keys_with({**over, "felt_stiffness_k": kk}),
+                                         key, rec.centroid_hz, fs)
+            if not 3 <= vel <= 125:     # out of reach (or no change with velocity, C7)
+                vel = velocity
+        for sp in EXCITATION_STRIKE:
+            c, g, cen = cost(sp, kk, vel)
+            if c < best[0] and cen <= cen_max:
+                best = (c, sp, kk, g, vel)
+    if not best[0] < 0.995 * c0:
+        say(f"excitation: strike position {sp0:.3f}, felt K x1 kept (STFT distance {c0:.3f})")
+        return over, velocity
+    say(f"excitation: strike position {sp0:.3f} -> {best[1]:.3f}, felt K x{best[2] / k0:g}, "
+        f"velocity {velocity} -> {best[4]} (STFT distance {c0:.3f} -> {best[0]:.3f})")
+    return {**over, "strike_position": float(best[1]), "felt_stiffness_k": float(best[2]),
+            "output_gain_db": float(np.clip(over["output_gain_db"] + best[3], -40, 40))}, \
+        int(best[4])
+
+
 def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool = False,
              velocity: int | None = None, iterations: int = 1, log=None,
              max_render_s: float = 30.0, refine_evals: int = 40, t60_stage: bool = True,
-             match_t60: bool = False, second_modes: str = "shared") -> FitResult:
+             match_t60: bool = False, second_modes: str = "shared",
+             excitation: bool = True) -> FitResult:
     """Fit the per-key parameters of ``key`` to one recorded note.
 
     Parameters
@@ -1040,6 +1124,9 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         Keep the T60 stage's result whatever the STFT distance (the per-partial decays
         before the sound: the engine's second modes cannot give every partial its own
         two-stage decay, so matching the single-exponential T60s costs the prompt decay).
+    excitation : bool
+        Fit the strike position and felt stiffness K to the recording's attack spectrum
+        (:func:`fit_excitation`, about 30 short renders).
     second_modes : {"shared", "own", "both"}
         Second modes of the T60 stage (:data:`SECOND_MODES`): the key's shared ones, each
         resonator partial's own from the recording (Bank et al. §4.3, eq. 16), or both
@@ -1074,9 +1161,11 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     check_note(xm, fs, key, rec, f1_target)
     n_frames = int(min(rec.duration_s, max_render_s) * fs)
     res_idx = resonator_partials(kp, i, settings, fs, rec.decay_freqs_hz)
-    if res_idx.size:
+    # the T60 stage's own second modes may also go to a single string (its polarizations)
+    own_idx = resonator_partials(kp, i, settings, fs, rec.decay_freqs_hz, single_string=True)
+    if own_idx.size:
         beats = np.full(nd, np.nan)
-        for j in res_idx:
+        for j in own_idx:
             beats[j] = A.beating(xm, fs, rec.decay_freqs_hz[j], onset=rec.onset)[0]
         rec.beat_hz = beats
     say(f"recording: {key_name(key)} (MIDI {key}), f0 {rec.f0_hz:.3f} Hz, B "
@@ -1204,8 +1293,19 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     if velocity is None:
         velocity = estimate_velocity(settings, keys_with(over), key, rec, fs, say)
     velocity = int(np.clip(velocity, 1, 127))
+    # the base preset is judged at its own velocity for this recording (brightness, else
+    # level), not at the fit's: the fitted felt stiffness moves the fit's velocity
+    velocity_before = velocity if not auto_velocity else int(
+        estimate_velocity(settings, keys0, key, rec, fs))
     y = render_note(settings, keys_with(over), key, velocity, int(0.6 * fs), fs)
     over["output_gain_db"] = float(np.clip(gain0 + rec.level_db - A.level_db(y, fs), -40, 40))
+    # 4a) the excitation's spectrum: strike position and felt stiffness (§3)
+    if excitation:
+        over, velocity = fit_excitation(settings, keys_with, over, rec, xm, key, velocity, fs,
+                                        say, float(kp.felt_stiffness_k[i]),
+                                        float(kp.strike_position[i]), auto_velocity)
+        if "felt_stiffness_k" in over:
+            auto_velocity = False       # the velocity goes with the fitted felt
     if len(candidates) > 1:
         xs = _aligned(xm, rec.onset, fs, STFT_SPAN_S)
         scores = []
@@ -1348,7 +1448,7 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         say(f"the base preset's decay fits better (STFT distance {err_alt.stft:.3f} vs "
             f"{after.stft:.3f}); kept it with the fitted tuning and level")
         over, y_after, after = leveled(alt)
-    y_before = render_note(settings, keys0, key, velocity, n_frames, fs)
+    y_before = render_note(settings, keys0, key, velocity_before, n_frames, fs)
     before = compare(rec, xm, y_before, fs)
     refined_once = refine
     if not refine and after.stft >= before.stft:
@@ -1368,7 +1468,7 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         # them: on C5 L1 the shared modes kept the prompt decay, STFT 0.78 vs 1.50)
         variants = []
         if second_modes in ("own", "both"):
-            variants.append((res_idx, T60_LOSS_ORDER))
+            variants.append((own_idx, T60_LOSS_ORDER))
         if second_modes in ("shared", "both"):
             variants.append((None, 5))
         sca = _t60_score(after.t60_pct)
@@ -1379,6 +1479,20 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
                                          res_idx=ridx)
             if y6 is None:
                 continue
+            if excitation:
+                # the excitation again for the new decays (levels against slopes: the strike
+                # position and felt that suited the fit's decay may not suit these), the
+                # velocity and the attack brightness (within 10 %) kept; taken when no T60
+                # is lost and the distance is lower
+                kx = float(o6.get("felt_stiffness_k", kp.felt_stiffness_k[i]))
+                sx = float(o6.get("strike_position", kp.strike_position[i]))
+                o7, _ = fit_excitation(settings, keys_with, o6, rec, xm, key, velocity, fs,
+                                       say, kx, sx, auto_velocity=False, centroid_tol=0.1)
+                if o7 is not o6:
+                    o7, y7, e7 = leveled(o7)
+                    if e7.stft < e6.stft and _t60_score(e7.t60_pct)[0] >= \
+                            _t60_score(e6.t60_pct)[0]:
+                        o6, y6, e6 = o7, y7, e7
             sc6 = _t60_score(e6.t60_pct)
             rank = (sc6, -e6.stft)            # more T60s within, then the lower distance
             if best_match is None or rank > best_match[0]:
@@ -1390,8 +1504,10 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
             nb = design_band(settings, keys_with(o6), key, fs)
             cents_ok = _band_cents_max(e6.cents, nb) <= max(_band_cents_max(after.cents, nb),
                                                             1.0)
-            keep = match_t60 or cents_ok and ((met and e6.stft < before.stft) or (
-                sc6 > sca and e6.stft <= after.stft))
+            # nor the early decay taken out of the realism band (C6 L3: every T60 within 20 %
+            # at the base preset's distance, EDT x0.99 -> x1.58)
+            keep = match_t60 or cents_ok and _edt_ok(e6, after) and (
+                (met and e6.stft < before.stft) or (sc6 > sca and e6.stft <= after.stft))
             say(f"T60 stage ({'own' if ridx is not None else 'shared'} second modes, loss "
                 f"order {order}): {sc6[0]} of {int(np.isfinite(e6.t60_pct).sum())} within "
                 f"{T60_TOL_PCT:g} % (fit: {sca[0]}), STFT distance {e6.stft:.3f} (fit "
@@ -1439,7 +1555,8 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     over = {k: float(v) for k, v in over.items()}
     return FitResult(key, velocity, over, before, after, rec, y_before, y_after, fs,
                      n_band=design_band(settings, keys_with(over), key, fs),
-                     t60_match=t60_match, t60_match_overrides=t60_over)
+                     t60_match=t60_match, t60_match_overrides=t60_over,
+                     velocity_before=velocity_before)
 
 
 def _edt_ok(new: Errors, old: Errors, band: float = EDT_BAND) -> bool:
@@ -1858,7 +1975,8 @@ def error_table(res: FitResult, n_cents: int = 20) -> str:
             lines.append(f"{k + 1:>7} {a.t60_rec_s[k]:11.2f}s {b.t60_pct[k]:+8.0f}% "
                          f"{a.t60_pct[k]:+8.0f}%")
     lines.append(f"multi-resolution STFT distance (first {STFT_SPAN_S:g} s): default "
-                 f"{b.stft:.3f} -> fitted {a.stft:.3f}")
+                 f"{b.stft:.3f} -> fitted {a.stft:.3f} (default at velocity "
+                 f"{res.velocity_before or res.velocity}, fitted at {res.velocity})")
     lines.append(f"level {b.level_db:+.1f} -> {a.level_db:+.1f} dB, attack centroid "
                  f"x{b.centroid_ratio:.2f} -> x{a.centroid_ratio:.2f}, EDT x{b.edt_ratio:.2f} -> "
                  f"x{a.edt_ratio:.2f} (render vs recording)")

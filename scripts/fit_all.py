@@ -48,10 +48,12 @@ def row(name, r):
         alt = f"{t60(t_m)}, {m.stft:.3f}, x{m.edt_ratio:.2f}"
     else:
         alt = "n/a"
-    return (f"| {name} | {r.velocity} | {int(inside.sum())} | {mx(cb)} -> {mx(ca)} | "
+    return (f"| {name} | {r.velocity_before or r.velocity} -> {r.velocity} | "
+            f"{int(inside.sum())} | {mx(cb)} -> {mx(ca)} | "
             f"{mx(c20)} ({c20.size}) | {t60(t_b)} -> {t60(t_a)} | {r.before.stft:.3f} -> "
             f"{r.after.stft:.3f} | {r.before.edt_ratio:.2f} -> {r.after.edt_ratio:.2f} | "
-            f"{r.before.level_db:+.1f} -> {r.after.level_db:+.1f} | {alt} |")
+            f"{r.before.level_db:+.1f} -> {r.after.level_db:+.1f} | "
+            f"{r.before.centroid_ratio:.2f} -> {r.after.centroid_ratio:.2f} | {alt} |")
 
 
 def all_within(e):
@@ -162,14 +164,15 @@ def main(argv=None):
                  f"; the fitted strings' dispersion band covers partials 1-{F.BAND_PARTIALS})"
                  if F.BAND_PARTIALS else ")")
              + ". Each note fitted from the default preset; errors of the default preset's "
-             "render (same velocity) -> the fitted render, both measured like the recording "
-             "(`pianosynth.fit.compare`). Columns: velocity the fit chose (attack "
-             "brightness); partials inside the fitted string's dispersion allpass design band "
+             "render -> the fitted render, both measured like the recording "
+             "(`pianosynth.fit.compare`). Columns: velocity of the default preset's render "
+             "(its own estimate: attack brightness, else level) -> velocity the fit chose "
+             "(attack brightness with the fitted felt stiffness); partials inside the fitted string's dispersion allpass design band "
              "found in both renders and the recording; max |cents| there (default -> fitted); "
              "max |cents| over partials 1-20 found in both (count); T60 error: median |%| "
              "(share within 20 %) over partials with >= 20 dB of recorded decay; "
              "multi-resolution STFT distance over the first 3 s; EDT render/recording; level "
-             "(dB, first 500 ms); last column: the per-partial T60 stage "
+             "(dB, first 500 ms); attack centroid render/recording; last column: the per-partial T60 stage "
              "(`fit_partial_t60`: " + {
                  "shared": "the key's shared second modes, loss order 5",
                  "own": "each resonator partial's own second mode from the recording's "
@@ -182,7 +185,8 @@ def main(argv=None):
              f"{F.T60_TOL_PCT:g} % and its STFT distance below the default's, or when closer "
              "on both counts): T60 error, STFT distance, EDT ratio.", "",
              "| recording | vel | band | cents in band | cents 1-20 | T60 | STFT | EDT x | "
-             "level dB | T60 stage: T60, STFT, EDT |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "level dB | centroid x | T60 stage: T60, STFT, EDT |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     t0 = time.time()
     names = [f"{layer}_close_{key}" for key in F.REALISM_KEYS for layer in F.LAYERS]
     if args.names is not None:

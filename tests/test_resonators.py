@@ -58,3 +58,27 @@ def test_per_key_fields_reach_the_engine():
     assert fitted.keys.kt_i[60, B.K_N_RES] == n_plain - 1
     # every other key keeps its bank exactly
     np.testing.assert_array_equal(fitted.keys.kt_res[61], plain.keys.kt_res[61])
+
+
+def test_single_string_gets_only_its_own_second_modes():
+    """A single-string key (C#1) has no resonator bank, unless a preset gives a partial its
+    own second mode (the recorded bass monochords decay in two stages: the string's two
+    polarizations): then that partial alone gets one, and the rendered partial 1 decays in
+    two stages (late T60 over early T60 at least twice the plain string's)."""
+    from pianosynth import analysis as A
+    from pianosynth.engine.events import make_events
+
+    key, fs = 25, 44100
+    short = {"t60_f0_s": 4.0, "t60_high_s": 2.0}       # the crossing inside the note
+    plain = Engine(sample_rate=fs, key_overrides={key: short})
+    assert plain.keys.kp.n_strings[key - 21] == 1 and plain.keys.kt_i[key, B.K_N_RES] == 0
+    over = {key: {**short, "second_level_k01": 0.1, "second_ratio_k01": 8.0}}
+    own = Engine(sample_rate=fs, key_overrides=over)
+    assert own.keys.kt_i[key, B.K_N_RES] == 1
+    f1 = plain.keys.kp.f1_hz[key - 21]
+    ratios = []
+    for eng in (plain, own):
+        y = eng.render_frames(int(10 * fs), make_events([(0, 0x90, key, 100)]))[:, 0]
+        r = A.decay_times(y, fs, [f1])
+        ratios.append(float(r.t60_late_s[0]) / float(r.t60_early_s[0]))
+    assert np.all(np.isfinite(ratios)) and ratios[1] > 2.0 * ratios[0], ratios

@@ -321,7 +321,12 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
         knock_db = settings["hammer_knock_db"]
         kt_f[key, B.KF_KNOCK] = 0.0 if knock_db <= -80.0 else \
             KNOCK_SCALE * 10.0 ** ((knock_db + kp.output_gain_db[i]) / 20.0)
-        if kp.n_strings[i] >= 2 and n_res_max > 0:
+        # the resonator bank (§4.3, Fig. 5) gives unison strings their second modes; a
+        # single string gets them only where a preset gives its own (``second_level_kNN``,
+        # written by ``pianosynth fit``): the bass monochords' recorded two-stage decays and
+        # beats come from the string's two polarizations and the bridge (Weinreich 1977)
+        own_second = bool(np.any(np.nan_to_num(kp.second_level[i], nan=0.0) > 0.0))
+        if (kp.n_strings[i] >= 2 or own_second) and n_res_max > 0:
             k = np.arange(1, 41, dtype=float)
             fk = k * kp.f0_hz[i] * np.sqrt(1.0 + kp.inharmonicity_b[i] * k * k)
             if full and np.isfinite(kp.partial_cents[i]).any():
@@ -333,7 +338,8 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
             rc = design_resonators(fk, t60k, sd.nut_delay * r, sd.bridge_delay * r, fs,
                                    RES_FACTOR, min(n_res_max, MAX_RESONATORS),
                                    kp.unison_detune_cents[i], kp.late_t60_ratio[i],
-                                   kp.second_mode_level[i], interp_delay - delays[r],
+                                   kp.second_mode_level[i] if kp.n_strings[i] >= 2 else 0.0,
+                                   interp_delay - delays[r],
                                    kp.second_level[i], kp.second_ratio[i],
                                    kp.second_detune_cents[i])
             kt_res[key, :len(rc)] = rc
