@@ -919,8 +919,8 @@ class FitResult:
     log: list = field(default_factory=list)
     t60_match: Errors | None = None     # the per-partial T60 stage's render (fit_partial_t60)
     t60_match_overrides: dict | None = None
-    #: velocity of the base preset's render (``before``): its own estimate for the recording
-    #: (:func:`estimate_velocity` with the base preset), independent of the fit's choices
+    #: velocity of the base preset's render (``before``): the one matching the recording's
+    #: level with the base preset (independent of the fit's choices), or the given velocity
     velocity_before: int = 0
 
 
@@ -1293,10 +1293,10 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     if velocity is None:
         velocity = estimate_velocity(settings, keys_with(over), key, rec, fs, say)
     velocity = int(np.clip(velocity, 1, 127))
-    # the base preset is judged at its own velocity for this recording (brightness, else
-    # level), not at the fit's: the fitted felt stiffness moves the fit's velocity
+    # the base preset is judged played as loud as the recording (the velocity matching its
+    # level), not at the fit's velocity: the fitted felt stiffness moves that one
     velocity_before = velocity if not auto_velocity else int(
-        estimate_velocity(settings, keys0, key, rec, fs))
+        _velocity_for_level(settings, keys0, key, rec.level_db, fs))
     y = render_note(settings, keys_with(over), key, velocity, int(0.6 * fs), fs)
     over["output_gain_db"] = float(np.clip(gain0 + rec.level_db - A.level_db(y, fs), -40, 40))
     # 4a) the excitation's spectrum: strike position and felt stiffness (§3)

@@ -166,7 +166,7 @@ def main(argv=None):
              + ". Each note fitted from the default preset; errors of the default preset's "
              "render -> the fitted render, both measured like the recording "
              "(`pianosynth.fit.compare`). Columns: velocity of the default preset's render "
-             "(its own estimate: attack brightness, else level) -> velocity the fit chose "
+             "(the one matching the recording's level) -> velocity the fit chose "
              "(attack brightness with the fitted felt stiffness); partials inside the fitted string's dispersion allpass design band "
              "found in both renders and the recording; max |cents| there (default -> fitted); "
              "max |cents| over partials 1-20 found in both (count); T60 error: median |%| "
