@@ -1126,7 +1126,7 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         two-stage decay, so matching the single-exponential T60s costs the prompt decay).
     excitation : bool
         Fit the strike position and felt stiffness K to the recording's attack spectrum
-        (:func:`fit_excitation`, about 30 short renders).
+        (:func:`fit_excitation`, 36 renders of STFT_SPAN_S).
     second_modes : {"shared", "own", "both"}
         Second modes of the T60 stage (:data:`SECOND_MODES`): the key's shared ones, each
         resonator partial's own from the recording (Bank et al. §4.3, eq. 16), or both
@@ -1301,10 +1301,11 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     over["output_gain_db"] = float(np.clip(gain0 + rec.level_db - A.level_db(y, fs), -40, 40))
     # 4a) the excitation's spectrum: strike position and felt stiffness (§3)
     if excitation:
-        over, velocity = fit_excitation(settings, keys_with, over, rec, xm, key, velocity, fs,
-                                        say, float(kp.felt_stiffness_k[i]),
-                                        float(kp.strike_position[i]), auto_velocity)
-        if "felt_stiffness_k" in over:
+        fitted, velocity = fit_excitation(settings, keys_with, over, rec, xm, key, velocity,
+                                          fs, say, float(kp.felt_stiffness_k[i]),
+                                          float(kp.strike_position[i]), auto_velocity)
+        if fitted is not over:
+            over = fitted
             auto_velocity = False       # the velocity goes with the fitted felt
     if len(candidates) > 1:
         xs = _aligned(xm, rec.onset, fs, STFT_SPAN_S)
