@@ -102,6 +102,21 @@ def test_recording_B_agrees_with_table(shared_data, name):
 
 
 # ------------------------------------------------------------ the fit
+@pytest.mark.parametrize("v_true, v_start", [(90, 60), (40, 70)])
+def test_velocity_search_recovers_the_velocity_of_an_engine_render(v_true, v_start):
+    """The fit's velocity search (STFT distance at the recording's level, so only the
+    hammer's spectrum tells velocities apart: the nonlinear felt of Bank et al. §3, eq. 2)
+    finds the velocity an engine note was played at, within 3, from 30 away."""
+    from pianosynth.presets import default_preset
+
+    key, base = 84, default_preset()
+    settings, keys = dict(base.settings), {int(k): dict(v) for k, v in base.keys.items()}
+    x = F.render_note(settings, keys, key, v_true, int(3.5 * FS), FS)
+    rec = F.analyse_note(x, FS, key)
+    v = F._velocity_for_stft(settings, keys, key, v_start, rec, x, FS)
+    assert abs(v - v_true) <= 3, v
+
+
 @pytest.fixture(scope="module")
 def fits(shared_data):
     out = {}
