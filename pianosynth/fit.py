@@ -1154,7 +1154,8 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         f1 and at the high frequency, second-mode level, late T60 ratio and gain).
     velocity : int, optional
         MIDI velocity of the fitted render; default: :func:`estimate_velocity` (attack
-        brightness, else level).
+        brightness, else level), or, where the base preset with the fitted tuning comes
+        closer, the velocity closest by the STFT distance (``FitResult.velocity``).
     iterations : int
         Render-measure-correct passes after the first estimate.
     log : callable, optional
@@ -1331,7 +1332,7 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     set_resonators(c1, c3)
 
     # 4) excitation: velocity from the attack brightness, then the level
-    auto_velocity = velocity is None
+    auto_velocity = velocity_free = velocity is None
     gain0 = float(kp.output_gain_db[i])
     over["output_gain_db"] = gain0
     if velocity is None:
@@ -1509,7 +1510,8 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     # (the tuning stays the fit's: the distance barely reads a few cents, C4 L3 0.892 with
     # partial 1 alone on the recording's vs 0.902 with partials 1-20 placed, and the cents
     # are a criterion of their own), then the velocity closest by the same distance
-    vb = _velocity_for_stft(settings, keys_with(tuned), key, velocity_before, rec, xm, fs)
+    vb = _velocity_for_stft(settings, keys_with(tuned), key, velocity_before, rec, xm, fs) \
+        if velocity_free else velocity            # a given velocity stays
     v_keep = velocity
     velocity = vb
     o_b, y_b, e_b = leveled(tuned)
