@@ -1517,8 +1517,8 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     o_b, y_b, e_b = leveled(tuned)
     # taken on a closer distance without losing the early decay or the brightness (C4 L3:
     # 0.911 vs 0.914 at EDT x1.51 and centroid x0.87); where it alone is below the base
-    # preset's distance, with its early decay no further out than the base preset's own
-    # (A0 L1: 0.858 at velocity 2, the fit 0.908, the base preset 0.866)
+    # preset's distance (where the fit is not), with its early decay no further out of the
+    # band than the base preset's own
     if e_b.stft < after.stft and (
             (_edt_ok(e_b, after) and _centroid_ok(e_b, after))
             or (e_b.stft < before.stft <= after.stft and _edt_ok(e_b, before))):
