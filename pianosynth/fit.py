@@ -1507,6 +1507,11 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
              if k_ in ("f0_hz", "inharmonicity_b", "dispersion_partials")
              or (k_.startswith("partial_k") and k_.endswith("_cents"))}
     tuned["output_gain_db"] = float(np.clip(gain0 - before.level_db, -40, 40))
+    # the base preset's decay and second modes written out (the same render): the preset
+    # holds the key's whole fit, and the later searches can move them
+    for name in ("t60_f0_s", "t60_high_s", "t60_high_hz", "second_mode_level",
+                 "late_t60_ratio", "unison_detune_cents"):
+        tuned[name] = float(getattr(kp, name)[i])
     # (the tuning stays the fit's: the distance barely reads a few cents, C4 L3 0.892 with
     # partial 1 alone on the recording's vs 0.902 with partials 1-20 placed, and the cents
     # are a criterion of their own), then the velocity closest by the same distance
