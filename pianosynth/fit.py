@@ -85,6 +85,9 @@ T60_LOSS_ORDER = 9
 EDT_BAND = 1.5
 #: ... and for a T60 stage that meets every T60 with a distance below the base preset's
 EDT_BAND_MET = 2.0
+#: per-key decay and second-mode fields the fit's guards take from the base preset
+BASE_DECAY_FIELDS = ("t60_f0_s", "t60_high_s", "t60_high_hz", "second_mode_level",
+                     "late_t60_ratio", "unison_detune_cents")
 #: largest offset of a placed partial from eq. 12 (the range of ``partial_kNN_cents``).
 PARTIAL_CENTS_MAX = 50.0
 #: lowest / highest MIDI key.
@@ -743,6 +746,14 @@ def set_partial_cents(over: dict, cents) -> None:
             over.pop(name, None)
 
 
+def eq12_offsets_cents(partials_hz, f0_hz: float, b: float) -> np.ndarray:
+    """Cents of measured partials k = 1.. (index k - 1, nan kept) over the stiff string's
+    f_k = k f0 sqrt(1 + B k^2) (Bank et al. 2003 eq. 12)."""
+    p = np.asarray(partials_hz, float)
+    k = np.arange(1, p.size + 1)
+    return 1200.0 * np.log2(p / (k * f0_hz * np.sqrt(1.0 + b * k ** 2)))
+
+
 def fit_loss_filter(freqs_hz, t60_s, order: int = 1, weights=None):
     """Decay-rate regression of the loss filter (Bank et al. 2003 §4.1, eq. 9-10).
 
@@ -1021,21 +1032,27 @@ EXCITATION_STRIKE = (0.08, 0.1, 0.125, 0.15, 0.18, 0.22)
 EXCITATION_K_FACTOR = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
-def _stft_at_level(settings: dict, key_overrides: dict, key: int, velocity: int,
-                   rec: NoteAnalysis, xm, fs: int) -> float:
-    """Multi-resolution STFT distance over the first STFT_SPAN_S of a render of ``key`` at
-    ``velocity`` scaled to the recording's level (as :func:`compare` reads it, without
-    the rest of the analysis)."""
+def _short_at_level(settings: dict, key_overrides: dict, key: int, velocity: int,
+                    rec: NoteAnalysis, xm, fs: int):
+    """A render of ``key`` at ``velocity`` over the first STFT_SPAN_S, scaled to the
+    recording's level -> (multi-resolution STFT distance as :func:`compare` reads it,
+    gain applied in dB, scaled render, its onset); (inf, nan, None, 0) when silent."""
     n = int(STFT_SPAN_S * fs) + int(0.05 * fs) + rec.onset
     y = render_note(settings, key_overrides, key, int(velocity), n, fs)
     n0 = A.detect_onset(y, fs)
     g = rec.level_db - A.level_db(y, fs, onset=n0)
     if not np.isfinite(g):
-        return np.inf
+        return np.inf, float("nan"), None, 0
     y = y * 10.0 ** (g / 20.0)
-    return float(A.stft_distance(_aligned(y, n0, fs, STFT_SPAN_S),
-                                 _aligned(xm, rec.onset, fs, STFT_SPAN_S), fs,
-                                 eps=stft_eps(rec)))
+    d = A.stft_distance(_aligned(y, n0, fs, STFT_SPAN_S),
+                        _aligned(xm, rec.onset, fs, STFT_SPAN_S), fs, eps=stft_eps(rec))
+    return float(d), float(g), y, n0
+
+
+def _stft_at_level(settings: dict, key_overrides: dict, key: int, velocity: int,
+                   rec: NoteAnalysis, xm, fs: int) -> float:
+    """The STFT distance of :func:`_short_at_level`."""
+    return _short_at_level(settings, key_overrides, key, velocity, rec, xm, fs)[0]
 
 
 def _velocity_for_stft(settings: dict, key_overrides: dict, key: int, v0: int,
@@ -1087,20 +1104,13 @@ def fit_excitation(settings: dict, keys_with, over: dict, rec: NoteAnalysis, xm,
     Returns (overrides, velocity): ``over`` updated with the best grid point and its level
     correction when it is more than 0.5 % closer than (``sp0``, ``k0``, ``velocity``), else
     ``over`` itself and ``velocity``."""
-    n = int(STFT_SPAN_S * fs) + int(0.05 * fs) + rec.onset
-    target = _aligned(xm, rec.onset, fs, STFT_SPAN_S)
-
     def cost(sp, kk, vel):
         o = {**over, "strike_position": float(sp), "felt_stiffness_k": float(kk)}
-        y = render_note(settings, keys_with(o), key, vel, n, fs)
-        n0 = A.detect_onset(y, fs)
-        g = rec.level_db - A.level_db(y, fs, onset=n0)
-        if not np.isfinite(g):
+        d, g, y, n0 = _short_at_level(settings, keys_with(o), key, vel, rec, xm, fs)
+        if y is None:
             return np.inf, 0.0, np.inf
-        y = y * 10.0 ** (g / 20.0)
         cen = abs(math.log(max(A.spectral_centroid(y, fs, onset=n0) / rec.centroid_hz, 1e-9)))
-        return float(A.stft_distance(_aligned(y, n0, fs, STFT_SPAN_S), target, fs,
-                                     eps=stft_eps(rec))), float(g), cen
+        return d, g, cen
 
     c0, _, cen0 = cost(sp0, k0, velocity)
     cen_max = np.inf if centroid_tol is None else max(math.log1p(centroid_tol), cen0)
@@ -1233,19 +1243,14 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     # on the render (the allpass residual and the second modes' pull)
     part_cents = np.full(N_PARTIAL_CENTS, np.nan)
     if MEASURED_PARTIALS:
-        kk = np.arange(1, N_PARTIAL_CENTS + 1)
         meas = rec.partials_hz[:N_PARTIAL_CENTS]
-        def offsets(f0_, b_):
-            return 1200.0 * np.log2(meas / (kk[:meas.size] * f0_
-                                            * np.sqrt(1.0 + b_ * kk[:meas.size] ** 2)))
-
-        part_cents[:meas.size] = offsets(f0, b)
+        part_cents[:meas.size] = eq12_offsets_cents(meas, f0, b)
         if np.nanmax(np.abs(part_cents), initial=0.0) > 0.8 * PARTIAL_CENTS_MAX:
             # f0, B fitted inside the perceptual band only (C7: partials 1-2) can leave the
             # partials above it further from eq. 12 than an offset may go: eq. 12 fitted to
             # every measured partial is the reference then (C7 L5: +87 -> +13 cents)
             f0_all, b_all = fit_tuning(rec.partials_hz)
-            alt_cents = offsets(f0_all, b_all)
+            alt_cents = eq12_offsets_cents(meas, f0_all, b_all)
             if np.nanmax(np.abs(alt_cents)) < np.nanmax(np.abs(part_cents)):
                 f0, b = f0_all, b_all
                 over.update({"f0_hz": f0, "inharmonicity_b": b})
@@ -1484,8 +1489,7 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     # kept when closer to the recording (the default curves were tuned on these notes)
     alt = {k_: v_ for k_, v_ in over.items() if not k_.startswith("t60_k")}
     alt.pop("loss_order", None)
-    for name in ("t60_f0_s", "t60_high_s", "t60_high_hz", "second_mode_level",
-                 "late_t60_ratio", "unison_detune_cents"):
+    for name in BASE_DECAY_FIELDS:
         if name in alt:
             alt[name] = float(getattr(kp, name)[i])
     y_alt = render_note(settings, keys_with(alt), key, velocity, n_frames, fs)
@@ -1509,8 +1513,7 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     tuned["output_gain_db"] = float(np.clip(gain0 - before.level_db, -40, 40))
     # the base preset's decay and second modes written out (the same render): the preset
     # holds the key's whole fit, and the later searches can move them
-    for name in ("t60_f0_s", "t60_high_s", "t60_high_hz", "second_mode_level",
-                 "late_t60_ratio", "unison_detune_cents"):
+    for name in BASE_DECAY_FIELDS:
         tuned[name] = float(getattr(kp, name)[i])
     # (the tuning stays the fit's: the distance barely reads a few cents, C4 L3 0.892 with
     # partial 1 alone on the recording's vs 0.902 with partials 1-20 placed, and the cents
@@ -1662,15 +1665,18 @@ def _edt_ok(new: Errors, old: Errors, band: float = EDT_BAND) -> bool:
     further from it than ``old``'s, 2 % of slack (a choice made on a small STFT gain must
     not take the note's early decay out of the realism band: C4 L3, x1.44 -> x1.56 for
     0.004; a cents pass that moved x0.610 to x0.615 must not be refused)."""
-    return abs(math.log(new.edt_ratio)) <= max(abs(math.log(old.edt_ratio)) + 0.02,
-                                               math.log(band))
+    return _ratio_ok(new.edt_ratio, old.edt_ratio, band)
 
 
 def _centroid_ok(new: Errors, old: Errors, tol: float = 0.1) -> bool:
     """True when ``new``'s attack centroid is within ``tol`` (relative) of the recording's,
     or no further from it than ``old``'s (2 % of slack)."""
-    return abs(math.log(new.centroid_ratio)) <= max(abs(math.log(old.centroid_ratio)) + 0.02,
-                                                    math.log1p(tol))
+    return _ratio_ok(new.centroid_ratio, old.centroid_ratio, 1.0 + tol)
+
+
+def _ratio_ok(new: float, old: float, band: float) -> bool:
+    """``new`` (render / recording) within x``band``, or no further off than ``old`` + 2 %."""
+    return abs(math.log(new)) <= max(abs(math.log(old)) + 0.02, math.log(band))
 
 
 def model_t60(settings: dict, key_overrides: dict, key: int, fs: int, n: int) -> np.ndarray:
@@ -1916,9 +1922,7 @@ def fit_partial_cents(settings, keys_with, over: dict, rec: NoteAnalysis, key: i
     pc = np.array([over.get(f"partial_k{j + 1:02d}_cents", np.nan) for j in range(n)], float)
     if not np.isfinite(pc).any() and "f0_hz" in over and "inharmonicity_b" in over:
         meas = rec.partials_hz[:n]
-        kk = np.arange(1, meas.size + 1)
-        pc[:meas.size] = 1200.0 * np.log2(meas / (kk * over["f0_hz"] * np.sqrt(
-            1.0 + over["inharmonicity_b"] * kk ** 2)))
+        pc[:meas.size] = eq12_offsets_cents(meas, over["f0_hz"], over["inharmonicity_b"])
         pc[np.abs(np.nan_to_num(pc, nan=np.inf)) > PLACE_MAX_CENTS] = np.nan
     if not np.isfinite(pc).any():
         return over
