@@ -105,7 +105,11 @@ class TwoMode:
     """Two-stage decay of one partial: prompt mode (level 0 dB, ``t60_fast_s``) plus an
     aftersound mode ``level_db`` below it at the peak time, decaying with ``t60_slow_s``.
     ``rms_db``: fit residual (dB); ``single``: True when one exponential fits as well;
-    ``t60_single_s``: T60 of the best single exponential (the partial's overall decay)."""
+    ``t60_single_s``: T60 of the best single exponential (the partial's overall decay);
+    ``prompt``: another two-mode reading with a much faster prompt decay that fits the
+    first 10 dB of the backward integral better (a treble partial's drop of 20 dB in a
+    tenth of a second before its long ring, which the best fit over the whole span may read
+    as a slow two-stage decay), or None."""
 
     t60_fast_s: float
     t60_slow_s: float
@@ -113,6 +117,7 @@ class TwoMode:
     rms_db: float
     single: bool
     t60_single_s: float = float("nan")
+    prompt: "TwoMode | None" = None
 
 
 def _edc_model_db(t, q, t_end):
@@ -127,7 +132,7 @@ def _edc_model_db(t, q, t_end):
 
 
 def fit_two_mode(t, env_db, t0: float, t1: float, floor_db: float = -np.inf,
-                 early_s: float = 1.0) -> TwoMode | None:
+                 early_s: float = 1.0, two: bool = True) -> TwoMode | None:
     """Fit a prompt + aftersound decay to a partial's dB envelope over [t0, t1].
 
     Parameters
@@ -141,6 +146,8 @@ def fit_two_mode(t, env_db, t0: float, t1: float, floor_db: float = -np.inf,
         Noise floor of the envelope (dB), subtracted in the power domain.
     early_s : float
         Span (s after t0) of the initial guess of the prompt decay.
+    two : bool
+        False: the single exponential only (``single`` True).
 
     Returns
     -------
@@ -194,7 +201,12 @@ def fit_two_mode(t, env_db, t0: float, t1: float, floor_db: float = -np.inf,
         return None
     rms1 = float(np.sqrt(np.mean(r1.fun ** 2)))
     t60_1 = math.exp(r1.x[1])
-    # two modes, started from the early and late slopes of the envelope
+    single = TwoMode(t60_1, t60_1, -120.0, rms1, True, t60_1)
+    if not two:
+        return single
+    # two modes, started from the early and late slopes of the envelope, and from prompt
+    # decays of 0.05-0.4 s (the least squares has local minima: C6 L3's partial 3 read
+    # one-stage from the slopes, two-stage 0.46 s / 4.3 s at 0.88 dB against 1.30 dB)
     me = tp <= max(min(early_s, 0.3 * t_end), 5 * hop)
     ml = tp >= 0.5 * t_end
     ce = np.polyfit(tp[me], pe[me], 1) if me.sum() >= 3 else c
@@ -203,19 +215,42 @@ def fit_two_mode(t, env_db, t0: float, t1: float, floor_db: float = -np.inf,
     tb = float(np.clip(-60.0 / cl[0] if cl[0] < 0 else 5.0 * ta, 1.5 * ta, 1500.0))
     lo = [lev0 - 30.0, lev0 - 100.0, math.log(0.02), math.log(0.02)]
     hi = [lev0 + 30.0, lev0 + 10.0, math.log(500.0), math.log(2000.0)]
-    x0 = np.clip([lev0, min(float(cl[1]), lev0 - 6.0), math.log(ta), math.log(tb)],
-                 np.add(lo, 1e-6), np.subtract(hi, 1e-6))
-    try:
-        r2 = least_squares(res2, x0, bounds=(lo, hi), x_scale=[10.0, 10.0, 1.0, 1.0])
-    except (ValueError, np.linalg.LinAlgError):
-        return TwoMode(t60_1, t60_1, -120.0, rms1, True, t60_1)
-    la, lb, ta, tb = r2.x[0], r2.x[1], math.exp(r2.x[2]), math.exp(r2.x[3])
-    if ta > tb:
-        la, lb, ta, tb = lb, la, tb, ta
-    rms2 = float(np.sqrt(np.mean(r2.fun ** 2)))
-    if rms2 > 0.7 * rms1 or tb < 1.5 * ta or lb - la < -80.0:
-        return TwoMode(t60_1, t60_1, -120.0, rms1, True, t60_1)
-    return TwoMode(ta, tb, lb - la, rms2, False, t60_1)
+    starts = [[lev0, min(float(cl[1]), lev0 - 6.0), math.log(ta), math.log(tb)]]
+    starts += [[lev0, lev0 + dl, math.log(tp_), math.log(max(tb, 5.0 * tp_))]
+               for tp_ in (0.05, 0.15, 0.4) for dl in (-10.0, -25.0)]
+    # the first 10 dB of the backward integral (every frame): where the prompt decay shows
+    e_all = 10.0 * np.log10(edc + 1e-300)
+    early = (e_all >= e_all[0] - 10.0) & (tp <= 0.95 * t_end)
+    cands = []
+    for x0 in starts:
+        x0 = np.clip(x0, np.add(lo, 1e-6), np.subtract(hi, 1e-6))
+        try:
+            r2 = least_squares(res2, x0, bounds=(lo, hi), x_scale=[10.0, 10.0, 1.0, 1.0])
+        except (ValueError, np.linalg.LinAlgError):
+            continue
+        la, lb, ta, tb = r2.x[0], r2.x[1], math.exp(r2.x[2]), math.exp(r2.x[3])
+        if ta > tb:
+            la, lb, ta, tb = lb, la, tb, ta
+        if tb < 1.5 * ta or lb - la < -80.0:
+            continue
+        rms2 = float(np.sqrt(np.mean(r2.fun ** 2)))
+        e_early = float(np.sqrt(np.mean((_edc_model_db(tp[early], r2.x, t_end)
+                                         - e_all[early]) ** 2))) if early.any() else rms2
+        cands.append((rms2, e_early, TwoMode(ta, tb, lb - la, rms2, False, t60_1)))
+    if not cands:
+        return single
+    best = min(cands, key=lambda c_: c_[0])
+    # the prompt reading: a prompt decay under half the best one's, closer over the first
+    # 10 dB, within 1.5 times the best one's residual
+    fast = [c_ for c_ in cands if c_[2].t60_fast_s < 0.5 * best[2].t60_fast_s
+            and c_[1] < best[1] and c_[0] <= 1.5 * best[0]]
+    prompt = min(fast, key=lambda c_: c_[1])[2] if fast else None
+    if best[0] > 0.7 * rms1:
+        if prompt is not None:
+            single.prompt = prompt
+        return single
+    best[2].prompt = prompt
+    return best[2]
 
 
 @dataclass
@@ -294,11 +329,7 @@ def partial_decays(xm, fs: int, freqs_hz, t0_s, t1_s, floor_db=None, n_two_mode:
         lpk[i] = np.polyval(c, t0)
         rng[i] = -c[0] * (t1 - t0)
         fl = floor[i] if np.isfinite(floor[i]) else -np.inf
-        tm = fit_two_mode(t_env, env[i], t0, t1, fl)
-        if tm is not None and i >= n_two_mode and not tm.single:
-            tm = TwoMode(tm.t60_single_s, tm.t60_single_s, -120.0, tm.rms_db, True,
-                         tm.t60_single_s)
-        two[i] = tm
+        two[i] = fit_two_mode(t_env, env[i], t0, t1, fl, two=i < n_two_mode)
     return two, rng, lpk
 
 
@@ -943,14 +974,17 @@ def resonator_partials(kp, i: int, settings: dict, fs: int, f_hz,
     with two or more strings (with ``single_string``, single-string keys too: the engine
     gives them resonators where the preset gives their own second modes), the first
     ``resonator_count`` partials below fs / 32 (the bank runs at fs/8 and uses the lower
-    half of its band)."""
+    half of its band). With ``single_string`` (the partials a preset may give its own
+    second modes): below fs / 4, since a key with own second modes above fs / 32 runs its
+    bank at the rate that holds them (:func:`engine.core.resonator_rate`)."""
     from .engine.core import MAX_RESONATORS, RES_FACTOR
 
     if settings.get("resonators_on", 1) < 0.5 or (kp.n_strings[i] < 2 and not single_string):
         return np.zeros(0, int)
     n = min(int(settings.get("resonator_count", 8)), MAX_RESONATORS)
     f = np.asarray(f_hz, float)
-    idx = np.flatnonzero(np.isfinite(f) & (f < fs / (4.0 * RES_FACTOR)))
+    idx = np.flatnonzero(np.isfinite(f) & (f < fs / (4.0 * (1 if single_string
+                                                               else RES_FACTOR))))
     return idx[idx < n][:n]
 
 
@@ -1557,15 +1591,20 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         # them: on C5 L1 the shared modes kept the prompt decay, STFT 0.78 vs 1.50)
         variants = []
         if second_modes in ("own", "both"):
-            variants.append((own_idx, T60_LOSS_ORDER))
+            variants.append((own_idx, T60_LOSS_ORDER, False))
+            # and from the prompt readings where a partial has one (the treble's fast
+            # first drop: C7 L1's fundamental falls 20 dB in 0.1 s, then rings ~4 s)
+            if any(j < len(rec.two_mode) and rec.two_mode[j] is not None
+                   and rec.two_mode[j].prompt is not None for j in own_idx):
+                variants.append((own_idx, T60_LOSS_ORDER, True))
         if second_modes in ("shared", "both"):
-            variants.append((None, 5))
+            variants.append((None, 5, False))
         sca = _t60_score(after.t60_pct)
         best_keep = best_match = None
-        for ridx, order in variants:
+        for ridx, order, prm in variants:
             o6, y6, e6 = fit_partial_t60(settings, keys_with, over, rec, xm, key, velocity,
                                          fs, n_frames, say, start=after, loss_order=order,
-                                         res_idx=ridx)
+                                         res_idx=ridx, prompt=prm)
             if y6 is None:
                 continue
             if excitation:
@@ -1601,7 +1640,8 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
             keep = match_t60 or cents_ok and (
                 (met and e6.stft < before.stft and _edt_ok(e6, after, EDT_BAND_MET))
                 or (sc6 > sca and e6.stft <= after.stft and _edt_ok(e6, after)))
-            say(f"T60 stage ({'own' if ridx is not None else 'shared'} second modes, loss "
+            say(f"T60 stage ({'shared' if ridx is None else 'prompt' if prm else 'own'} "
+                f"second modes, loss "
                 f"order {order}): {sc6[0]} of {int(np.isfinite(e6.t60_pct).sum())} within "
                 f"{T60_TOL_PCT:g} % (fit: {sca[0]}), STFT distance {e6.stft:.3f} (fit "
                 f"{after.stft:.3f}, base preset {before.stft:.3f}), partials in the band "
@@ -1764,7 +1804,8 @@ def _band_cents_max(cents, n_band: int) -> float:
     return float(np.max(np.abs(c))) if c.size else 0.0
 
 
-def set_second_modes(over: dict, rec: NoteAnalysis, res_idx, want) -> np.ndarray:
+def set_second_modes(over: dict, rec: NoteAnalysis, res_idx, want,
+                     prompt: bool = False) -> np.ndarray:
     """Give each resonator partial its own second mode from the recording's two-mode fit
     (Bank et al. §4.3, eq. 16; per-key ``second_level_kNN``, ``second_ratio_kNN``,
     ``second_detune_kNN_cents``) and return the string T60 to start from (s, nan: no target).
@@ -1775,7 +1816,8 @@ def set_second_modes(over: dict, rec: NoteAnalysis, res_idx, want) -> np.ndarray
     ``t60_slow_s / t60_fast_s`` and, when a beat was measured (``rec.beat_hz``), detuned by
     the beat, signs alternating as the engine's; a one-stage partial gets none (level 0:
     the string alone carries its decay, ``want``). Partials without a resonator keep
-    ``want``."""
+    ``want``. With ``prompt``, a partial's prompt reading (``TwoMode.prompt``) is used where
+    there is one."""
     from .engine.params import N_SECOND_MODES
 
     start = np.asarray(want, float).copy()
@@ -1786,6 +1828,8 @@ def set_second_modes(over: dict, rec: NoteAnalysis, res_idx, want) -> np.ndarray
         nn = f"{j + 1:02d}"
         if tm is None:
             continue
+        if prompt and tm.prompt is not None:
+            tm = tm.prompt
         if tm.single:
             over[f"second_level_k{nn}"] = 0.0
             continue
@@ -1804,7 +1848,7 @@ def set_second_modes(over: dict, rec: NoteAnalysis, res_idx, want) -> np.ndarray
 def fit_partial_t60(settings, keys_with, over, rec: NoteAnalysis, xm, key: int, velocity: int,
                     fs: int, n_frames: int, say, renders: int = 8, loss_order: int = 5,
                     start: Errors | None = None, patience: int = 3,
-                    res_idx=None) -> tuple[dict, np.ndarray, Errors]:
+                    res_idx=None, prompt: bool = False) -> tuple[dict, np.ndarray, Errors]:
     """Fit every partial's measured T60 (the single-exponential decay :func:`compare` reads,
     partials with >= MIN_RANGE_DB of recorded decay) with the higher-order loss filter
     (one-pole plus ``loss_order`` - 1 peaking cuts, Bank et al. §4.1 eq. 11), the second
@@ -1816,7 +1860,8 @@ def fit_partial_t60(settings, keys_with, over, rec: NoteAnalysis, xm, key: int, 
     partial's string T60 is moved by a secant step in log T60 (measured against designed,
     slope 1 at first, then from the last two renders), the string designed for it
     (:func:`_list_for`, design only), rendered and measured again; the render with the most
-    partials within T60_TOL_PCT is kept. ``start``: the errors of ``over``'s own render (the
+    partials within T60_TOL_PCT is kept (``prompt``: the second modes from the partials'
+    prompt readings, :class:`TwoMode`). ``start``: the errors of ``over``'s own render (the
     first step then starts from its reading); the passes stop when every partial is within,
     after ``renders`` renders, or after ``patience`` renders without a better one.
 
@@ -1847,7 +1892,7 @@ def fit_partial_t60(settings, keys_with, over, rec: NoteAnalysis, xm, key: int, 
     # cannot follow a list that jumps from partial to partial; the resonators can)
     rp = np.zeros(n, bool)
     if res_idx is not None:
-        target = set_second_modes(o, rec, res_idx, want)
+        target = set_second_modes(o, rec, res_idx, want, prompt)
         for j in np.asarray(res_idx, int):
             if j < n and f"second_ratio_k{j + 1:02d}" in o and np.isfinite(want[j]) \
                     and o.get(f"second_level_k{j + 1:02d}", 0.0) >= 10.0 ** (-30.0 / 20.0):

@@ -60,7 +60,8 @@ I_DORMANT = 14       # 1: a sympathetic string at exactly zero, skipped while it
 I_N_LOSS = 15        # loss correction biquads after the one-pole (0: none; §4.1)
 I_MASK = 16          # delay-line index mask: this string uses nut/bridge[v, :I_MASK + 1]
 I_DRIVE_DELAY = 17   # samples back a sympathetic string reads the drive (key table)
-N_IVARS = 18
+I_RES_RATE = 18      # the resonator bank runs at fs / I_RES_RATE (8; 4, 2, 1 for treble modes)
+N_IVARS = 19
 
 # ---- fvars columns ------------------------------------------------------------------------
 F_G = 0

@@ -19,13 +19,13 @@ from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMME
                          STEALING, SUSTAINED, render_struck_voice, render_symp_steady,
                          render_symp_voice, render_voice, struck_fast_path, symp_steady,
                          voice_mask)
-from ..dsp.voice import F_LC, F_LS, I_N_LOSS, MAX_LOSS_SECTIONS
+from ..dsp.voice import F_LC, F_LS, I_N_LOSS, I_RES_RATE, MAX_LOSS_SECTIONS
 from ..dsp.soundboard import render_soundboard, reset_soundboard_at
 
 # key table columns
 K_NUT_LEN, K_BRIDGE_LEN, K_N_SEC, K_N_RES, K_HAS_DAMPER, K_VALID, K_N_STRINGS, K_RATE, \
-    K_N_LOSS, K_MASK, K_DRIVE_DELAY = range(11)
-N_KI = 11
+    K_N_LOSS, K_MASK, K_DRIVE_DELAY, K_RES_RATE = range(12)
+N_KI = 12
 KF_G, KF_A1, KF_GD, KF_A1D, KF_ETA, KF_MASS, KF_K, KF_P, KF_TWOZ, KF_GAIN, KF_RES_DAMP, \
     KF_KNOCK = range(12)
 #: loss correction biquads (b0, b1, b2, a1, a2) x MAX_LOSS_SECTIONS from this column
@@ -103,6 +103,7 @@ def _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res, row=-1):
     iv[v, I_RATE] = kt_i[key, K_RATE]
     iv[v, I_MASK] = kt_i[key, K_MASK]
     iv[v, I_DRIVE_DELAY] = max(kt_i[key, K_DRIVE_DELAY], DRIVE_DELAY)
+    iv[v, I_RES_RATE] = max(kt_i[key, K_RES_RATE], 1)
     iv[v, I_SYMP] = 0
     fv[v, F_G] = kt_f[key, KF_G]
     fv[v, F_A1] = kt_f[key, KF_A1]
@@ -629,6 +630,12 @@ def _render_part(p, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, gi, gf, tr
                 continue        # exactly zero in, exactly zero state: nothing to do
             r = iv[v, I_RATE]
             dest = mono if r == 1 else (mix2 if r == 2 else (mix4 if r == 4 else resbuf))
+            # the key's resonator bank: at fs/8 into the bank's sum (§4.3), or, for second
+            # modes above fs/32 (treble, fitted presets), at fs/4, fs/2 or fs into that
+            # rate's string sum and interpolator (core.resonator_rate)
+            rf = iv[v, I_RES_RATE]
+            rdest = resbuf if rf == factor else (mono if rf == 1 else (mix2 if rf == 2
+                                                                        else mix4))
             if iv[v, I_SYMP] != 0 and iv[v, I_HAMMER_ON] == 0 and iv[v, I_N_SEC] <= 2:
                 if symp_steady(fv, v):
                     render_symp_steady(iv, fv, nut, bridge, dsos, dstate, v, seg0, seg1, t0,
@@ -643,12 +650,12 @@ def _render_part(p, iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, gi, gf, tr
                 continue
             if struck_fast_path(iv, fv, v):
                 render_struck_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, seg0,
-                                    seg1, t0, dest, resbuf, gf[GF_LEVEL_RELEASE],
-                                    gf[GF_FREE_LEVEL], factor, drive)
+                                    seg1, t0, dest, rdest, gf[GF_LEVEL_RELEASE],
+                                    gf[GF_FREE_LEVEL], rf, drive)
                 continue
             render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, seg0, seg1,
-                         t0, dest, resbuf, fs, gi[G_HAMMER_MODE], gf[GF_DAMP_ALPHA],
-                         gf[GF_LEVEL_RELEASE], gf[GF_FREE_LEVEL], factor, trace,
+                         t0, dest, rdest, fs, gi[G_HAMMER_MODE], gf[GF_DAMP_ALPHA],
+                         gf[GF_LEVEL_RELEASE], gf[GF_FREE_LEVEL], rf, trace,
                          trace_info, gi[G_TRACE_VOICE], drive, drive_in,
                          iv[v, I_DRIVE_DELAY], gf[GF_COUPLING])
 

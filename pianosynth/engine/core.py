@@ -316,7 +316,9 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
         kt_f[key, B.KF_K] = kp.felt_stiffness_k[i]
         kt_f[key, B.KF_P] = kp.felt_exponent_p[i]
         kt_f[key, B.KF_TWOZ] = 2.0 * kp.n_strings[i] * kp.string_impedance[i]
-        kt_f[key, B.KF_RES_DAMP] = math.exp(-RES_FACTOR * math.log(1000.0) / (fs * d_t60))
+        rf = resonator_rate(kp, i, fs, r) if n_res_max > 0 else RES_FACTOR
+        kt_i[key, B.K_RES_RATE] = rf
+        kt_f[key, B.KF_RES_DAMP] = math.exp(-rf * math.log(1000.0) / (fs * d_t60))
         kt_f[key, B.KF_GAIN] = OUTPUT_SCALE * 10.0 ** (kp.output_gain_db[i] / 20.0)
         knock_db = settings["hammer_knock_db"]
         kt_f[key, B.KF_KNOCK] = 0.0 if knock_db <= -80.0 else \
@@ -336,16 +338,46 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
             # string delays in fs samples; the resonator path is later than the string by
             # the difference of the two interpolators' latencies
             rc = design_resonators(fk, t60k, sd.nut_delay * r, sd.bridge_delay * r, fs,
-                                   RES_FACTOR, min(n_res_max, MAX_RESONATORS),
+                                   rf, min(n_res_max, MAX_RESONATORS),
                                    kp.unison_detune_cents[i], kp.late_t60_ratio[i],
                                    kp.second_mode_level[i] if kp.n_strings[i] >= 2 else 0.0,
-                                   interp_delay - delays[r],
+                                   (interp_delay if rf == RES_FACTOR else delays[rf])
+                                   - delays[r],
                                    kp.second_level[i], kp.second_ratio[i],
                                    kp.second_detune_cents[i])
             kt_res[key, :len(rc)] = rc
             kt_i[key, B.K_N_RES] = len(rc)
     return KeyDesign(kp, kt_i, kt_f, kt_sos, kt_res, parameter_velocity_table(settings),
                      strings)
+
+
+def resonator_rate(kp, i: int, fs: float, r: int) -> int:
+    """Decimation factor of key row ``i``'s resonator bank (Bank et al. §4.3, Fig. 5).
+
+    The bank runs at fs / RES_FACTOR (8) and holds partials below fs / (4 RES_FACTOR) (the
+    lower half of its band: no anti-alias filter on the hammer force, §4.3), about 1.4 kHz
+    at 44.1 kHz. A key whose preset gives its own second modes (``second_level_kNN`` > 0,
+    written by ``pianosynth fit``) to partials above that -- the treble's two-stage decays:
+    C7's fundamental drops 20 dB in 0.1 s and then rings for seconds -- runs its bank at
+    the highest of fs/8, fs/4, fs/2, fs that holds them below fs / (4 factor), never
+    faster than its string's rate fs / ``r`` asks (factor >= 1, a multiple of ``r``); its
+    output then joins that rate's string sum and interpolator. Without such modes: 8 (the
+    default preset's keys all keep the fs/8 bank).
+
+    Returns
+    -------
+    int: 8, 4, 2 or 1.
+    """
+    lev = np.nan_to_num(np.asarray(kp.second_level[i], float), nan=0.0)
+    own = np.flatnonzero(lev > 0.0)
+    if own.size == 0:
+        return RES_FACTOR
+    k = own.astype(float) + 1.0
+    f_top = float(np.max(k * kp.f0_hz[i] * np.sqrt(1.0 + kp.inharmonicity_b[i] * k * k)))
+    rf = RES_FACTOR
+    while rf > max(int(r), 1) and f_top >= fs / (4.0 * rf):
+        rf //= 2
+    return rf
 
 
 def parameter_velocity_table(settings: dict) -> np.ndarray:
