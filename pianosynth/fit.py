@@ -1252,6 +1252,12 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     res_idx = resonator_partials(kp, i, settings, fs, rec.decay_freqs_hz)
     # the T60 stage's own second modes may also go to a single string (its polarizations)
     own_idx = resonator_partials(kp, i, settings, fs, rec.decay_freqs_hz, single_string=True)
+    # the prompt variant's own second modes may also sit above fs/32 (the key's bank then
+    # runs faster, engine.core.resonator_rate); the plain variant keeps them in the fs/8
+    # bank: on C6 L1 partials 2-4's own detuned modes pulled the band's partials 1.98 cents
+    # off, where partial 1's alone kept it within 1 cent and met every T60
+    from .engine.core import RES_FACTOR
+    own_idx8 = own_idx[rec.decay_freqs_hz[own_idx] < fs / (4.0 * RES_FACTOR)]
     if own_idx.size:
         beats = np.full(nd, np.nan)
         for j in own_idx:
@@ -1591,7 +1597,7 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         # them: on C5 L1 the shared modes kept the prompt decay, STFT 0.78 vs 1.50)
         variants = []
         if second_modes in ("own", "both"):
-            variants.append((own_idx, T60_LOSS_ORDER, False))
+            variants.append((own_idx8, T60_LOSS_ORDER, False))
             # and from the prompt readings where a partial has one (the treble's fast
             # first drop: C7 L1's fundamental falls 20 dB in 0.1 s, then rings ~4 s)
             if any(j < len(rec.two_mode) and rec.two_mode[j] is not None
