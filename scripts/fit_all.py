@@ -176,10 +176,13 @@ def main(argv=None):
              "(`fit_partial_t60`: " + {
                  "shared": "the key's shared second modes, loss order 5",
                  "own": "each resonator partial's own second mode from the recording's "
-                        f"two-mode fit, loss order {F.T60_LOSS_ORDER}",
+                        f"two-mode fit, loss order {F.T60_LOSS_ORDER}; where partials have "
+                        "a prompt reading, those too, with own modes up to fs/4",
                  "both": "the key's shared second modes at loss order 5 and each resonator "
                          "partial's own from the recording's two-mode fit at loss order "
-                         f"{F.T60_LOSS_ORDER}, the better kept (T60 score, then STFT)"}[
+                         f"{F.T60_LOSS_ORDER} (and, where partials have a prompt reading, "
+                         "those, with own modes up to fs/4), the best kept (T60 score, then "
+                         "STFT)"}[
                  args.second_modes]
              + ", kept only when every T60 is within "
              f"{F.T60_TOL_PCT:g} % and its STFT distance below the default's, or when closer "

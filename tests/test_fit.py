@@ -154,7 +154,7 @@ def test_fit_improves_on_default_C6(fits):
                    "preset's 0.898 played as loud as the recording (velocity 71; the fit plays "
                    "88 with its fitted felt; the base preset at the velocity closest by the "
                    "distance, 64, reads 0.911 at EDT x1.51): STFT distance below the "
-                   "default's on 22 of 27 recordings (docs/realism/fit_all.md)")
+                   "default's on 23 of 27 recordings (docs/realism/fit_all.md)")
 def test_fit_improves_on_default_C4(fits):
     r = fits["L3_close_60"]
     assert r.after.stft < r.before.stft
