@@ -969,21 +969,21 @@ class FitResult:
 
 
 def resonator_partials(kp, i: int, settings: dict, fs: int, f_hz,
-                       single_string: bool = False) -> np.ndarray:
+                       single_string: bool = False, faster_bank: bool = False) -> np.ndarray:
     """Indices (k - 1) of the partials the engine gives a resonator (Bank et al. §4.3): keys
     with two or more strings (with ``single_string``, single-string keys too: the engine
     gives them resonators where the preset gives their own second modes), the first
     ``resonator_count`` partials below fs / 32 (the bank runs at fs/8 and uses the lower
-    half of its band). With ``single_string`` (the partials a preset may give its own
-    second modes): below fs / 4, since a key with own second modes above fs / 32 runs its
-    bank at the rate that holds them (:func:`engine.core.resonator_rate`)."""
+    half of its band). With ``faster_bank`` (partials a preset may give its own second
+    modes): below fs / 4, since a key with own second modes above fs / 32 runs its bank at
+    the rate that holds them (:func:`engine.core.resonator_rate`)."""
     from .engine.core import MAX_RESONATORS, RES_FACTOR
 
     if settings.get("resonators_on", 1) < 0.5 or (kp.n_strings[i] < 2 and not single_string):
         return np.zeros(0, int)
     n = min(int(settings.get("resonator_count", 8)), MAX_RESONATORS)
     f = np.asarray(f_hz, float)
-    idx = np.flatnonzero(np.isfinite(f) & (f < fs / (4.0 * (1 if single_string
+    idx = np.flatnonzero(np.isfinite(f) & (f < fs / (4.0 * (1 if faster_bank
                                                                else RES_FACTOR))))
     return idx[idx < n][:n]
 
@@ -1250,14 +1250,14 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     check_note(xm, fs, key, rec, f1_target)
     n_frames = int(min(rec.duration_s, max_render_s) * fs)
     res_idx = resonator_partials(kp, i, settings, fs, rec.decay_freqs_hz)
-    # the T60 stage's own second modes may also go to a single string (its polarizations)
-    own_idx = resonator_partials(kp, i, settings, fs, rec.decay_freqs_hz, single_string=True)
-    # the prompt variant's own second modes may also sit above fs/32 (the key's bank then
-    # runs faster, engine.core.resonator_rate); the plain variant keeps them in the fs/8
-    # bank: on C6 L1 partials 2-4's own detuned modes pulled the band's partials 1.98 cents
-    # off, where partial 1's alone kept it within 1 cent and met every T60
-    from .engine.core import RES_FACTOR
-    own_idx8 = own_idx[rec.decay_freqs_hz[own_idx] < fs / (4.0 * RES_FACTOR)]
+    # the T60 stage's own second modes may also go to a single string (its polarizations);
+    # the prompt variant's may also sit above fs/32 (the key's bank then runs faster,
+    # engine.core.resonator_rate), the plain variant's stay in the fs/8 bank: on C6 L1
+    # partials 2-4's own detuned modes pulled the band's partials 1.98 cents off, where
+    # partial 1's alone kept it within 1 cent and met every T60
+    own_idx8 = resonator_partials(kp, i, settings, fs, rec.decay_freqs_hz, single_string=True)
+    own_idx = resonator_partials(kp, i, settings, fs, rec.decay_freqs_hz, single_string=True,
+                                 faster_bank=True)
     if own_idx.size:
         beats = np.full(nd, np.nan)
         for j in own_idx:

@@ -88,7 +88,7 @@ def test_treble_second_modes_run_the_bank_at_a_faster_rate():
     """The fs/8 bank holds partials below fs/32 only (1.4 kHz at 44.1 kHz, §4.3: no
     anti-alias filter on the force). A preset's own second mode on C7's partial 1 (2.1 kHz,
     the treble's recorded two-stage decays) runs that key's bank at fs/4 instead: the key
-    gets the resonator, the rendered partial 1 decays in two stages with the designed T60
+    gets the resonator, the rendered partial 1 decays in two stages with the designed
     T60 and level (two-mode fit, Bank et al. §4.3), every block size gives the same
     samples, and the default preset keeps every key's bank at fs/8."""
     from pianosynth import analysis as A

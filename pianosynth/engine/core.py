@@ -316,9 +316,7 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
         kt_f[key, B.KF_K] = kp.felt_stiffness_k[i]
         kt_f[key, B.KF_P] = kp.felt_exponent_p[i]
         kt_f[key, B.KF_TWOZ] = 2.0 * kp.n_strings[i] * kp.string_impedance[i]
-        rf = resonator_rate(kp, i, fs, r) if n_res_max > 0 else RES_FACTOR
-        kt_i[key, B.K_RES_RATE] = rf
-        kt_f[key, B.KF_RES_DAMP] = math.exp(-rf * math.log(1000.0) / (fs * d_t60))
+        rf = RES_FACTOR
         kt_f[key, B.KF_GAIN] = OUTPUT_SCALE * 10.0 ** (kp.output_gain_db[i] / 20.0)
         knock_db = settings["hammer_knock_db"]
         kt_f[key, B.KF_KNOCK] = 0.0 if knock_db <= -80.0 else \
@@ -333,6 +331,7 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
             fk = k * kp.f0_hz[i] * np.sqrt(1.0 + kp.inharmonicity_b[i] * k * k)
             if full and np.isfinite(kp.partial_cents[i]).any():
                 fk[:sd.n_band] = sd.partials_hz[:sd.n_band]   # placed off eq. 12 (fitted)
+            rf = resonator_rate(fk, kp.second_level[i], fs, r)
             d_g = loop_group_delay(kp.f0_hz[i], kp.inharmonicity_b[i], k, fs_s)
             t60k = sd.t60_s(2 * np.pi * fk / fs_s, fs_s, d_g)
             # string delays in fs samples; the resonator path is later than the string by
@@ -347,33 +346,42 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
                                    kp.second_detune_cents[i])
             kt_res[key, :len(rc)] = rc
             kt_i[key, B.K_N_RES] = len(rc)
+        kt_i[key, B.K_RES_RATE] = rf
+        kt_f[key, B.KF_RES_DAMP] = math.exp(-rf * math.log(1000.0) / (fs * d_t60))
     return KeyDesign(kp, kt_i, kt_f, kt_sos, kt_res, parameter_velocity_table(settings),
                      strings)
 
 
-def resonator_rate(kp, i: int, fs: float, r: int) -> int:
-    """Decimation factor of key row ``i``'s resonator bank (Bank et al. §4.3, Fig. 5).
+def resonator_rate(partials_hz, second_level, fs: float, r: int) -> int:
+    """Decimation factor of a key's resonator bank (Bank et al. §4.3, Fig. 5).
 
     The bank runs at fs / RES_FACTOR (8) and holds partials below fs / (4 RES_FACTOR) (the
     lower half of its band: no anti-alias filter on the hammer force, §4.3), about 1.4 kHz
-    at 44.1 kHz. A key whose preset gives its own second modes (``second_level_kNN`` > 0,
-    written by ``pianosynth fit``) to partials above that -- the treble's two-stage decays:
-    C7's fundamental drops 20 dB in 0.1 s and then rings for seconds -- runs its bank at
-    the highest of fs/8, fs/4, fs/2, fs that holds them below fs / (4 factor), never
-    faster than its string's rate fs / ``r`` asks (factor >= 1, a multiple of ``r``); its
-    output then joins that rate's string sum and interpolator. Without such modes: 8 (the
-    default preset's keys all keep the fs/8 bank).
+    at 44.1 kHz. A key whose preset gives its own second modes (``second_level`` > 0 for
+    partial k = index + 1, written by ``pianosynth fit``) to partials above that -- the
+    treble's two-stage decays: C7's fundamental drops 20 dB in 0.1 s and then rings for
+    seconds -- runs its bank at the highest of fs/8, fs/4, fs/2, fs that holds them below
+    fs / (4 factor), never faster than its string's rate fs / ``r`` asks (factor >= 1, a
+    multiple of ``r``); its output then joins that rate's string sum and interpolator.
+    Without such modes: 8 (the default preset's keys all keep the fs/8 bank).
+
+    Parameters
+    ----------
+    partials_hz : array (n,)
+        The string's partial frequencies, Hz, index k - 1 (those the bank is designed for).
+    second_level : array (N_SECOND_MODES,)
+        The key's own second-mode levels (nan: not given).
 
     Returns
     -------
     int: 8, 4, 2 or 1.
     """
-    lev = np.nan_to_num(np.asarray(kp.second_level[i], float), nan=0.0)
+    lev = np.nan_to_num(np.asarray(second_level, float), nan=0.0)
     own = np.flatnonzero(lev > 0.0)
+    own = own[own < len(partials_hz)]
     if own.size == 0:
         return RES_FACTOR
-    k = own.astype(float) + 1.0
-    f_top = float(np.max(k * kp.f0_hz[i] * np.sqrt(1.0 + kp.inharmonicity_b[i] * k * k)))
+    f_top = float(np.max(np.asarray(partials_hz, float)[own]))
     rf = RES_FACTOR
     while rf > max(int(r), 1) and f_top >= fs / (4.0 * rf):
         rf //= 2
