@@ -35,7 +35,8 @@ from scipy import fft as sfft
 from scipy import signal
 
 __all__ = [
-    "load_audio", "to_mono", "detect_onset", "find_partials", "partial_frequency",
+    "load_audio", "to_mono", "detect_onset", "auto_duration_s", "find_partials",
+    "partial_frequency",
     "fit_f0_B", "partial_envelopes", "t60_from_envelope", "decay_times", "DecayTimes",
     "beating", "spectral_centroid", "level_db", "schroeder_curve", "edt", "t20",
     "stft_distance", "inharmonic_partials", "cents",
@@ -168,6 +169,17 @@ def _auto_duration(xm, fs, i0, max_s=3.0, min_s=0.3, drop_db=40.0):
     below = np.flatnonzero(e[ipk:] < e[ipk] * 10.0 ** (-drop_db / 10.0))
     dur = (ipk + below[0]) * step if below.size else max_s
     return float(np.clip(dur, min_s, max_s))
+
+
+def auto_duration_s(x, fs: float, t_start_s: float = 0.05, onset: int | None = None) -> float:
+    """The window length (s) that :func:`find_partials` takes with ``dur_s="auto"``: from
+    ``t_start_s`` after the onset until the broadband energy has decayed by 40 dB, clipped
+    to 0.3-3 s. Pass it as ``dur_s`` to measure another note (e.g. a render) over the same
+    span."""
+    xm = to_mono(x)
+    n0 = detect_onset(xm, fs) if onset is None else int(onset)
+    i0 = min(max(0, n0 + int(round(t_start_s * fs))), xm.size)
+    return _auto_duration(xm, fs, i0)
 
 
 def _segment(x, fs, t_start_s, dur_s, onset):

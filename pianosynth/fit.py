@@ -283,6 +283,9 @@ class NoteAnalysis:
     edt_s: float = float("nan")
     duration_s: float = float("nan")
     noise_rms: float = 0.0
+    #: the window (s after onset + 50 ms) ``partials_hz`` were measured over
+    #: (:func:`analysis.auto_duration_s`); renders are measured over the same span
+    partials_dur_s: float | str = "auto"
 
 
 def partial_decays(xm, fs: int, freqs_hz, t0_s, t1_s, floor_db=None, n_two_mode: int = 99):
@@ -391,7 +394,8 @@ def analyse_note(x, fs: int, key: int, f1_guess_hz: float | None = None, n_parti
     n0 = A.detect_onset(xm, fs) if onset is None else int(onset)
     f_et = float(equal_tempered_hz(key, a4_hz))
     guess = f_et if f1_guess_hz is None else float(f1_guess_hz)
-    p = A.find_partials(xm, fs, guess, n_partials=n_partials, onset=n0)
+    dur_p = A.auto_duration_s(xm, fs, onset=n0)
+    p = A.find_partials(xm, fs, guess, n_partials=n_partials, onset=n0, dur_s=dur_p)
     f0, b = A.fit_f0_B(p)
     if not np.isfinite(f0):
         f0, b = guess, 0.0
@@ -418,7 +422,8 @@ def analyse_note(x, fs: int, key: int, f1_guess_hz: float | None = None, n_parti
         decay_freqs_hz=pp[:nd], floor_db=dt.floor_db, two_mode=two, beat_hz=beat,
         level_db=A.level_db(xm, fs, onset=n0),
         centroid_hz=A.spectral_centroid(xm, fs, onset=n0), edt_s=A.edt(xm, fs, onset=n0),
-        duration_s=(xm.size - n0) / fs, noise_rms=noise_rms(xm, fs, n0))
+        duration_s=(xm.size - n0) / fs, noise_rms=noise_rms(xm, fs, n0),
+        partials_dur_s=dur_p)
 
 
 # ============================================================================ input checks
@@ -905,12 +910,18 @@ def _aligned(x, onset, fs, span_s):
 
 def render_cents(rec: NoteAnalysis, y, fs: int, n_cents: int = 20, onset: int | None = None):
     """Partials of a render (:func:`analysis.find_partials` from the recording's partial 1
-    and B) and their cents over the recording's -> (partials_hz, cents), index k - 1."""
+    and B) and their cents over the recording's -> (partials_hz, cents), index k - 1.
+
+    The render is measured over the recording's window (``rec.partials_dur_s``), not its
+    own: a render that decays more slowly gets a longer automatic window, over which a
+    slower second mode can outweigh the string partial (C6 L5 partial 1 read +15.2 cents
+    over the render's own 1.46 s, 0.0 over the recording's 1.05 s)."""
     y = A.to_mono(y)
     n0y = A.detect_onset(y, fs) if onset is None else int(onset)
     ncp = max(n_cents, rec.partials_hz.size)
     pr = A.find_partials(y, fs, rec.f1_hz, n_partials=ncp, onset=n0y,
-                         inharmonicity_guess=max(rec.inharmonicity_b, 1e-6))
+                         inharmonicity_guess=max(rec.inharmonicity_b, 1e-6),
+                         dur_s=rec.partials_dur_s)
     m = min(pr.size, rec.partials_hz.size)
     return pr, 1200.0 * np.log2(pr[:m] / rec.partials_hz[:m])
 
@@ -2001,10 +2012,13 @@ def fit_partial_cents(settings, keys_with, over: dict, rec: NoteAnalysis, key: i
 def _refine(settings, keys_with, over, rec, xm, key, velocity, fs, max_evals, say):
     """Minimise the multi-resolution STFT distance over the first STFT_SPAN_S (bounded
     Powell search, at most ``max_evals`` renders) in: log T60 at f1, log T60 high, second-mode
-    level, log late ratio, output gain."""
+    level, log late ratio. Each render is scaled to the recording's level before it is
+    measured, as :func:`compare` reads the result after the fit levels it (with the gain in
+    the search, C4 L3 read 0.855 at its own level and 0.902 leveled); the returned
+    ``output_gain_db`` carries that scale."""
     from scipy.optimize import minimize
 
-    names = ["t60_f0_s", "t60_high_s", "second_mode_level", "late_t60_ratio", "output_gain_db"]
+    names = ["t60_f0_s", "t60_high_s", "second_mode_level", "late_t60_ratio"]
     logs = {"t60_f0_s", "t60_high_s", "late_t60_ratio"}
     names = [n for n in names if n in over]
     x0 = np.array([math.log(over[n]) if n in logs else over[n] for n in names])
@@ -2025,17 +2039,28 @@ def _refine(settings, keys_with, over, rec, xm, key, velocity, fs, max_evals, sa
             o["late_t60_ratio"] = float(np.clip(o["late_t60_ratio"], 1.0, 50.0))
         return o
 
-    def cost(q):
+    def leveled_db(q):
+        """The render of ``q`` and the gain (dB) that brings it to the recording's level."""
         y = render_note(settings, keys_with(unpack(q)), key, velocity, n, fs)
-        return A.stft_distance(_aligned(y, A.detect_onset(y, fs), fs, STFT_SPAN_S), target, fs,
-                               eps=stft_eps(rec))
+        n0 = A.detect_onset(y, fs)
+        lev = A.level_db(y, fs, onset=n0) - rec.level_db
+        return y, n0, float(np.clip(-lev, -40.0, 40.0)) if np.isfinite(lev) else 0.0
+
+    def cost(q):
+        y, n0, g_db = leveled_db(q)
+        return A.stft_distance(_aligned(y, n0, fs, STFT_SPAN_S) * 10.0 ** (g_db / 20.0),
+                               target, fs, eps=stft_eps(rec))
 
     c0 = cost(x0)
     r = minimize(cost, x0, method="Powell", bounds=list(zip(lo, hi)),
                  options={"maxfev": int(max_evals), "xtol": 1e-2, "ftol": 1e-3})
     if r.fun < c0:
         say(f"refine: STFT distance {c0:.3f} -> {r.fun:.3f} in {r.nfev} renders")
-        return unpack(r.x)
+        o = unpack(r.x)
+        if "output_gain_db" in o:
+            o["output_gain_db"] = float(np.clip(o["output_gain_db"] + leveled_db(r.x)[2],
+                                                -40.0, 40.0))
+        return o
     say(f"refine: no improvement over {c0:.3f} in {r.nfev} renders")
     return over
 
