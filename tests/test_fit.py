@@ -341,6 +341,29 @@ def test_fit_partial_t60_matches_a_T60_list():
         e.t60_ren_s[:12][ok] / d[ok], 2)
 
 
+def test_render_partials_are_read_over_the_recordings_window():
+    """A render whose weak second mode (+15 cents) rings longer than the recording's gets a
+    longer automatic analysis window, over which that mode outweighs the partial; read over
+    the recording's window (NoteAnalysis.partials_dur_s), as the recording was, partial 1 is
+    the string's (C6 L5 read +15.2 cents and the fit dragged the string 15 cents flat)."""
+    t = np.arange(4 * FS) / FS
+    f1 = 987.77
+
+    def note(second_db, second_t60_s):
+        x = sum(0.3 / k * np.exp(-6.91 * t / 0.8) * np.sin(2 * np.pi * k * f1 * t + k)
+                for k in range(1, 7))
+        x = x + 0.3 * 10 ** (second_db / 20) * np.exp(-6.91 * t / second_t60_s) \
+            * np.sin(2 * np.pi * f1 * 2 ** (15 / 1200) * t)
+        x = np.concatenate([np.zeros(FS // 10), x])
+        return x + 1e-6 * np.random.default_rng(1).standard_normal(x.size)
+
+    rec = F.analyse_note(note(-40.0, 2.0), FS, 83)
+    y = note(-30.0, 8.0)
+    assert rec.partials_dur_s < 0.7 < 1.5 < A.auto_duration_s(y, FS)
+    cents = F.render_cents(rec, y, FS, 6)[1]
+    assert np.all(np.abs(cents[:6]) < 0.05), np.round(cents[:6], 3)
+
+
 def test_measured_partials_are_placed_by_the_dispersion_allpass():
     """Partials 1-16 of C4 given off eq. 12 by +-1.5 cents (an irregular, measured-like list,
     ``partial_kNN_cents``): the allpass designed to that list (Bank et al. §4.2, eq. 14-15
