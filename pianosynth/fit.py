@@ -971,7 +971,7 @@ class FitResult:
     render_after: np.ndarray
     fs: int
     n_band: int = 0             # partials inside the fitted string's dispersion design band
-    log: list = field(default_factory=list)
+    log: list = field(default_factory=list)    # the progress messages, in order
     t60_match: Errors | None = None     # the per-partial T60 stage's render (fit_partial_t60)
     t60_match_overrides: dict | None = None
     #: velocity of the base preset's render (``before``): the one matching the recording's
@@ -1245,7 +1245,13 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
 
     if second_modes not in SECOND_MODES:
         raise ValueError(f"second_modes must be one of {SECOND_MODES}, got {second_modes!r}")
-    say = log or (lambda *_: None)
+    messages = []
+
+    def say(msg):
+        messages.append(msg)
+        if log is not None:
+            log(msg)
+
     base = base or default_preset()
     settings = dict(base.settings)
     keys0 = {int(k): dict(v) for k, v in base.keys.items()}
@@ -1525,12 +1531,17 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     def refined(o, e):
         """The bounded STFT search from ``o`` (errors ``e``), leveled; ``(o, None, e)``
         when it finds nothing closer."""
-        o2 = _refine(settings, keys_with, o, rec, xm, key, velocity, fs, refine_evals, say)
+        o2 = _refine(settings, keys_with, o, rec, xm, key, velocity, fs, refine_evals, say,
+                     e.edt_ratio)
         if o2 is o:
             return o, None, e
         o2, y2, e2 = leveled(o2)
         # nor the early decay taken out of the band (L1_close_21: x0.97 -> x0.43)
-        return (o2, y2, e2) if e2.stft < e.stft and _edt_ok(e2, e) else (o, None, e)
+        if e2.stft < e.stft and _edt_ok(e2, e):
+            return o2, y2, e2
+        say(f"refine's result not kept: STFT distance {e2.stft:.3f} (was {e.stft:.3f}), "
+            f"EDT x{e2.edt_ratio:.2f} (was x{e.edt_ratio:.2f})")
+        return o, None, e
 
     # the last pass's corrections rendered and leveled (the STFT distance depends on the
     # level: C1 L5 read 1.086 at -0.6 dB and 1.135 at the recording's level, so the choice
@@ -1713,7 +1724,7 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     over = {k: float(v) for k, v in over.items()}
     return FitResult(key, velocity, over, before, after, rec, y_before, y_after, fs,
                      n_band=design_band(settings, keys_with(over), key, fs),
-                     t60_match=t60_match, t60_match_overrides=t60_over,
+                     log=messages, t60_match=t60_match, t60_match_overrides=t60_over,
                      velocity_before=velocity_before)
 
 
@@ -2009,13 +2020,20 @@ def fit_partial_cents(settings, keys_with, over: dict, rec: NoteAnalysis, key: i
     return best[1]
 
 
-def _refine(settings, keys_with, over, rec, xm, key, velocity, fs, max_evals, say):
+def _refine(settings, keys_with, over, rec, xm, key, velocity, fs, max_evals, say,
+            edt_ratio: float | None = None):
     """Minimise the multi-resolution STFT distance over the first STFT_SPAN_S (bounded
     Powell search, at most ``max_evals`` renders) in: log T60 at f1, log T60 high, second-mode
     level, log late ratio. Each render is scaled to the recording's level before it is
     measured, as :func:`compare` reads the result after the fit levels it (with the gain in
     the search, C4 L3 read 0.855 at its own level and 0.902 leveled); the returned
-    ``output_gain_db`` carries that scale."""
+    ``output_gain_db`` carries that scale.
+
+    ``edt_ratio``: the early decay time of ``over``'s render over the recording's. The
+    distance sees only the first STFT_SPAN_S, so T60 at f1 is held where the early decay
+    (which scales with it) stays within x``EDT_BAND`` of the recording's (A0 L1: the search
+    halved it, 14 -> 6.9 s, for 0.908 -> 0.774 and an EDT of x0.46); so is T60 high (with
+    T60 at f1 alone held, it went 12.3 -> 6.2 s and the EDT to x0.62)."""
     from scipy.optimize import minimize
 
     names = ["t60_f0_s", "t60_high_s", "second_mode_level", "late_t60_ratio"]
@@ -2026,6 +2044,11 @@ def _refine(settings, keys_with, over, rec, xm, key, velocity, fs, max_evals, sa
                    else x0[j] - 6.0) for j, n in enumerate(names)])
     hi = np.array([x0[j] + 1.0 if n in logs else (min(2.0, max(0.3, 3 * x0[j]))
                    if n == "second_mode_level" else x0[j] + 6.0) for j, n in enumerate(names)])
+    if edt_ratio is not None and np.isfinite(edt_ratio) and edt_ratio > 0:
+        b = 0.9 * math.log(EDT_BAND)                  # a little inside the band
+        for j in (names.index(n_) for n_ in ("t60_f0_s", "t60_high_s") if n_ in names):
+            lo[j] = max(lo[j], min(x0[j], x0[j] - b - math.log(edt_ratio)))
+            hi[j] = min(hi[j], max(x0[j], x0[j] + b - math.log(edt_ratio)))
     n = int(STFT_SPAN_S * fs) + int(0.05 * fs) + rec.onset
     target = _aligned(xm, rec.onset, fs, STFT_SPAN_S)
 

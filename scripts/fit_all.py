@@ -134,6 +134,7 @@ def fit_one(job):
         d = Path(preset_dir)
         d.mkdir(parents=True, exist_ok=True)
         save_preset(Preset(name=name, keys={key: r.overrides}), d / f"{name}.toml")
+        (d / f"{name}.log").write_text("\n".join(r.log) + "\n")
     return row(name, r), counts
 
 
@@ -147,7 +148,8 @@ def main(argv=None):
                     help="keep the per-partial T60 stage's fit whatever its STFT distance")
     ap.add_argument("--plot-decays", default=None, metavar="DIR",
                     help="write recorded vs fitted partial envelopes (PNG) per file here")
-    ap.add_argument("--presets", default=None, help="also save each fitted preset here")
+    ap.add_argument("--presets", default=None,
+                    help="also save each fitted preset (and the fit's log) here")
     ap.add_argument("--names", nargs="*", default=None,
                     help="only these recordings (e.g. L3_close_24); rows printed, table kept")
     ap.add_argument("--second-modes", choices=F.SECOND_MODES, default="both",
