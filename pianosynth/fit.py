@@ -1531,16 +1531,21 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     def refined(o, e):
         """The bounded STFT search from ``o`` (errors ``e``), leveled; ``(o, None, e)``
         when it finds nothing closer."""
-        o2 = _refine(settings, keys_with, o, rec, xm, key, velocity, fs, refine_evals, say,
-                     e.edt_ratio)
-        if o2 is o:
-            return o, None, e
-        o2, y2, e2 = leveled(o2)
-        # nor the early decay taken out of the band (L1_close_21: x0.97 -> x0.43)
-        if e2.stft < e.stft and _edt_ok(e2, e):
-            return o2, y2, e2
-        say(f"refine's result not kept: STFT distance {e2.stft:.3f} (was {e.stft:.3f}), "
-            f"EDT x{e2.edt_ratio:.2f} (was x{e.edt_ratio:.2f})")
+        for edt_hold in (None, e.edt_ratio):
+            o2 = _refine(settings, keys_with, o, rec, xm, key, velocity, fs, refine_evals, say,
+                         edt_hold)
+            if o2 is o:
+                return o, None, e
+            o2, y2, e2 = leveled(o2)
+            # nor the early decay taken out of the band (L1_close_21: x0.97 -> x0.43)
+            if e2.stft < e.stft and _edt_ok(e2, e):
+                return o2, y2, e2
+            say(f"refine's result not kept: STFT distance {e2.stft:.3f} (was {e.stft:.3f}), "
+                f"EDT x{e2.edt_ratio:.2f} (was x{e.edt_ratio:.2f})"
+                + ("; again with the T60s held inside the early-decay band"
+                   if edt_hold is None and e2.stft < e.stft else ""))
+            if e2.stft >= e.stft:
+                break
         return o, None, e
 
     # the last pass's corrections rendered and leveled (the STFT distance depends on the
@@ -2029,7 +2034,8 @@ def _refine(settings, keys_with, over, rec, xm, key, velocity, fs, max_evals, sa
     the search, C4 L3 read 0.855 at its own level and 0.902 leveled); the returned
     ``output_gain_db`` carries that scale.
 
-    ``edt_ratio``: the early decay time of ``over``'s render over the recording's. The
+    ``edt_ratio``: the early decay time of ``over``'s render over the recording's (given
+    when a free search took the early decay out of its band). The
     distance sees only the first STFT_SPAN_S, so T60 at f1 is held where the early decay
     (which scales with it) stays within x``EDT_BAND`` of the recording's (A0 L1: the search
     halved it, 14 -> 6.9 s, for 0.908 -> 0.774 and an EDT of x0.46); so is T60 high (with
