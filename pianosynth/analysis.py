@@ -177,17 +177,20 @@ def auto_duration_s(x, fs: float, t_start_s: float = 0.05, onset: int | None = N
     to 0.3-3 s. Pass it as ``dur_s`` to measure another note (e.g. a render) over the same
     span."""
     xm = to_mono(x)
+    return _auto_duration(xm, fs, _window_start(xm, fs, t_start_s, onset))
+
+
+def _window_start(xm, fs, t_start_s, onset):
+    """Sample index ``t_start_s`` after the onset (detected when None), inside ``xm``."""
     n0 = detect_onset(xm, fs) if onset is None else int(onset)
-    i0 = min(max(0, n0 + int(round(t_start_s * fs))), xm.size)
-    return _auto_duration(xm, fs, i0)
+    return min(max(0, n0 + int(round(t_start_s * fs))), xm.size)
 
 
 def _segment(x, fs, t_start_s, dur_s, onset):
     """Mono slice [onset + t_start_s, onset + t_start_s + dur_s) clipped to the signal;
     ``dur_s`` None = to the end, "auto" = :func:`_auto_duration`."""
     xm = to_mono(x)
-    n0 = detect_onset(xm, fs) if onset is None else int(onset)
-    i0 = min(max(0, n0 + int(round(t_start_s * fs))), xm.size)
+    i0 = _window_start(xm, fs, t_start_s, onset)
     if isinstance(dur_s, str):
         if dur_s != "auto":
             raise ValueError("dur_s must be a number, None or 'auto'")

@@ -2068,27 +2068,27 @@ def _refine(settings, keys_with, over, rec, xm, key, velocity, fs, max_evals, sa
             o["late_t60_ratio"] = float(np.clip(o["late_t60_ratio"], 1.0, 50.0))
         return o
 
-    def leveled_db(q):
-        """The render of ``q`` and the gain (dB) that brings it to the recording's level."""
+    best = [np.inf, 0.0]               # the lowest distance so far and its leveling gain
+
+    def cost(q):
         y = render_note(settings, keys_with(unpack(q)), key, velocity, n, fs)
         n0 = A.detect_onset(y, fs)
         lev = A.level_db(y, fs, onset=n0) - rec.level_db
-        return y, n0, float(np.clip(-lev, -40.0, 40.0)) if np.isfinite(lev) else 0.0
-
-    def cost(q):
-        y, n0, g_db = leveled_db(q)
-        return A.stft_distance(_aligned(y, n0, fs, STFT_SPAN_S) * 10.0 ** (g_db / 20.0),
-                               target, fs, eps=stft_eps(rec))
+        g_db = float(np.clip(-lev, -40.0, 40.0)) if np.isfinite(lev) else 0.0
+        d = A.stft_distance(_aligned(y, n0, fs, STFT_SPAN_S) * 10.0 ** (g_db / 20.0),
+                            target, fs, eps=stft_eps(rec))
+        if d < best[0]:
+            best[:] = [d, g_db]
+        return d
 
     c0 = cost(x0)
     r = minimize(cost, x0, method="Powell", bounds=list(zip(lo, hi)),
                  options={"maxfev": int(max_evals), "xtol": 1e-2, "ftol": 1e-3})
     if r.fun < c0:
         say(f"refine: STFT distance {c0:.3f} -> {r.fun:.3f} in {r.nfev} renders")
-        o = unpack(r.x)
+        o = unpack(r.x)       # r.x is the point of r.fun, the lowest distance rendered
         if "output_gain_db" in o:
-            o["output_gain_db"] = float(np.clip(o["output_gain_db"] + leveled_db(r.x)[2],
-                                                -40.0, 40.0))
+            o["output_gain_db"] = float(np.clip(o["output_gain_db"] + best[1], -40.0, 40.0))
         return o
     say(f"refine: no improvement over {c0:.3f} in {r.nfev} renders")
     return over
