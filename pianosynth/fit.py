@@ -695,7 +695,8 @@ def model_partials(settings: dict, key_overrides: dict, key: int, fs: int, n: in
     m = int(np.count_nonzero(guess < 0.45 * fs_s))
     if m:
         out[:m] = loop_partials_hz(fs_s, sd.nut_delay + sd.bridge_delay, sd.thiran_eta,
-                                   sd.disp_sos, sd.loss_g, sd.loss_a1, m, guess[:m])
+                                   sd.disp_sos, sd.loss_g, sd.loss_a1, m, guess[:m],
+                                   sd.loss_sos)
     return out
 
 
@@ -798,7 +799,7 @@ def fit_loss_filter(freqs_hz, t60_s, order: int = 1, weights=None):
     freqs_hz, t60_s : arrays (m,)
         Partial frequencies (Hz) and the T60 (s) the string must give them (nan: ignored).
     order : int
-        1 .. 1 + MAX_LOSS_SECTIONS. The curve returned is always the one-pole's (eq. 8);
+        1 .. 1 + MAX_LOSS_CUTS. The curve returned is always the one-pole's (eq. 8);
         with order > 1 the fit also hands the per-partial T60s to the design
         (``t60_kNN_s``, ``loss_order``), which adds order - 1 peaking cuts
         (:func:`design.string.design_loss_correction`, eq. 11).
@@ -816,11 +817,11 @@ def fit_loss_filter(freqs_hz, t60_s, order: int = 1, weights=None):
     for 0 < g < 1, -1 < a1 <= 0) and c1 kept positive; the engine's
     :func:`design.string.design_loss_filter` turns two points of the curve into g and a1.
     """
-    from .design.string import MAX_LOSS_SECTIONS
+    from .design.string import MAX_LOSS_CUTS
 
-    if not 1 <= int(order) <= 1 + MAX_LOSS_SECTIONS:
+    if not 1 <= int(order) <= 1 + MAX_LOSS_CUTS:
         raise PianosynthError(f"--loss-order {order}: the loss filter order must be 1 (the "
-                              f"one-pole of Bank et al. eq. 8) to {1 + MAX_LOSS_SECTIONS} "
+                              f"one-pole of Bank et al. eq. 8) to {1 + MAX_LOSS_CUTS} "
                               "(one-pole plus peaking cuts, eq. 11)")
     f = np.asarray(freqs_hz, float)
     t = np.asarray(t60_s, float)

@@ -411,6 +411,75 @@ def test_placed_treble_partials_include_the_fine_tuning():
     assert np.max(np.abs(cents)) < 0.5, np.round(cents, 2)
 
 
+# A0's partials 1-20 as the Yamaha C3 recording L3_close_21 reads them: cents off eq. 12 with
+# its fitted f0 and B; they zigzag up to 2 cents about any smooth curve
+A0_OFFSETS_CENTS = np.array([-11.51, -11.36, -12.67, -10.20, -11.22, -7.20, -8.62, -6.52,
+                             -3.67, -4.89, -4.13, -0.11, -0.53, -0.82, 0.62, -1.27, 1.26,
+                             3.06, 2.65, 2.50])
+A0_F0_HZ, A0_B = 27.4662, 3.213e-4
+
+
+def _loop_cents(sd, fs, target):
+    """Cents between the designed loop's partials and ``target`` (phase-delay form)."""
+    from pianosynth.design.string import loop_phase_delay
+
+    k = np.arange(1, target.size + 1)
+    w = 2 * np.pi * target / fs
+    d = loop_phase_delay(w, sd.nut_delay + sd.bridge_delay, sd.thiran_eta, sd.disp_sos,
+                         sd.loss_g, sd.loss_a1, sd.loss_sos)
+    return 1200 * np.log2(k * fs / target / d)
+
+
+def test_zigzag_partials_are_placed_by_notches_where_no_allpass_can(monkeypatch):
+    """A0 with its recorded partials 1-20 (zigzagging up to 2 cents about any smooth curve):
+    the dispersion allpass alone leaves them more than 1 cent off (its group delay is
+    positive and each section adds 2 pi of phase, so it cannot move one partial against its
+    neighbours); with the narrow cuts between the partials (design_placement_notches) every
+    partial is within 0.2 cent, the loss filter keeps |H| <= 1, and each partial's designed
+    T60 stays within 15 % of the design without the cuts."""
+    import pianosynth.design.string as DS
+    from pianosynth.design.string import check_loss_filter, design_string, loop_group_delay
+
+    fs = FS / 2
+    k = np.arange(1, 21)
+    target = k * A0_F0_HZ * np.sqrt(1 + A0_B * k * k) * 2 ** (A0_OFFSETS_CENTS / 1200)
+    args = (A0_F0_HZ, A0_B, fs, 22.0, 5.4, 582.0, 0.3, 0.1)
+    sd = design_string(*args, partial_cents=tuple(A0_OFFSETS_CENTS))
+    monkeypatch.setattr(DS, "NOTCH_TOL_CENTS", 1e9)
+    DS._design_string_cached.cache_clear()
+    plain = design_string(*args, partial_cents=tuple(A0_OFFSETS_CENTS))
+    DS._design_string_cached.cache_clear()
+    assert len(plain.loss_sos) == 0 and len(sd.loss_sos) == 19
+    assert np.max(np.abs(_loop_cents(plain, fs, target))) > 1.0
+    c = _loop_cents(sd, fs, target)
+    assert np.max(np.abs(c)) < 0.2, np.round(c, 2)
+    check_loss_filter(sd.loss_g, sd.loss_a1, sd.loss_sos, fs)
+    w = 2 * np.pi * target / fs
+    gd = loop_group_delay(A0_F0_HZ, A0_B, k, fs)
+    ratio = sd.t60_s(w, fs, gd) / plain.t60_s(w, fs, gd)
+    assert np.all(np.abs(ratio - 1) < 0.15), np.round(ratio, 3)
+
+
+def test_zigzag_partials_of_a_render_are_where_placed():
+    """The engine plays what the notched design places: a render of A0 with the recorded
+    offsets (resonators off, no per-partial T60) read by find_partials over 3 s has partials
+    1-20 within 0.3 cent of their targets (1.2-1.8 cents with the allpass alone), and is
+    finite."""
+    key = 21
+    over = {key: {"f0_hz": A0_F0_HZ, "inharmonicity_b": A0_B, "t60_f0_s": 22.0,
+                  "t60_high_s": 5.4, "t60_high_hz": 582.0,
+                  **{f"partial_k{j:02d}_cents": c for j, c in enumerate(A0_OFFSETS_CENTS, 1)}}}
+    y, eng = _render(key, 90, 3.2, {"resonators_on": 0}, over)
+    assert np.all(np.isfinite(y))
+    assert len(eng.keys.strings[key].loss_sos) == 19
+    k = np.arange(1, 21)
+    target = k * A0_F0_HZ * np.sqrt(1 + A0_B * k * k) * 2 ** (A0_OFFSETS_CENTS / 1200)
+    p = A.find_partials(y, FS, target[0], n_partials=20, inharmonicity_guess=A0_B, dur_s=3.0)
+    cents = 1200 * np.log2(p / target)
+    assert np.isfinite(cents).sum() >= 18
+    assert np.nanmax(np.abs(cents)) < 0.3, np.round(cents, 2)
+
+
 def test_fit_second_modes_choice_is_checked():
     """An unknown ``second_modes`` is refused before any work (the CLI offers the three)."""
     with pytest.raises(ValueError, match="second_modes"):

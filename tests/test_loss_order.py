@@ -2,7 +2,7 @@
 T60 list that jumps by 2x from partial to partial (as the recorded A0 does)."""
 import numpy as np
 
-from pianosynth.design.string import MAX_LOSS_SECTIONS, check_loss_filter, loop_group_delay
+from pianosynth.design.string import MAX_LOSS_CUTS, check_loss_filter, loop_group_delay
 from pianosynth.engine.core import Engine
 
 FS = 44100
@@ -24,7 +24,7 @@ def _design(order, t60):
 
 
 def test_order_9_is_stable_and_closer_than_order_5():
-    assert MAX_LOSS_SECTIONS == 8
+    assert MAX_LOSS_CUTS == 8
     t60 = [30.0, 19.0, 37.0, 16.0, 25.0, 11.2, 22.0, 12.0, 18.0, 9.0, 14.0, 8.0, 12.0, 7.0,
            10.0, 6.0]
     err = {}

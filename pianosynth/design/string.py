@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..dsp.voice import MAX_LOSS_SECTIONS
+from ..dsp.voice import MAX_LOSS_CUTS, MAX_LOSS_SECTIONS, MAX_PLACEMENT_NOTCHES
 
 LN1000 = math.log(1000.0)
 MAX_SECTIONS = 10  # dispersion allpass of order <= 20
@@ -98,9 +98,10 @@ def t60_of_loop(g: float, a1: float, loop_delay, w: np.ndarray, fs: float) -> np
 # ---------------------------------------------------------------------------------------------
 # Higher-order loss: one-pole + peaking-cut correction (Bank et al. §4.1, eq. 7 and 11)
 # ---------------------------------------------------------------------------------------------
-# MAX_LOSS_SECTIONS (imported above): most correction biquads after the one-pole
-# (``loss_order`` = 1 + sections), the voice kernel's state layout, defined in that kernel
-# file so the kernels' cache follows a change
+# MAX_LOSS_CUTS (imported above): most correction biquads after the one-pole
+# (``loss_order`` = 1 + sections); MAX_LOSS_SECTIONS = those plus MAX_PLACEMENT_NOTCHES, the
+# voice kernel's state layout, defined in that kernel file so the kernels' cache follows a
+# change
 
 
 def peaking_cut_biquad(fc_hz: float, q: float, gain: float, fs: float) -> np.ndarray:
@@ -151,7 +152,7 @@ def design_loss_correction(w: np.ndarray, loss_np: np.ndarray, g: float, a1: flo
         A first one-pole (eq. 8), e.g. from eq. 9-10; lowered where it loses more than a
         partial needs.
     n_sections : int
-        Correction biquads (1..MAX_LOSS_SECTIONS).
+        Correction biquads (1..MAX_LOSS_CUTS).
 
     Returns
     -------
@@ -526,6 +527,162 @@ def _refine_loop(fk, fs, n_int, eta, sos, g, a1, lsos, r_max=0.9995):
     return sec, float(e)
 
 
+#: placement notches: depth at the centre (|H|), and the part of each gap between two
+#: partials their centres may take (0.5 -+ NOTCH_SPAN of the gap)
+NOTCH_GAIN = 0.1
+NOTCH_SPAN = 0.25
+#: a fitted string gets placement notches only when the allpass leaves a partial this far off
+NOTCH_TOL_CENTS = 0.25
+
+
+def _notch_sections(fk, fs, q_bw, q_pos):
+    """Peaking cuts (n - 1, 5) between the partials ``fk`` (Hz): gap g's centre at
+    0.5 + NOTCH_SPAN tanh(q_pos[g]) of the gap, bandwidth exp(q_bw[g]) times the gap
+    (:func:`peaking_cut_biquad`, vectorized)."""
+    gap = np.diff(fk)
+    fc = fk[:-1] + gap * (0.5 + NOTCH_SPAN * np.tanh(q_pos))
+    bw = gap * np.exp(q_bw)
+    a = math.sqrt(NOTCH_GAIN)
+    w0 = 2.0 * np.pi * fc / fs
+    alpha = np.sin(w0) * bw / (2.0 * fc)
+    c = np.cos(w0)
+    a0 = 1.0 + alpha / a
+    return np.column_stack([(1.0 + alpha * a) / a0, -2.0 * c / a0, (1.0 - alpha * a) / a0,
+                            -2.0 * c / a0, (1.0 - alpha / a) / a0])
+
+
+def _each_biquad_response(lsos, z1):
+    """Responses (m, n) of each biquad row of ``lsos`` at z^-1 = ``z1`` (n,)."""
+    b0, b1, b2, a1, a2 = (lsos[:, j:j + 1] for j in range(5))
+    return (b0 + b1 * z1 + b2 * z1 * z1) / (1.0 + a1 * z1 + a2 * z1 * z1)
+
+
+def _each_section_phase(sos, w, z1):
+    """Phase (m, n) of each allpass section (c1, c2) at ``w`` (see :func:`sos_allpass_phase`)."""
+    c1, c2 = sos[:, 0:1], sos[:, 1:2]
+    return -2.0 * w - 2.0 * np.angle(1.0 + c1 * z1 + c2 * z1 * z1)
+
+
+def design_placement_notches(fk, fs, n_int, eta, sos, g, a1, lsos, t60_weight=0.02,
+                             r_max=0.9995):
+    """Narrow peaking cuts between the partials, refined with the dispersion allpass and the
+    Thiran, so that the loop's partials meet target frequencies that zigzag from partial to
+    partial (a recording's measured ones), which no allpass can follow.
+
+    An allpass's group delay is positive and each second-order section adds 2 pi of phase:
+    a feature narrow enough to move one partial against its neighbours (some 0.05 rad at
+    partial 9 of A0 for 1.6 cents) would add a whole extra mode between them. A minimum-phase
+    cut adds no net phase: a cut of depth ``NOTCH_GAIN`` and bandwidth b at distance d
+    advances the phase above it and delays it below by about b / 2d, at a loss of only
+    (b / 2d)^2 / 2 per round trip. So one cut per gap pushes its two partials apart, and the
+    allpass takes up the smooth part. This is what the soundboard's modes do to a real
+    string through the bridge's admittance (Bank et al. §5; the partials of a recorded A0
+    sit up to 2 cents either side of any smooth curve). Each cut also brings a weak,
+    quickly damped mode of the loop near its centre: the partial beats slightly, as
+    recorded partials do.
+
+    Parameters
+    ----------
+    fk : array (n,)
+        Target partial frequencies (Hz), k = 1..n, increasing.
+    fs : float
+        String rate (Hz).
+    n_int, eta, sos, g, a1, lsos
+        The loop as designed without cuts: integer delay, Thiran coefficient, allpass
+        sections (m, 2), one-pole loss (eq. 8) and its correction biquads (j, 5).
+    t60_weight : float
+        Weight of the cuts' loss at the partials (per % of T60) against the cents.
+
+    Returns
+    -------
+    (notches, sos, eta, err_cents): the cuts (n - 1, 5), the refined allpass and Thiran, and
+    the largest |cent error| at the targets; ``notches`` is empty when the cuts do not gain
+    0.1 cent on the loop without them.
+
+    Notes
+    -----
+    Least squares in cents (and the cuts' T60 loss), with each parameter's Jacobian column
+    from its own section: cuts and allpass sections add their phases, so one perturbation of
+    every cut (or section) at once gives all their columns.
+    """
+    from scipy.optimize import least_squares
+
+    fk = np.asarray(fk, float)
+    sos = np.asarray(sos, float).reshape(-1, 2)
+    lsos = np.asarray(lsos, float).reshape(-1, 5)
+    n = fk.size
+    empty = np.zeros((0, 5))
+    if n < 3 or not len(sos):
+        return empty, sos, eta, float("nan")
+    k = np.arange(1, n + 1, dtype=float)
+    w = 2.0 * np.pi * fk / fs
+    z1 = np.exp(-1j * w)
+    d_req = k * fs / fk
+    ng, ns = n - 1, len(sos)
+    lh0 = np.log(np.abs(loss_response(g, a1, lsos, w)))
+    d_fix = n_int - np.angle(loss_response(g, a1, lsos, w)) / w
+    q_bw0 = math.log(0.002)
+    c_ln2 = 1200.0 / math.log(2.0)
+    i_pos, i_sec, i_eta = ng, 2 * ng, 2 * ng + 2 * ns
+
+    def parts(q):
+        hn = _each_biquad_response(_notch_sections(fk, fs, q[:ng], q[i_pos:i_sec]), z1)
+        sec = _reflection_to_sos(q[i_sec:i_eta], r_max)
+        e = 0.9 * math.tanh(q[i_eta])
+        return hn, sec, e
+
+    def delay(hn, sec, e):
+        return (d_fix + allpass1_phase_delay(e, w)
+                - _each_section_phase(sec, w, z1).sum(axis=0) / w
+                - np.angle(hn).sum(axis=0) / w)
+
+    def resid(q):
+        hn, sec, e = parts(q)
+        d = delay(hn, sec, e)
+        lhn = np.log(np.abs(hn)).sum(axis=0)
+        return np.concatenate([c_ln2 * np.log(d_req / np.maximum(d, 1e-9)),
+                               t60_weight * 100.0 * lhn / lh0, 0.02 * (q[:ng] - q_bw0)])
+
+    def jac(q):
+        h = 1e-6
+        hn, sec, e = parts(q)
+        d = delay(hn, sec, e)
+        dc = -c_ln2 / d                       # d(cents) / d(delay)
+        jm = np.zeros((2 * n + ng, q.size))
+        for lo, hi in ((0, ng), (i_pos, i_sec)):          # the cuts' bandwidths, centres
+            q2 = q.copy()
+            q2[lo:hi] += h
+            hn2 = _each_biquad_response(_notch_sections(fk, fs, q2[:ng], q2[i_pos:i_sec]), z1)
+            dph = np.angle(hn2 / hn) / h                    # (ng, n)
+            dlm = (np.log(np.abs(hn2)) - np.log(np.abs(hn))) / h
+            jm[:n, lo:hi] = (dc * (-dph / w)).T
+            jm[n:2 * n, lo:hi] = (t60_weight * 100.0 * dlm / lh0).T
+        jm[2 * n + np.arange(ng), np.arange(ng)] = 0.02
+        ph = _each_section_phase(sec, w, z1)
+        qs = q[i_sec:i_eta].reshape(-1, 2)
+        for j in range(2):                                  # each section's two parameters
+            q2 = qs.copy()
+            q2[:, j] += h
+            dph = (_each_section_phase(_reflection_to_sos(q2.ravel(), r_max), w, z1) - ph) / h
+            jm[:n, i_sec + j:i_eta:2] = (dc * (-dph / w)).T
+        e2 = 0.9 * math.tanh(q[i_eta] + h)
+        jm[:n, i_eta] = dc * (allpass1_phase_delay(e2, w) - allpass1_phase_delay(e, w)) / h
+        return jm
+
+    q0 = np.concatenate([np.full(ng, q_bw0), np.zeros(ng), _sos_to_reflection(sos, r_max),
+                         [math.atanh(float(np.clip(eta / 0.9, -0.999, 0.999)))]])
+    e0 = float(np.max(np.abs(resid(q0)[:n])))
+    try:
+        r = least_squares(resid, q0, jac=jac, method="trf", max_nfev=400)
+    except (ValueError, np.linalg.LinAlgError):
+        return empty, sos, eta, e0
+    c = resid(r.x)[:n]
+    e1 = float(np.max(np.abs(c))) if np.all(np.isfinite(c)) else float("inf")
+    if not e1 < e0 - 0.1:
+        return empty, sos, eta, e0
+    hn, sec, e = parts(r.x)
+    return _notch_sections(fk, fs, r.x[:ng], r.x[i_pos:i_sec]), sec, float(e), e1
+
 def choose_dispersion(f0_hz, b, fs, g, a1, max_order=16, tol_cents=1.0, lsos=None,
                       min_partials=0):
     """Smallest allpass order covering the perceptual band within ``tol_cents``; when even
@@ -734,6 +891,20 @@ def _design_string_cached(f0_hz, b, fs, t60_f0_s, t60_high_s, t60_high_hz, dampe
         # upper partials by tens of cents (C8 at 48 kHz, partial 3 at w = 1.8: 25 cents), so
         # allpass and Thiran are refined together on the measured targets
         sos, eta = _refine_loop(targets[:max(n_band, 1)], fs, n_int, eta, sos, g, a1, lsos)
+        # what the allpass cannot follow (partials zigzagging about any smooth curve, as a
+        # recorded bass string's do): narrow cuts between the partials
+        tb = targets[:max(n_band, 1)][:MAX_PLACEMENT_NOTCHES + 1]
+        tb = tb[:MAX_LOSS_SECTIONS - len(lsos) + 1]
+        w_t = 2.0 * np.pi * tb / fs
+        d_now = loop_phase_delay(w_t, n_int, eta, sos, g, a1, lsos)
+        kt = np.arange(1, tb.size + 1, dtype=float)
+        if tb.size >= 3 and np.max(np.abs(1200.0 * np.log2(kt * fs / tb / d_now))) \
+                > NOTCH_TOL_CENTS:
+            notch, sos2, eta2, _ = design_placement_notches(tb, fs, n_int, eta, sos, g, a1,
+                                                            lsos)
+            if len(notch):
+                sos, eta = sos2, eta2
+                lsos = np.vstack([np.reshape(lsos, (-1, 5)), notch])
     # the strike point divides the *whole* loop (Fig. 3): the nut line is the fraction beta
     # of the loop's phase delay at f1, filters included, so that partial k gets the comb
     # 1 - e^{-j 2 pi k beta} of a string struck at beta whatever share of the loop the
@@ -780,7 +951,7 @@ def design_string(f0_hz: float, b: float, fs: float, t60_f0_s: float, t60_high_s
         the loss filter is a one-pole plus ``loss_order - 1`` peaking cuts fitted to them
         (:func:`design_loss_correction`); the damped design stays the one-pole.
     loss_order : int
-        1 (the one-pole of eq. 8-10) .. 1 + MAX_LOSS_SECTIONS.
+        1 (the one-pole of eq. 8-10) .. 1 + MAX_LOSS_CUTS.
     band_partials : int
         When > 0, the dispersion design band covers at least this many partials (order up
         to 2 MAX_SECTIONS).
@@ -814,7 +985,7 @@ def design_string(f0_hz: float, b: float, fs: float, t60_f0_s: float, t60_high_s
                                  float(damped_t60_high_s), float(strike_position), int(max_order),
                                  tuple(float(t) if np.isfinite(t) else 0.0 for t in
                                        (t60_partials_s if t60_partials_s is not None else ())),
-                                 int(min(max(loss_order, 1), 1 + MAX_LOSS_SECTIONS)),
+                                 int(min(max(loss_order, 1), 1 + MAX_LOSS_CUTS)),
                                  int(band_partials),
                                  tuple(float(c) if np.isfinite(c) else 0.0 for c in
                                        (partial_cents if partial_cents is not None else ())))

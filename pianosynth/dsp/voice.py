@@ -95,7 +95,11 @@ F_DRIVE_SEEN = 26     # sympathetic drive seen since the last 64-sample check (0
 #: (b0, b1, b2, a1, a2) from F_LC, their transposed direct form II states (s1, s2) from F_LS
 #: (loss_order = 1 + sections, <= 9: the bass T60 lists jump by 2x from partial to partial,
 #: which 4 cuts could not follow); design.string sizes its designs from this
-MAX_LOSS_SECTIONS = 8
+MAX_LOSS_CUTS = 8
+#: then up to MAX_PLACEMENT_NOTCHES narrow cuts between partials that place a fitted string's
+#: partials where the dispersion allpass cannot (design.string.design_placement_notches)
+MAX_PLACEMENT_NOTCHES = 20
+MAX_LOSS_SECTIONS = MAX_LOSS_CUTS + MAX_PLACEMENT_NOTCHES
 F_LC = 27
 F_LS = F_LC + 5 * MAX_LOSS_SECTIONS
 N_FVARS = F_LS + 2 * MAX_LOSS_SECTIONS
