@@ -104,29 +104,33 @@ def t60_of_loop(g: float, a1: float, loop_delay, w: np.ndarray, fs: float) -> np
 # change
 
 
-def peaking_cut_biquad(fc_hz: float, q: float, gain: float, fs: float) -> np.ndarray:
+def peaking_cut_biquad(fc_hz, q, gain: float, fs: float) -> np.ndarray:
     """Peaking-cut biquad (b0, b1, b2, a1, a2), a0 = 1 (RBJ audio-EQ cookbook "peakingEQ").
 
     |H| = 1 at DC and Nyquist and falls monotonically to ``gain`` at ``fc_hz``: with
     0 < gain <= 1, |H(e^jw)| <= 1 at every frequency, and the poles lie inside the unit
-    circle for q > 0 and 0 < fc < fs/2 (stable, minimum phase).
+    circle for q > 0 and 0 < fc < fs/2 (stable, minimum phase). ``fc_hz`` and ``q`` may be
+    arrays (m,): then one row per cut, shape (m, 5).
     """
     a = math.sqrt(gain)
-    w0 = 2.0 * math.pi * fc_hz / fs
-    alpha = math.sin(w0) / (2.0 * q)
-    c = math.cos(w0)
+    w0 = 2.0 * np.pi * np.asarray(fc_hz, float) / fs
+    alpha = np.sin(w0) / (2.0 * np.asarray(q, float))
+    c = np.cos(w0)
     a0 = 1.0 + alpha / a
-    return np.array([(1.0 + alpha * a) / a0, -2.0 * c / a0, (1.0 - alpha * a) / a0,
-                     -2.0 * c / a0, (1.0 - alpha / a) / a0])
+    return np.stack([(1.0 + alpha * a) / a0, -2.0 * c / a0, (1.0 - alpha * a) / a0,
+                     -2.0 * c / a0, (1.0 - alpha / a) / a0], axis=-1)
+
+
+def each_biquad_response(lsos, w: np.ndarray) -> np.ndarray:
+    """Complex responses (m, n) of each biquad row (b0, b1, b2, a1, a2) of ``lsos`` at ``w``."""
+    z1 = np.exp(-1j * np.asarray(w, float))
+    b0, b1, b2, a1, a2 = (np.reshape(lsos, (-1, 5))[:, j:j + 1] for j in range(5))
+    return (b0 + b1 * z1 + b2 * z1 * z1) / (1.0 + a1 * z1 + a2 * z1 * z1)
 
 
 def biquads_response(lsos, w: np.ndarray) -> np.ndarray:
     """Complex response of a cascade of biquads (rows b0, b1, b2, a1, a2) at ``w``."""
-    z1 = np.exp(-1j * np.asarray(w, float))
-    h = np.ones_like(z1)
-    for b0, b1, b2, a1, a2 in np.reshape(lsos, (-1, 5)):
-        h = h * (b0 + b1 * z1 + b2 * z1 * z1) / (1.0 + a1 * z1 + a2 * z1 * z1)
-    return h
+    return np.prod(each_biquad_response(lsos, w), axis=0)
 
 
 def loss_response(g: float, a1: float, lsos, w: np.ndarray) -> np.ndarray:
@@ -285,17 +289,23 @@ def allpass1_for_phase_delay(delay: float, w: float) -> float | None:
 # ---------------------------------------------------------------------------------------------
 # Dispersion, eq. 12-15
 # ---------------------------------------------------------------------------------------------
-def sos_allpass_phase(sos: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Unwrapped phase (rad) of a cascade of allpass biquads with denominators
-    1 + c1 z^-1 + c2 z^-2 (rows of ``sos`` = (c1, c2)) at ``w``."""
+def each_section_phase(sos: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Unwrapped phases (m, n) of each allpass biquad with denominator 1 + c1 z^-1 + c2 z^-2
+    (rows of ``sos`` = (c1, c2)) at ``w``."""
     # H = z^-2 D(z^-1)/D(z): phase = -2w - 2 arg D(e^jw); arg D of a minimum-phase
     # second-order D stays inside (-pi, pi), so no unwrapping is needed (the partials are
     # sampled too sparsely for np.unwrap).
+    w = np.asarray(w, float)
     z1 = np.exp(-1j * w)
-    phase = np.zeros_like(w)
-    for c1, c2 in sos:
-        phase += -2.0 * w - 2.0 * np.angle(1.0 + c1 * z1 + c2 * z1 * z1)
-    return phase
+    sos = np.reshape(sos, (-1, 2))
+    c1, c2 = sos[:, 0:1], sos[:, 1:2]
+    return -2.0 * w - 2.0 * np.angle(1.0 + c1 * z1 + c2 * z1 * z1)
+
+
+def sos_allpass_phase(sos: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Unwrapped phase (rad) of a cascade of allpass biquads with denominators
+    1 + c1 z^-1 + c2 z^-2 (rows of ``sos`` = (c1, c2)) at ``w``."""
+    return each_section_phase(sos, w).sum(axis=0)
 
 
 def _lsee_allpass(w: np.ndarray, d_target: np.ndarray, order: int, weights: np.ndarray):
@@ -537,34 +547,14 @@ NOTCH_TOL_CENTS = 0.25
 
 def _notch_sections(fk, fs, q_bw, q_pos):
     """Peaking cuts (n - 1, 5) between the partials ``fk`` (Hz): gap g's centre at
-    0.5 + NOTCH_SPAN tanh(q_pos[g]) of the gap, bandwidth exp(q_bw[g]) times the gap
-    (:func:`peaking_cut_biquad`, vectorized)."""
+    0.5 + NOTCH_SPAN tanh(q_pos[g]) of the gap, bandwidth exp(q_bw[g]) times the gap."""
     gap = np.diff(fk)
     fc = fk[:-1] + gap * (0.5 + NOTCH_SPAN * np.tanh(q_pos))
-    bw = gap * np.exp(q_bw)
-    a = math.sqrt(NOTCH_GAIN)
-    w0 = 2.0 * np.pi * fc / fs
-    alpha = np.sin(w0) * bw / (2.0 * fc)
-    c = np.cos(w0)
-    a0 = 1.0 + alpha / a
-    return np.column_stack([(1.0 + alpha * a) / a0, -2.0 * c / a0, (1.0 - alpha * a) / a0,
-                            -2.0 * c / a0, (1.0 - alpha / a) / a0])
-
-
-def _each_biquad_response(lsos, z1):
-    """Responses (m, n) of each biquad row of ``lsos`` at z^-1 = ``z1`` (n,)."""
-    b0, b1, b2, a1, a2 = (lsos[:, j:j + 1] for j in range(5))
-    return (b0 + b1 * z1 + b2 * z1 * z1) / (1.0 + a1 * z1 + a2 * z1 * z1)
-
-
-def _each_section_phase(sos, w, z1):
-    """Phase (m, n) of each allpass section (c1, c2) at ``w`` (see :func:`sos_allpass_phase`)."""
-    c1, c2 = sos[:, 0:1], sos[:, 1:2]
-    return -2.0 * w - 2.0 * np.angle(1.0 + c1 * z1 + c2 * z1 * z1)
+    return peaking_cut_biquad(fc, fc / (gap * np.exp(q_bw)), NOTCH_GAIN, fs)
 
 
 def design_placement_notches(fk, fs, n_int, eta, sos, g, a1, lsos, t60_weight=0.02,
-                             r_max=0.9995):
+                             tol_cents=0.0, r_max=0.9995):
     """Narrow peaking cuts between the partials, refined with the dispersion allpass and the
     Thiran, so that the loop's partials meet target frequencies that zigzag from partial to
     partial (a recording's measured ones), which no allpass can follow.
@@ -592,12 +582,14 @@ def design_placement_notches(fk, fs, n_int, eta, sos, g, a1, lsos, t60_weight=0.
         sections (m, 2), one-pole loss (eq. 8) and its correction biquads (j, 5).
     t60_weight : float
         Weight of the cuts' loss at the partials (per % of T60) against the cents.
+    tol_cents : float
+        No cuts when the loop without them is already within this (largest |cents|).
 
     Returns
     -------
     (notches, sos, eta, err_cents): the cuts (n - 1, 5), the refined allpass and Thiran, and
-    the largest |cent error| at the targets; ``notches`` is empty when the cuts do not gain
-    0.1 cent on the loop without them.
+    the largest |cent error| at the targets; ``notches`` is empty when the loop without them
+    is within ``tol_cents`` or when they do not gain 0.1 cent.
 
     Notes
     -----
@@ -616,7 +608,6 @@ def design_placement_notches(fk, fs, n_int, eta, sos, g, a1, lsos, t60_weight=0.
         return empty, sos, eta, float("nan")
     k = np.arange(1, n + 1, dtype=float)
     w = 2.0 * np.pi * fk / fs
-    z1 = np.exp(-1j * w)
     d_req = k * fs / fk
     ng, ns = n - 1, len(sos)
     lh0 = np.log(np.abs(loss_response(g, a1, lsos, w)))
@@ -626,14 +617,14 @@ def design_placement_notches(fk, fs, n_int, eta, sos, g, a1, lsos, t60_weight=0.
     i_pos, i_sec, i_eta = ng, 2 * ng, 2 * ng + 2 * ns
 
     def parts(q):
-        hn = _each_biquad_response(_notch_sections(fk, fs, q[:ng], q[i_pos:i_sec]), z1)
+        hn = each_biquad_response(_notch_sections(fk, fs, q[:ng], q[i_pos:i_sec]), w)
         sec = _reflection_to_sos(q[i_sec:i_eta], r_max)
         e = 0.9 * math.tanh(q[i_eta])
         return hn, sec, e
 
     def delay(hn, sec, e):
         return (d_fix + allpass1_phase_delay(e, w)
-                - _each_section_phase(sec, w, z1).sum(axis=0) / w
+                - sos_allpass_phase(sec, w) / w
                 - np.angle(hn).sum(axis=0) / w)
 
     def resid(q):
@@ -652,23 +643,27 @@ def design_placement_notches(fk, fs, n_int, eta, sos, g, a1, lsos, t60_weight=0.
         for lo, hi in ((0, ng), (i_pos, i_sec)):          # the cuts' bandwidths, centres
             q2 = q.copy()
             q2[lo:hi] += h
-            hn2 = _each_biquad_response(_notch_sections(fk, fs, q2[:ng], q2[i_pos:i_sec]), z1)
+            hn2 = each_biquad_response(_notch_sections(fk, fs, q2[:ng], q2[i_pos:i_sec]), w)
             dph = np.angle(hn2 / hn) / h                    # (ng, n)
             dlm = (np.log(np.abs(hn2)) - np.log(np.abs(hn))) / h
             jm[:n, lo:hi] = (dc * (-dph / w)).T
             jm[n:2 * n, lo:hi] = (t60_weight * 100.0 * dlm / lh0).T
         jm[2 * n + np.arange(ng), np.arange(ng)] = 0.02
-        ph = _each_section_phase(sec, w, z1)
+        ph = each_section_phase(sec, w)
         qs = q[i_sec:i_eta].reshape(-1, 2)
         for j in range(2):                                  # each section's two parameters
             q2 = qs.copy()
             q2[:, j] += h
-            dph = (_each_section_phase(_reflection_to_sos(q2.ravel(), r_max), w, z1) - ph) / h
+            dph = (each_section_phase(_reflection_to_sos(q2.ravel(), r_max), w) - ph) / h
             jm[:n, i_sec + j:i_eta:2] = (dc * (-dph / w)).T
         e2 = 0.9 * math.tanh(q[i_eta] + h)
         jm[:n, i_eta] = dc * (allpass1_phase_delay(e2, w) - allpass1_phase_delay(e, w)) / h
         return jm
 
+    d_plain = d_fix + allpass1_phase_delay(eta, w) - sos_allpass_phase(sos, w) / w
+    e_plain = float(np.max(np.abs(c_ln2 * np.log(d_req / d_plain))))
+    if e_plain <= tol_cents:
+        return empty, sos, eta, e_plain
     q0 = np.concatenate([np.full(ng, q_bw0), np.zeros(ng), _sos_to_reflection(sos, r_max),
                          [math.atanh(float(np.clip(eta / 0.9, -0.999, 0.999)))]])
     e0 = float(np.max(np.abs(resid(q0)[:n])))
@@ -680,7 +675,7 @@ def design_placement_notches(fk, fs, n_int, eta, sos, g, a1, lsos, t60_weight=0.
     e1 = float(np.max(np.abs(c))) if np.all(np.isfinite(c)) else float("inf")
     if not e1 < e0 - 0.1:
         return empty, sos, eta, e0
-    hn, sec, e = parts(r.x)
+    _, sec, e = parts(r.x)
     return _notch_sections(fk, fs, r.x[:ng], r.x[i_pos:i_sec]), sec, float(e), e1
 
 def choose_dispersion(f0_hz, b, fs, g, a1, max_order=16, tol_cents=1.0, lsos=None,
@@ -895,16 +890,11 @@ def _design_string_cached(f0_hz, b, fs, t60_f0_s, t60_high_s, t60_high_hz, dampe
         # recorded bass string's do): narrow cuts between the partials
         tb = targets[:max(n_band, 1)][:MAX_PLACEMENT_NOTCHES + 1]
         tb = tb[:MAX_LOSS_SECTIONS - len(lsos) + 1]
-        w_t = 2.0 * np.pi * tb / fs
-        d_now = loop_phase_delay(w_t, n_int, eta, sos, g, a1, lsos)
-        kt = np.arange(1, tb.size + 1, dtype=float)
-        if tb.size >= 3 and np.max(np.abs(1200.0 * np.log2(kt * fs / tb / d_now))) \
-                > NOTCH_TOL_CENTS:
-            notch, sos2, eta2, _ = design_placement_notches(tb, fs, n_int, eta, sos, g, a1,
-                                                            lsos)
-            if len(notch):
-                sos, eta = sos2, eta2
-                lsos = np.vstack([np.reshape(lsos, (-1, 5)), notch])
+        notch, sos2, eta2, _ = design_placement_notches(tb, fs, n_int, eta, sos, g, a1, lsos,
+                                                        tol_cents=NOTCH_TOL_CENTS)
+        if len(notch):
+            sos, eta = sos2, eta2
+            lsos = np.vstack([np.reshape(lsos, (-1, 5)), notch])
     # the strike point divides the *whole* loop (Fig. 3): the nut line is the fraction beta
     # of the loop's phase delay at f1, filters included, so that partial k gets the comb
     # 1 - e^{-j 2 pi k beta} of a string struck at beta whatever share of the loop the
