@@ -1189,7 +1189,7 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
              velocity: int | None = None, iterations: int = 1, log=None,
              max_render_s: float = 30.0, refine_evals: int = 40, t60_stage: bool = True,
              match_t60: bool = False, second_modes: str = "shared",
-             excitation: bool = True) -> FitResult:
+             excitation: bool = True, levels: bool = True) -> FitResult:
     """Fit the per-key parameters of ``key`` to one recorded note.
 
     Parameters
@@ -1228,6 +1228,9 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
     excitation : bool
         Fit the strike position and felt stiffness K to the recording's attack spectrum
         (:func:`fit_excitation`, 36 renders of STFT_SPAN_S).
+    levels : bool
+        Fit the partials' levels as radiated (:func:`fit_partial_levels`, per-key
+        ``partial_gain_kNN_db``, up to 3 renders; again in each pass of the T60 stage).
     second_modes : {"shared", "own", "both"}
         Second modes of the T60 stage (:data:`SECOND_MODES`): the key's shared ones, each
         resonator partial's own from the recording (Bank et al. §4.3, eq. 16), or both
@@ -1607,6 +1610,18 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
             f"{e_b.stft:.3f}, EDT x{e_b.edt_ratio:.2f} (fit {after.stft:.3f}, "
             f"x{after.edt_ratio:.2f}): not taken")
         velocity = v_keep
+    if levels:
+        # 5c) the partials' levels as radiated (peaking filters on the string's output,
+        # outside the loop): what the strike position and felt leave off, per partial
+        o_l, y_l, e_l = fit_partial_levels(settings, keys_with, over, rec, xm, key, velocity,
+                                           fs, n_frames, say, y_after, after)
+        if o_l is not over and _edt_ok(e_l, after):
+            say(f"partial levels: STFT distance {after.stft:.3f} -> {e_l.stft:.3f}, EDT "
+                f"x{after.edt_ratio:.2f} -> x{e_l.edt_ratio:.2f}")
+            over, y_after, after = o_l, y_l, e_l
+        elif o_l is not over:
+            say(f"partial levels not kept: EDT x{e_l.edt_ratio:.2f} (was "
+                f"x{after.edt_ratio:.2f})")
     refined_once = refine
     if not refine and after.stft >= before.stft:
         # not closer than the base preset over the first seconds: a short bounded search of
@@ -1638,7 +1653,8 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         for ridx, order, prm in variants:
             o6, y6, e6 = fit_partial_t60(settings, keys_with, over, rec, xm, key, velocity,
                                          fs, n_frames, say, start=after, loss_order=order,
-                                         res_idx=ridx, prompt=prm)
+                                         res_idx=ridx, prompt=prm,
+                                         levels=levels)
             if y6 is None:
                 continue
             if excitation:
@@ -1882,7 +1898,8 @@ def set_second_modes(over: dict, rec: NoteAnalysis, res_idx, want,
 def fit_partial_t60(settings, keys_with, over, rec: NoteAnalysis, xm, key: int, velocity: int,
                     fs: int, n_frames: int, say, renders: int = 8, loss_order: int = 5,
                     start: Errors | None = None, patience: int = 3,
-                    res_idx=None, prompt: bool = False) -> tuple[dict, np.ndarray, Errors]:
+                    res_idx=None, prompt: bool = False,
+                    levels: bool = False) -> tuple[dict, np.ndarray, Errors]:
     """Fit every partial's measured T60 (the single-exponential decay :func:`compare` reads,
     partials with >= MIN_RANGE_DB of recorded decay) with the higher-order loss filter
     (one-pole plus ``loss_order`` - 1 peaking cuts, Bank et al. §4.1 eq. 11), the second
@@ -1895,7 +1912,8 @@ def fit_partial_t60(settings, keys_with, over, rec: NoteAnalysis, xm, key: int, 
     slope 1 at first, then from the last two renders), the string designed for it
     (:func:`_list_for`, design only), rendered and measured again; the render with the most
     partials within T60_TOL_PCT is kept (``prompt``: the second modes from the partials'
-    prompt readings, :class:`TwoMode`). ``start``: the errors of ``over``'s own render (the
+    prompt readings, :class:`TwoMode`; ``levels``: each pass also corrects the partials'
+    levels as radiated, :func:`set_partial_levels`). ``start``: the errors of ``over``'s own render (the
     first step then starts from its reading); the passes stop when every partial is within,
     after ``renders`` renders, or after ``patience`` renders without a better one.
 
@@ -1941,12 +1959,20 @@ def fit_partial_t60(settings, keys_with, over, rec: NoteAnalysis, xm, key: int, 
         target = np.where(okk, np.exp(lx + np.clip(np.log(want) - lm, -1.5, 1.5)), target)
     best = None
     since = 0
+    e_rec = None
+    if levels:
+        nl = min(N_PARTIAL_GAINS, rec.decay_freqs_hz.size)
+        e_rec = partial_energy_db(xm, fs, rec.decay_freqs_hz[:nl], rec.t_peak_s[:nl],
+                                  rec.t_end_s[:nl])
     for it in range(renders):
         tl, designed = _list_for(settings, keys_with, o, key, fs, target)
         _set_t60_list(o, tl)
         y = render_note(settings, keys_with(o), key, velocity, n_frames, fs)
         err = compare(rec, xm, y, fs)
         used = dict(o)
+        if e_rec is not None:
+            # the partials' levels follow the decays (the second modes add energy)
+            set_partial_levels(o, rec, e_rec, y, err, fs)
         o["output_gain_db"] = float(np.clip(o["output_gain_db"] - err.level_db, -40, 40))
         sc = _t60_score(err.t60_pct)
         say(f"T60 pass {it + 1}: {sc[0]} of {int(np.isfinite(err.t60_pct).sum())} partials "
@@ -1984,6 +2010,94 @@ def fit_partial_t60(settings, keys_with, over, rec: NoteAnalysis, xm, key: int, 
                 o[f"second_ratio_k{j + 1:02d}"] = float(np.clip(r_new, 1.0, 200.0))
                 if not 1.0 <= r_new <= 200.0:     # the second mode alone cannot: the string
                     target[j] = float(np.exp(lx[j] + step[j]))
+    return best[1], best[2], best[3]
+
+
+#: the levels of partials 1.. a fit sets (``partial_gain_kNN_db``)
+N_PARTIAL_GAINS = 20
+#: largest correction of a partial's level in one step, and in all (dB)
+PARTIAL_GAIN_STEP_DB = 20.0
+PARTIAL_GAIN_MAX_DB = 40.0
+
+
+def partial_energy_db(x, fs: int, freqs_hz, t0_s, t1_s) -> np.ndarray:
+    """Energy of each partial over its span: dB of the sum of its band envelope's power
+    (:func:`analysis.partial_envelopes`) over [t0, t1] (s from x[0]); nan where a span or
+    frequency is not finite. Shapes (m,) in, (m,) out."""
+    f = np.asarray(freqs_hz, float)
+    out = np.full(f.size, np.nan)
+    ok = np.isfinite(f)
+    if not ok.any():
+        return out
+    t, env = A.partial_envelopes(x, fs, np.where(ok, f, np.nan))
+    for j in np.flatnonzero(ok):
+        t0, t1 = float(t0_s[j]), float(t1_s[j])
+        if not (np.isfinite(t0) and np.isfinite(t1)):
+            continue
+        m = (t >= t0) & (t <= t1) & np.isfinite(env[j])
+        if m.sum() >= 3:
+            out[j] = 10.0 * math.log10(float(np.sum(10.0 ** (env[j][m] / 10.0))) + 1e-300)
+    return out
+
+
+def set_partial_levels(over: dict, rec: NoteAnalysis, rec_energy_db, y, err: "Errors",
+                       fs: int) -> int:
+    """One correction of the partials' levels as radiated (``partial_gain_kNN_db``,
+    :func:`design.string.design_partial_eq`): each partial of partials 1..N_PARTIAL_GAINS
+    with a decay span moved by the difference between its energy in the recording and in the
+    render ``y`` brought to the recording's level (``err.level_db``), over the recording's
+    span (shifted by the onset difference). Steps within PARTIAL_GAIN_STEP_DB, levels within
+    PARTIAL_GAIN_MAX_DB. Returns how many partials were moved."""
+    y = A.to_mono(y) * 10.0 ** (-err.level_db / 20.0)
+    n0y = A.detect_onset(y, fs)
+    shift = (n0y - rec.onset) / fs
+    nd = min(N_PARTIAL_GAINS, rec.decay_freqs_hz.size)
+    pr, _ = render_cents(rec, y, fs, onset=n0y)
+    fy = rec.decay_freqs_hz[:nd].copy()
+    m = min(nd, pr.size)
+    fy[:m] = np.where(np.isfinite(pr[:m]), pr[:m], fy[:m])
+    e_ren = partial_energy_db(y, fs, fy, rec.t_peak_s[:nd] + shift, rec.t_end_s[:nd] + shift)
+    d = np.asarray(rec_energy_db[:nd], float) - e_ren
+    moved = 0
+    for j in np.flatnonzero(np.isfinite(d)):
+        name = f"partial_gain_k{j + 1:02d}_db"
+        g = over.get(name, 0.0) + float(np.clip(d[j], -PARTIAL_GAIN_STEP_DB,
+                                                PARTIAL_GAIN_STEP_DB))
+        over[name] = float(np.clip(g, -PARTIAL_GAIN_MAX_DB, PARTIAL_GAIN_MAX_DB))
+        moved += 1
+    return moved
+
+
+def fit_partial_levels(settings, keys_with, over: dict, rec: NoteAnalysis, xm, key: int,
+                       velocity: int, fs: int, n_frames: int, say, y, err: "Errors",
+                       renders: int = 3):
+    """The partials' levels as radiated (``partial_gain_kNN_db``): from ``over``'s render
+    ``y`` (errors ``err``), up to ``renders`` render-measure-correct passes of
+    :func:`set_partial_levels` (the output gain corrected alike) -> (overrides, render,
+    Errors) of the pass with the lowest STFT distance, ``over`` itself when none is lower.
+
+    The hammer's spectrum (strike position, felt) leaves the model's partials 10-20 dB off the
+    recorded ones at the attack (C3 L3, C5 L1), which no decay parameter can correct and
+    which the note's early decay (the whole note's Schroeder curve) follows."""
+    nd = min(N_PARTIAL_GAINS, rec.decay_freqs_hz.size)
+    e_rec = partial_energy_db(xm, fs, rec.decay_freqs_hz[:nd], rec.t_peak_s[:nd],
+                              rec.t_end_s[:nd])
+    best = (err.stft, over, y, err)
+    o = dict(over)
+    for it in range(renders):
+        if set_partial_levels(o, rec, e_rec, y, err, fs) == 0:
+            break
+        y = render_note(settings, keys_with(o), key, velocity, n_frames, fs)
+        err = compare(rec, xm, y, fs)
+        # at the recording's level (the engine is linear in the output gain)
+        g = float(np.clip(o["output_gain_db"] - err.level_db, -40, 40))
+        y = y * 10.0 ** ((g - o["output_gain_db"]) / 20.0)
+        o["output_gain_db"] = g
+        err = compare(rec, xm, y, fs)
+        say(f"levels pass {it + 1}: STFT distance {err.stft:.3f}, EDT x{err.edt_ratio:.2f}, "
+            f"level {err.level_db:+.1f} dB")
+        if err.stft < best[0]:
+            best = (err.stft, dict(o), y, err)
     return best[1], best[2], best[3]
 
 

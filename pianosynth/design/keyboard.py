@@ -182,6 +182,8 @@ class KeyboardParams:
     second_level, second_ratio, second_detune_cents : (88, N_SECOND_MODES) the second mode of
     partials 1.. on its own (level, T60 ratio, detuning), nan = the key's values
     (per-key ``second_level_kNN``, ``second_ratio_kNN``, ``second_detune_kNN_cents``).
+    partial_gain_db : (88, N_PARTIAL_CENTS) level of partials 1.. as radiated, dB over the
+    model's, nan = 0 dB (per-key ``partial_gain_kNN_db``; ``design.string.design_partial_eq``).
     """
 
     keys: np.ndarray
@@ -209,6 +211,7 @@ class KeyboardParams:
     second_level: np.ndarray = None
     second_ratio: np.ndarray = None
     second_detune_cents: np.ndarray = None
+    partial_gain_db: np.ndarray = None
 
     def index(self, key: int) -> int:
         return int(key) - KEY_MIN
@@ -283,13 +286,15 @@ def design_keyboard(settings: dict | None = None,
         second_level=np.full((n, N_SECOND_MODES), np.nan),
         second_ratio=np.full((n, N_SECOND_MODES), np.nan),
         second_detune_cents=np.full((n, N_SECOND_MODES), np.nan),
+        partial_gain_db=np.full((n, N_PARTIAL_CENTS), np.nan),
     )
     # per-partial fields ``<prefix>NN<suffix>`` -> column NN - 1 of their (88, n) array
     per_partial = (("t60_k", "_s", kp.t60_partials_s),
                    ("partial_k", "_cents", kp.partial_cents),
                    ("second_level_k", "", kp.second_level),
                    ("second_ratio_k", "", kp.second_ratio),
-                   ("second_detune_k", "_cents", kp.second_detune_cents))
+                   ("second_detune_k", "_cents", kp.second_detune_cents),
+                   ("partial_gain_k", "_db", kp.partial_gain_db))
     for key, over in (key_overrides or {}).items():
         i = int(key) - KEY_MIN
         if not 0 <= i < n:

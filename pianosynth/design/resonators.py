@@ -67,7 +67,7 @@ def resonator_coefficients(freq_hz, t60_s, amp, phase, fs_low):
 
 def design_resonators(partials_hz, partial_t60_s, nut_len, bridge_len, fs, factor,
                       count, detune_cents, late_t60_ratio, level, interp_delay,
-                      level_k=None, ratio_k=None, detune_k_cents=None):
+                      level_k=None, ratio_k=None, detune_k_cents=None, partial_eq=None):
     """Resonator bank of one key.
 
     Parameters
@@ -90,6 +90,10 @@ def design_resonators(partials_hz, partial_t60_s, nut_len, bridge_len, fs, facto
         nan or beyond the array = the scalar above. A level of 0 leaves that partial without
         a resonator (it decays in one stage). ``pianosynth fit`` writes them (per-key
         ``second_level_kNN`` ...).
+    partial_eq : complex array (n,), optional
+        Response of the key's partial level filters at ``partials_hz`` (the string's output
+        passes them, ``design.string.design_partial_eq``): the second modes are scaled and
+        shifted alike, so each stays at its level and phase relative to its partial.
 
     Returns
     -------
@@ -124,6 +128,8 @@ def design_resonators(partials_hz, partial_t60_s, nut_len, bridge_len, fs, facto
     b = bridge_len / 2.0
     h = (2.0 / n_loop) * (np.exp(-1j * w * b) - np.exp(-1j * w * (b + nut_len)))
     h = h * np.exp(1j * w * interp_delay)
+    if partial_eq is not None:
+        h = h * np.asarray(partial_eq, complex)[sel]
     f2 = f * 2.0 ** (det / 1200.0)
     t60 = np.asarray(partial_t60_s, float)[sel] * ratio
     amp = lev * factor * np.abs(h)

@@ -104,15 +104,16 @@ def t60_of_loop(g: float, a1: float, loop_delay, w: np.ndarray, fs: float) -> np
 # change
 
 
-def peaking_cut_biquad(fc_hz, q, gain: float, fs: float) -> np.ndarray:
+def peaking_cut_biquad(fc_hz, q, gain, fs: float) -> np.ndarray:
     """Peaking-cut biquad (b0, b1, b2, a1, a2), a0 = 1 (RBJ audio-EQ cookbook "peakingEQ").
 
     |H| = 1 at DC and Nyquist and falls monotonically to ``gain`` at ``fc_hz``: with
     0 < gain <= 1, |H(e^jw)| <= 1 at every frequency, and the poles lie inside the unit
-    circle for q > 0 and 0 < fc < fs/2 (stable, minimum phase). ``fc_hz`` and ``q`` may be
-    arrays (m,): then one row per cut, shape (m, 5).
+    circle for q > 0 and 0 < fc < fs/2 (stable, minimum phase). ``fc_hz``, ``q`` and
+    ``gain`` may be arrays (m,): then one row per cut, shape (m, 5). A gain above 1 gives the
+    same shape as a boost (peaking EQ; stable and minimum phase likewise).
     """
-    a = math.sqrt(gain)
+    a = np.sqrt(np.asarray(gain, float))
     w0 = 2.0 * np.pi * np.asarray(fc_hz, float) / fs
     alpha = np.sin(w0) / (2.0 * np.asarray(q, float))
     c = np.cos(w0)
@@ -131,6 +132,79 @@ def each_biquad_response(lsos, w: np.ndarray) -> np.ndarray:
 def biquads_response(lsos, w: np.ndarray) -> np.ndarray:
     """Complex response of a cascade of biquads (rows b0, b1, b2, a1, a2) at ``w``."""
     return np.prod(each_biquad_response(lsos, w), axis=0)
+
+
+#: the partial level filters' bandwidth: this fraction of the distance to the nearest other
+#: partial (their skirts then reach the neighbours at a fraction of a dB per dB of gain;
+#: a partial narrower than the filter by far keeps its decay: a partial of T60 0.1 s is
+#: 22 Hz wide, the filters on A0 about 14 Hz, on C5 260 Hz)
+PARTIAL_EQ_WIDTH = 0.5
+#: cuts or boosts below this are left out (dB)
+PARTIAL_EQ_MIN_DB = 0.05
+#: how far a section's gain may go beyond the gains asked (dB)
+PARTIAL_EQ_SLACK_DB = 12.0
+
+
+def design_partial_eq(partials_hz, gain_db, fs: float, iterations: int = 8) -> np.ndarray:
+    """Peaking filters that set the level of each partial of a string's output.
+
+    The levels of the recorded partials differ from the hammer-excited string's by what
+    lies between the string and the microphone: the bridge and soundboard admittance and the
+    radiation (Bank et al. 2003 §5: the soundboard's response is what the model's body filter
+    approximates; here a per-key correction a fit reads from one recording). One RBJ peaking
+    section per partial with a gain, centred on it, bandwidth PARTIAL_EQ_WIDTH times the
+    distance to the nearest other partial; the sections' gains are solved (fixed-point, in dB)
+    so the cascade's magnitude at each of those partials is the asked gain, their skirts
+    included. Partials without a gain get no section.
+
+    Parameters
+    ----------
+    partials_hz : array (n,)
+        The string's partial frequencies, Hz, index k - 1.
+    gain_db : array (<= n,)
+        Level of each partial over the model's, dB (nan or beyond the array: none).
+    fs : float
+        The string's rate, Hz; partials at or above 0.45 fs get none.
+    iterations : int
+        Fixed-point passes of the gain solve.
+
+    Returns
+    -------
+    ndarray (m, 5) float64: biquads (b0, b1, b2, a1, a2), a0 = 1, m <= n; stable and minimum
+    phase (RBJ peaking, q > 0); each section's gain within PARTIAL_EQ_SLACK_DB of the range
+    of the gains asked (and 0 dB).
+    """
+    f = np.asarray(partials_hz, float)
+    g = np.full(f.size, np.nan)
+    gd = np.asarray(gain_db, float)[:f.size]
+    g[:gd.size] = gd
+    ok = np.isfinite(f) & (f > 0.0) & (f < 0.45 * fs)
+    use = ok & np.isfinite(g) & (np.abs(np.nan_to_num(g)) >= PARTIAL_EQ_MIN_DB)
+    if not use.any():
+        return np.zeros((0, 5))
+    # distance to the nearest other partial (the first one's: to DC, its own frequency)
+    others = np.concatenate([[0.0], np.sort(f[ok])])
+    fu, target = f[use], g[use]
+    d = np.abs(others[None, :] - fu[:, None])
+    gap = np.where(d > 1e-9 * fu[:, None], d, np.inf).min(axis=1)
+    q = fu / (PARTIAL_EQ_WIDTH * gap)
+    w = 2.0 * np.pi * fu / fs
+    # a section may go PARTIAL_EQ_SLACK_DB beyond the gains asked, to undo its neighbours'
+    # skirts (a cut of 20 dB next to a boost of 10 takes some 2.7 dB off the boost)
+    lo = min(float(target.min()), 0.0) - PARTIAL_EQ_SLACK_DB
+    hi = max(float(target.max()), 0.0) + PARTIAL_EQ_SLACK_DB
+    x = target.copy()
+    for _ in range(iterations):
+        resp = 20.0 * np.log10(np.abs(biquads_response(
+            peaking_cut_biquad(fu, q, 10.0 ** (x / 20.0), fs), w)))
+        x = np.clip(x + (target - resp), lo, hi)
+    return peaking_cut_biquad(fu, q, 10.0 ** (x / 20.0), fs)
+
+
+def partial_eq_response(sos, w: np.ndarray) -> np.ndarray:
+    """Complex response of :func:`design_partial_eq`'s cascade at ``w`` (rad/sample);
+    ones when it has no section."""
+    return biquads_response(sos, w) if len(sos) else np.ones(np.shape(w), complex)
 
 
 def loss_response(g: float, a1: float, lsos, w: np.ndarray) -> np.ndarray:

@@ -61,7 +61,8 @@ I_N_LOSS = 15        # loss correction biquads after the one-pole (0: none; §4.
 I_MASK = 16          # delay-line index mask: this string uses nut/bridge[v, :I_MASK + 1]
 I_DRIVE_DELAY = 17   # samples back a sympathetic string reads the drive (key table)
 I_RES_RATE = 18      # the resonator bank runs at fs / I_RES_RATE (8; 4, 2, 1 for treble modes)
-N_IVARS = 19
+I_N_EQ = 19          # partial level filters on the output (0: none; design_partial_eq)
+N_IVARS = 20
 
 # ---- fvars columns ------------------------------------------------------------------------
 F_G = 0
@@ -102,7 +103,12 @@ MAX_PLACEMENT_NOTCHES = 20
 MAX_LOSS_SECTIONS = MAX_LOSS_CUTS + MAX_PLACEMENT_NOTCHES
 F_LC = 27
 F_LS = F_LC + 5 * MAX_LOSS_SECTIONS
-N_FVARS = F_LS + 2 * MAX_LOSS_SECTIONS
+#: partial level filters on the string's output (a fitted key's radiated partial levels,
+#: design.string.design_partial_eq): MAX_PARTIAL_EQ biquads from F_EQC, states from F_EQS
+MAX_PARTIAL_EQ = 20
+F_EQC = F_LS + 2 * MAX_LOSS_SECTIONS
+F_EQS = F_EQC + 5 * MAX_PARTIAL_EQ
+N_FVARS = F_EQS + 2 * MAX_PARTIAL_EQ
 
 HAMMER_IMPLICIT_MULTIRATE = 0
 HAMMER_FICTITIOUS_SINGLE_RATE = 1
@@ -224,11 +230,11 @@ def rate_constants(r, damper_moving, damp_alpha, damp_speed, level_release):
 def struck_fast_path(iv, fv, v):
     """Whether :func:`render_struck_voice` may render voice ``v`` now: a struck string in
     free vibration (hammer gone, not a sympathetic string), its damper at rest, no fade,
-    no loss correction and at most four dispersion sections. None of these changes
-    during a segment (only events move them)."""
+    no loss correction, no partial level filters and at most four dispersion sections.
+    None of these changes during a segment (only events move them)."""
     return (iv[v, I_HAMMER_ON] == 0 and iv[v, I_SYMP] == 0
             and fv[v, F_DAMP] == fv[v, F_DAMP_TARGET] and fv[v, F_FADE_STEP] == 0.0
-            and iv[v, I_N_LOSS] == 0 and iv[v, I_N_SEC] <= 4)
+            and iv[v, I_N_LOSS] == 0 and iv[v, I_N_EQ] == 0 and iv[v, I_N_SEC] <= 4)
 
 
 @njit(**JIT_NO_RC)
@@ -428,6 +434,7 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
     nsec = iv[v, I_N_SEC]
     nres = iv[v, I_N_RES]
     nloss = iv[v, I_N_LOSS]
+    neq = iv[v, I_N_EQ]
     w = iv[v, I_WIDX]
     r = iv[v, I_RATE]
     dt = r / fs
@@ -551,6 +558,16 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
         nut[v, w & mask] = u_bn + winj
         bridge[v, w & mask] = u_nb + winj
         out_s = bridge[v, (w - tap) & mask] * gain       # wave arriving at the bridge -> force
+        if neq > 0:
+            # partial levels as radiated (peaking filters at a fitted key's partials; outside
+            # the loop, so they set levels and leave the decays and the tuning alone)
+            for s in range(neq):                         # transposed direct form II
+                c = F_EQC + 5 * s
+                st = F_EQS + 2 * s
+                out = fv[v, c] * out_s + fv[v, st]
+                fv[v, st] = fv[v, c + 1] * out_s - fv[v, c + 3] * out + fv[v, st + 1]
+                fv[v, st + 1] = fv[v, c + 2] * out_s - fv[v, c + 4] * out
+                out_s = out
         w += 1
         # resonator bank at fs / res_factor (Fig. 5, eq. 16), no anti-alias filter (§4.3)
         if (t & (res_factor - 1)) == 0:     # res_factor is a power of two
@@ -614,6 +631,8 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
                 rstate[v, :, :] = 0.0
                 for s in range(2 * MAX_LOSS_SECTIONS):
                     fv[v, F_LS + s] = 0.0
+                for s in range(2 * MAX_PARTIAL_EQ):
+                    fv[v, F_EQS + s] = 0.0
                 xa1 = xa2 = ya1 = ya2 = 0.0
                 xb1 = xb2 = yb1 = yb2 = 0.0
                 ly1 = 0.0

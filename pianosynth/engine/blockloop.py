@@ -19,18 +19,21 @@ from ..dsp.voice import (DAMPED, FREE, HELD, I_BRIDGE_LEN, I_DAMPED_KEY, I_HAMME
                          STEALING, SUSTAINED, render_struck_voice, render_symp_steady,
                          render_symp_voice, render_voice, struck_fast_path, symp_steady,
                          voice_mask)
-from ..dsp.voice import F_LC, F_LS, I_N_LOSS, I_RES_RATE, MAX_LOSS_SECTIONS
+from ..dsp.voice import (F_EQC, F_EQS, F_LC, F_LS, I_N_EQ, I_N_LOSS, I_RES_RATE,
+                         MAX_LOSS_SECTIONS, MAX_PARTIAL_EQ)
 from ..dsp.soundboard import render_soundboard, reset_soundboard_at
 
 # key table columns
 K_NUT_LEN, K_BRIDGE_LEN, K_N_SEC, K_N_RES, K_HAS_DAMPER, K_VALID, K_N_STRINGS, K_RATE, \
-    K_N_LOSS, K_MASK, K_DRIVE_DELAY, K_RES_RATE = range(12)
-N_KI = 12
+    K_N_LOSS, K_MASK, K_DRIVE_DELAY, K_RES_RATE, K_N_EQ = range(13)
+N_KI = 13
 KF_G, KF_A1, KF_GD, KF_A1D, KF_ETA, KF_MASS, KF_K, KF_P, KF_TWOZ, KF_GAIN, KF_RES_DAMP, \
     KF_KNOCK = range(12)
 #: loss correction biquads (b0, b1, b2, a1, a2) x MAX_LOSS_SECTIONS from this column
 KF_LC = 12
-N_KF = KF_LC + 5 * MAX_LOSS_SECTIONS
+#: partial level filters (b0, b1, b2, a1, a2) x MAX_PARTIAL_EQ from this column
+KF_EQ = KF_LC + 5 * MAX_LOSS_SECTIONS
+N_KF = KF_EQ + 5 * MAX_PARTIAL_EQ
 
 # global int state
 G_T, G_SUSTAIN, G_POLYPHONY, G_HAMMER_MODE, G_RES_FACTOR, G_TRACE_VOICE, G_SOFT, \
@@ -123,6 +126,11 @@ def _load_key(v, key, iv, fv, dsos, rcoef, kt_i, kt_f, kt_sos, kt_res, row=-1):
         fv[v, F_LC + j] = kt_f[key, KF_LC + j]
     for j in range(2 * MAX_LOSS_SECTIONS):
         fv[v, F_LS + j] = 0.0
+    iv[v, I_N_EQ] = kt_i[key, K_N_EQ]
+    for j in range(5 * MAX_PARTIAL_EQ):
+        fv[v, F_EQC + j] = kt_f[key, KF_EQ + j]
+    for j in range(2 * MAX_PARTIAL_EQ):
+        fv[v, F_EQS + j] = 0.0
     # element loops, not slice copies: the block loop runs without reference counting
     # (JIT_NO_RC), which an array-to-array slice assignment needs
     for s in range(dsos.shape[1]):

@@ -19,7 +19,8 @@ from ..design.keyboard import (KEY_MAX, KEY_MIN, KeyboardParams, design_keyboard
                                velocity_to_hammer_m_s)
 from ..design.multirate import design_interpolator
 from ..design.resonators import design_interpolator_taps, design_resonators
-from ..design.string import MAX_SECTIONS, design_string, loop_group_delay
+from ..design.string import (MAX_SECTIONS, design_partial_eq, design_string, loop_group_delay,
+                             partial_eq_response)
 from ..dsp import voice as V
 from . import blockloop as B
 from .designcache import cached_call
@@ -326,11 +327,17 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
         # written by ``pianosynth fit``): the bass monochords' recorded two-stage decays and
         # beats come from the string's two polarizations and the bridge (Weinreich 1977)
         own_second = bool(np.any(np.nan_to_num(kp.second_level[i], nan=0.0) > 0.0))
+        k = np.arange(1, 41, dtype=float)
+        fk = k * kp.f0_hz[i] * np.sqrt(1.0 + kp.inharmonicity_b[i] * k * k)
+        if full and np.isfinite(kp.partial_cents[i]).any():
+            fk[:sd.n_band] = sd.partials_hz[:sd.n_band]   # placed off eq. 12 (fitted)
+        # a fitted key's partial levels as radiated: peaking filters on the string's output
+        # at its partials (outside the loop: levels only), its second modes scaled alike
+        eq = design_partial_eq(fk, kp.partial_gain_db[i], fs_s) if full and np.isfinite(
+            kp.partial_gain_db[i]).any() else np.zeros((0, 5))
+        kt_i[key, B.K_N_EQ] = len(eq)
+        kt_f[key, B.KF_EQ:B.KF_EQ + 5 * len(eq)] = np.ravel(eq)
         if (kp.n_strings[i] >= 2 or own_second) and n_res_max > 0:
-            k = np.arange(1, 41, dtype=float)
-            fk = k * kp.f0_hz[i] * np.sqrt(1.0 + kp.inharmonicity_b[i] * k * k)
-            if full and np.isfinite(kp.partial_cents[i]).any():
-                fk[:sd.n_band] = sd.partials_hz[:sd.n_band]   # placed off eq. 12 (fitted)
             rf = resonator_rate(fk, kp.second_level[i], fs, r)
             d_g = loop_group_delay(kp.f0_hz[i], kp.inharmonicity_b[i], k, fs_s)
             t60k = sd.t60_s(2 * np.pi * fk / fs_s, fs_s, d_g)
@@ -343,7 +350,8 @@ def design_key_table(settings: dict, fs: float, key_overrides=None,
                                    (interp_delay if rf == RES_FACTOR else delays[rf])
                                    - delays[r],
                                    kp.second_level[i], kp.second_ratio[i],
-                                   kp.second_detune_cents[i])
+                                   kp.second_detune_cents[i],
+                                   partial_eq=partial_eq_response(eq, 2 * np.pi * fk / fs_s))
             kt_res[key, :len(rc)] = rc
             kt_i[key, B.K_N_RES] = len(rc)
         kt_i[key, B.K_RES_RATE] = rf

@@ -128,6 +128,11 @@ KEY_OVERRIDES: dict[str, tuple[float, float, str]] = {
     **{f"second_level_k{k:02d}": (0.0, 2.0, "x") for k in range(1, 11)},
     **{f"second_ratio_k{k:02d}": (0.05, 200.0, "x") for k in range(1, 11)},
     **{f"second_detune_k{k:02d}_cents": (-20.0, 20.0, "cent") for k in range(1, 11)},
+    # the level of partial k as radiated, dB over the model's (absent = 0 dB): a peaking
+    # filter on the string's output at the partial (design.string.design_partial_eq); the
+    # recorded partials' levels differ from the hammer's spectrum by the bridge, soundboard
+    # and microphone, which the fit reads per partial (``pianosynth fit``)
+    **{f"partial_gain_k{k:02d}_db": (-40.0, 40.0, "dB") for k in range(1, 21)},
 }
 #: partials whose second mode a preset may give on its own (``second_level_k01`` ..)
 N_SECOND_MODES = 10
