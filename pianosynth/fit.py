@@ -2291,6 +2291,9 @@ def add_fit_arguments(p) -> None:
     p.add_argument("--refine", action="store_true",
                    help="then minimise the multi-resolution STFT distance (bounded search, "
                         "about 40 renders)")
+    p.add_argument("--no-partial-levels", action="store_true",
+                   help="leave the partials' levels as the hammer gives them (no per-partial "
+                        "level filters, partial_gain_kNN_db)")
     p.add_argument("--velocity", type=int, default=None, metavar="1-127",
                    help="MIDI velocity of the fitted render (default: matched to the "
                         "recording's attack brightness)")
@@ -2347,7 +2350,8 @@ def cmd_fit(args) -> int:
     say = (lambda *_: None) if args.quiet else print
     res = fit_note(data, fs, key, base=base, loss_order=args.loss_order, refine=args.refine,
                    velocity=args.velocity, log=say, match_t60=args.match_t60,
-                   second_modes=args.second_modes)
+                   second_modes=args.second_modes,
+                   levels=not args.no_partial_levels)
     from .engine.params import KEY_OVERRIDES
     keys = {int(k): dict(v) for k, v in base.keys.items()}
     fields = {k: v for k, v in res.overrides.items() if k in KEY_OVERRIDES}
