@@ -193,6 +193,21 @@ def hammer_tick(fv, v, u_in, dt, mode):
 
 
 @njit(**JIT_INLINE)
+def fv_biquads(fv, v, x, c0, s0, n):
+    """``x`` through a cascade of ``n`` biquads of voice ``v`` (transposed direct form II):
+    coefficients (b0, b1, b2, a1, a2) at ``fv[v, c0 + 5 s]``, states (s1, s2) at
+    ``fv[v, s0 + 2 s]``, updated. Returns the output sample."""
+    for s in range(n):
+        c = c0 + 5 * s
+        st = s0 + 2 * s
+        out = fv[v, c] * x + fv[v, st]
+        fv[v, st] = fv[v, c + 1] * x - fv[v, c + 3] * out + fv[v, st + 1]
+        fv[v, st + 1] = fv[v, c + 2] * x - fv[v, c + 4] * out
+        x = out
+    return x
+
+
+@njit(**JIT_INLINE)
 def voice_mask(iv, v, nut):
     """Index mask of voice ``v``'s delay lines: a power of two minus one that holds the
     string's longest delay (set from the key table), so a string uses only the start of its
@@ -489,14 +504,7 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
         if nloss > 0:
             # loss correction (peaking cuts, |H| <= 1), faded out as the damper lands:
             # (1 - damp) H_c + damp keeps |.| <= 1 at every frequency
-            yc = y
-            for s in range(nloss):                       # transposed direct form II
-                c = F_LC + 5 * s
-                st = F_LS + 2 * s
-                out = fv[v, c] * yc + fv[v, st]
-                fv[v, st] = fv[v, c + 1] * yc - fv[v, c + 3] * out + fv[v, st + 1]
-                fv[v, st + 1] = fv[v, c + 2] * yc - fv[v, c + 4] * out
-                yc = out
+            yc = fv_biquads(fv, v, y, F_LC, F_LS, nloss)
             y = yc + damp * (y - yc)
         # dispersion allpass biquads: the first two (all a treble string has) with their
         # states in registers, the rest through memory
@@ -561,13 +569,7 @@ def render_voice(iv, fv, nut, bridge, dsos, dstate, rcoef, rstate, v, n0, n1, t0
         if neq > 0:
             # partial levels as radiated (peaking filters at a fitted key's partials; outside
             # the loop, so they set levels and leave the decays and the tuning alone)
-            for s in range(neq):                         # transposed direct form II
-                c = F_EQC + 5 * s
-                st = F_EQS + 2 * s
-                out = fv[v, c] * out_s + fv[v, st]
-                fv[v, st] = fv[v, c + 1] * out_s - fv[v, c + 3] * out + fv[v, st + 1]
-                fv[v, st + 1] = fv[v, c + 2] * out_s - fv[v, c + 4] * out
-                out_s = out
+            out_s = fv_biquads(fv, v, out_s, F_EQC, F_EQS, neq)
         w += 1
         # resonator bank at fs / res_factor (Fig. 5, eq. 16), no anti-alias filter (§4.3)
         if (t & (res_factor - 1)) == 0:     # res_factor is a power of two
