@@ -2110,7 +2110,8 @@ def fit_partial_cents(settings, keys_with, over: dict, rec: NoteAnalysis, key: i
     so the design's placement is not what the analysis reads); the placement with the
     smallest largest error over partials 1-20 is returned (``over`` itself when none is
     better). Without placed partials (eq. 12 alone), the measured ones are placed first at
-    their offsets from eq. 12 with ``over``'s f0 and B."""
+    their offsets from eq. 12 with ``over``'s f0 and B; an unplaced partial read more than
+    1 cent off is placed from the next pass on."""
     n = N_PARTIAL_CENTS
     pc = np.array([over.get(f"partial_k{j + 1:02d}_cents", np.nan) for j in range(n)], float)
     if not np.isfinite(pc).any() and "f0_hz" in over and "inharmonicity_b" in over:
@@ -2134,6 +2135,12 @@ def fit_partial_cents(settings, keys_with, over: dict, rec: NoteAnalysis, key: i
         if e_max < 0.3:
             break
         m = min(n, c.size)
+        # an unplaced partial read more than 1 cent off joins the placed ones, from eq. 12
+        # (the main passes leave a partial on eq. 12 when its reading is no partial: C6 L3's
+        # partial 6, 60 dB below partial 1, read the soundboard's image of partial 1 at
+        # fs/8 + f1 until that image was pushed down to -90 dB)
+        new = ~np.isfinite(pc[:m]) & fin[:m] & (np.abs(np.nan_to_num(c[:m])) > 1.0)
+        pc[:m][new] = 0.0
         ok = np.isfinite(pc[:m]) & fin[:m]
         pc[:m][ok] -= gain * np.clip(c[:m][ok], -20.0, 20.0)
         set_partial_cents(o, pc)
