@@ -1622,6 +1622,17 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
         elif o_l is not over:
             say(f"partial levels not kept: EDT x{e_l.edt_ratio:.2f} (was "
                 f"x{after.edt_ratio:.2f})")
+        if not 1.0 / EDT_BAND <= after.edt_ratio <= EDT_BAND:
+            # the levels' distance is bought with the early decay just outside the band
+            # (C4 L3: 0.909 -> 0.516 at x1.53): the decay scaled into it once (the early
+            # decay time scales with the T60s), kept while below the base preset's distance
+            o_e, y_e, e_e = leveled(_scaled_decay(over, _edt_scale(after.edt_ratio)))
+            ok_e = 1.0 / EDT_BAND <= e_e.edt_ratio <= EDT_BAND and e_e.stft < before.stft
+            say(f"decay scaled x{_edt_scale(after.edt_ratio):.2f} into the early-decay band: "
+                f"EDT x{e_e.edt_ratio:.2f}, STFT distance {e_e.stft:.3f} (was "
+                f"{after.stft:.3f}): " + ("kept" if ok_e else "not kept"))
+            if ok_e:
+                over, y_after, after = o_e, y_e, e_e
     refined_once = refine
     if not refine and after.stft >= before.stft:
         # not closer than the base preset over the first seconds: a short bounded search of
@@ -1748,6 +1759,35 @@ def fit_note(x, fs: int, key: int, base=None, loss_order: int = 1, refine: bool 
                      n_band=design_band(settings, keys_with(over), key, fs),
                      log=messages, t60_match=t60_match, t60_match_overrides=t60_over,
                      velocity_before=velocity_before)
+
+
+def _edt_scale(edt_ratio: float, band: float = EDT_BAND) -> float:
+    """Factor on the T60s that brings an early decay time ``edt_ratio`` (render over
+    recording) to 0.9 of the way to the edge of the x``band`` band (1 inside it)."""
+    if not np.isfinite(edt_ratio) or edt_ratio <= 0:
+        return 1.0
+    edge = band ** 0.9
+    if edt_ratio > edge:
+        return edge / edt_ratio
+    if edt_ratio < 1.0 / edge:
+        return 1.0 / (edge * edt_ratio)
+    return 1.0
+
+
+def _scaled_decay(over: dict, factor: float) -> dict:
+    """``over`` with every T60 it gives (T60 at f1 and high, ``t60_kNN_s``) times
+    ``factor``, within their ranges (the second modes' T60s are ratios: they follow)."""
+    from .engine.params import KEY_OVERRIDES
+
+    o = dict(over)
+    for name, v in over.items():
+        if name in ("t60_f0_s", "t60_high_s") or (name.startswith("t60_k")
+                                                   and name.endswith("_s")):
+            lo, hi, _ = KEY_OVERRIDES[name]
+            o[name] = float(np.clip(v * factor, lo, hi))
+    if "t60_high_s" in o and "t60_f0_s" in o:
+        o["t60_high_s"] = min(o["t60_high_s"], o["t60_f0_s"])
+    return o
 
 
 def _edt_ok(new: Errors, old: Errors, band: float = EDT_BAND) -> bool:
